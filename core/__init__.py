@@ -1,0 +1,1 @@
+"""kvsourcing: event sourcing on key-value stores."""

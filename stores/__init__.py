@@ -1,0 +1,1 @@
+"""Event store drivers: ``keyvalue`` (the shared base), ``memory``, ``redis``, ``dynamodb``."""
