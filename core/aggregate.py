@@ -1,0 +1,215 @@
+"""``AggregateBase``: the boilerplate of an event-sourced aggregate root."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from kvsourcing.errors import DirtyAggregateError, HandlerResultError, UnknownCommandError
+from kvsourcing.keys import validate_key
+from kvsourcing.protocols import EventRegistry, EventStore
+from kvsourcing.structure import restore_attributes
+from kvsourcing.types import (
+    HANDLE_METHOD_PREFIX,
+    REPLAY_METHOD_PREFIX,
+    Command,
+    Event,
+    EventType,
+    StateFetchFunc,
+    normalize_type_name,
+)
+from kvsourcing.wireup import prefixed_methods
+
+
+class AggregateBase:
+    """Base class of aggregates: replays events into state, handles commands, commits.
+
+    Subclasses keep their state in public attributes (those not starting with ``_``),
+    which is what a snapshot stores, and define ``replay_<name>(self, event: E)`` and
+    ``handle_<name>(self, command: C) -> list[event]`` methods that
+    ``automatic_wireup()`` finds by their annotations.
+    """
+
+    def __init__(self) -> None:
+        self._key = ""
+        self._registry: EventRegistry | None = None
+        self._store: EventStore | None = None
+        self._state_fn: StateFetchFunc | None = None
+        self._sequence = 0
+        self._pending: list[Event] = []
+        self._replayers: dict[str, Callable[[Any], Any]] = {}
+        self._handlers: dict[type, Callable[[Any], Any]] = {}
+
+    def initialize(
+        self,
+        key: str,
+        registry: EventRegistry,
+        store: EventStore,
+        state: StateFetchFunc | None = None,
+    ) -> None:
+        """Bind the aggregate to its key, event registry and store; ``state`` fetches its state."""
+        if "_pending" not in vars(self):
+            AggregateBase.__init__(self)
+        self._key = validate_key(key)
+        self._registry = registry
+        self._store = store
+        self._state_fn = state
+
+    def automatic_wireup(self, subject: Any = None) -> None:
+        """Register ``subject``'s ``replay_*`` and ``handle_*`` methods (``subject`` defaults to self)."""
+        subject = self if subject is None else subject
+        for event_cls, method in prefixed_methods(subject, REPLAY_METHOD_PREFIX, 1):
+            self.define_replay_method(self._event_type_of(event_cls), method)
+        for command_cls, method in prefixed_methods(
+            subject, HANDLE_METHOD_PREFIX, 1, skip=frozenset({"handle"})
+        ):
+            self._handlers[command_cls] = method
+
+    def _event_type_of(self, event_cls: type) -> EventType:
+        if self._registry is not None:
+            return self._registry.get_event_type(event_cls)[0]
+        return EventType(normalize_type_name(event_cls.__qualname__))
+
+    def define_replay_method(self, event_type: str, replay: Callable[[Any], Any]) -> None:
+        """Replay events of ``event_type`` with ``replay(event)``."""
+        self._replayers[event_type] = replay
+
+    def define_command_handler(self, command_cls: type, handler: Callable[[Any], Any]) -> None:
+        """Handle commands of ``command_cls`` with ``handler(command) -> list[event]``."""
+        self._handlers[command_cls] = handler
+
+    def get_key(self) -> str:
+        return self._key
+
+    def sequence_number(self) -> int:
+        """The sequence of the last event replayed or applied (0 for a new aggregate)."""
+        return self._sequence
+
+    def get_event_registry(self) -> EventRegistry:
+        if self._registry is None:
+            raise RuntimeError(
+                "aggregate is not initialized: call initialize(key, registry, store)"
+            )
+        return self._registry
+
+    def is_dirty(self) -> bool:
+        return bool(self._pending)
+
+    def state(self) -> Any:
+        """The aggregate's state: what the ``StateFetchFunc`` returns, else the aggregate itself."""
+        return self if self._state_fn is None else self._state_fn()
+
+    get_state = state
+
+    def replay_event(self, event: Event) -> None:
+        """Apply an already stored event; events with no replay method only bump the sequence."""
+        if self._registry is not None:
+            event_type, found = self._registry.get_event_type(event)
+            replay = self._replayers.get(event_type) if found else None
+        else:
+            replay = self._replayers.get(normalize_type_name(type(event).__qualname__))
+        if replay is not None:
+            replay(event)
+        self._sequence += 1
+
+    def restore_snapshot(self, sequence: int, state: Any) -> None:
+        """Set the state from a stored snapshot taken at ``sequence``."""
+        restore_attributes(self.state(), state)
+        self._sequence = sequence
+
+    def apply_event(self, event: Event) -> None:
+        """Record a new event and apply it to the state; ``commit()`` stores it."""
+        self.replay_event(event)
+        self._pending.append(event)
+
+    def get_uncommitted_events(self) -> tuple[int, list[Event]]:
+        """``(committed sequence, new events)`` for the store to write."""
+        return self._sequence - len(self._pending), list(self._pending)
+
+    def commit(self) -> None:
+        """Store the uncommitted events; on failure they stay uncommitted."""
+        if not self._pending:
+            return
+        self._require_store().commit_events(self)
+        self._pending.clear()
+
+    def refresh(self) -> None:
+        """Load the events stored since the aggregate's sequence (from a snapshot when newer)."""
+        if self._pending:
+            raise DirtyAggregateError(
+                f"aggregate {self._key!r} has {len(self._pending)} uncommitted event(s): "
+                "commit them before refreshing"
+            )
+        self._require_store().refresh(self)
+
+    def _require_store(self) -> EventStore:
+        if self._store is None:
+            raise RuntimeError(
+                "aggregate is not initialized: call initialize(key, registry, store)"
+            )
+        return self._store
+
+    def _find_handler(self, command: Command) -> Callable[[Any], Any]:
+        for cls in type(command).__mro__:
+            handler = self._handlers.get(cls)
+            if handler is not None:
+                return handler
+        known = ", ".join(sorted(c.__name__ for c in self._handlers)) or "none"
+        raise UnknownCommandError(
+            f"{type(self).__name__} {self._key!r} has no handler for {type(command).__name__} "
+            f"(handles: {known}); define handle_<name>(self, command: {type(command).__name__})"
+        )
+
+    def handle(self, command: Command) -> list[Event]:
+        """Refresh, run the command's handler, apply the events it returns, commit them.
+
+        If anything fails the aggregate is rolled back to its state before the command,
+        so the same instance can run the command again (as ``retry`` does).
+        """
+        handler = self._find_handler(command)
+        self.refresh()
+
+        def body() -> list[Event]:
+            events = handler(command)
+            if not isinstance(events, (list, tuple)):
+                raise HandlerResultError(
+                    f"handler for {type(command).__name__} returned {type(events).__name__}; "
+                    "it must return a list of events (an empty list for none)"
+                )
+            for event in events:
+                self.apply_event(event)
+            self.commit()
+            return list(events)
+
+        return self._atomically(body)
+
+    def run(self, callback: Callable[[], Any]) -> Any:
+        """Refresh, run ``callback`` (which applies events), commit; rolled back on failure."""
+        self.refresh()
+
+        def body() -> Any:
+            result = callback()
+            self.commit()
+            return result
+
+        return self._atomically(body)
+
+    def _atomically(self, body: Callable[[], Any]) -> Any:
+        target = self.state()
+        saved_sequence = self._sequence
+        saved_state = copy.deepcopy(_public_vars(target))
+        try:
+            return body()
+        except BaseException:
+            self._pending.clear()
+            self._sequence = saved_sequence
+            for name in set(_public_vars(target)) - set(saved_state):
+                delattr(target, name)
+            for name, value in saved_state.items():
+                object.__setattr__(target, name, value)
+            raise
+
+
+def _public_vars(obj: Any) -> dict[str, Any]:
+    return {k: v for k, v in vars(obj).items() if not k.startswith("_")}

@@ -1,0 +1,251 @@
+"""Codecs turn events and snapshots into bytes: msgpack by default, JSON for readable stores.
+
+Both give back equal objects for dataclasses (nested too, rebuilt from type hints),
+``datetime`` (timezone kept), ``date``, ``time``, ``timedelta``, ``Decimal``, ``UUID``,
+enums, ``bytes``, tuples, sets and frozensets. Neither ever unpickles: a value's
+class comes from the caller, never from the stored data.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import enum
+import json
+import math
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+
+import msgpack
+
+from kvsourcing.errors import EncodingError
+from kvsourcing.structure import build, dataclass_to_dict
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """Encodes an object to bytes and decodes bytes back, as ``cls`` when given."""
+
+    def encode(self, obj: Any) -> bytes: ...
+
+    def decode(self, data: bytes, cls: type | None = None) -> Any: ...
+
+
+_DATETIME, _DATE, _TIME, _TIMEDELTA, _DECIMAL, _UUID, _TUPLE, _SET, _FROZENSET = range(1, 10)
+
+
+def _locate(obj: Any, fits: Callable[[Any], bool], path: str = "") -> str:
+    """The path of the innermost part of ``obj`` that ``fits`` rejects, for error messages."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        children: list[tuple[str, Any]] = [
+            (f"{path}.{k}", v) for k, v in dataclass_to_dict(obj).items()
+        ]
+    elif isinstance(obj, dict):
+        children = [(f"{path}[{k!r}]", v) for k, v in obj.items()]
+        children += [(f"{path} key {k!r}", k) for k in obj]
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        children = [(f"{path}[{i}]", v) for i, v in enumerate(obj)]
+    else:
+        children = []
+    for child_path, child in children:
+        if not fits(child):
+            return _locate(child, fits, child_path)
+    return path or "<value>"
+
+
+class MsgpackCodec:
+    """The default codec: compact, fast, and safe (msgpack with typed extension codes)."""
+
+    def __init__(self) -> None:
+        self._packer_options = {
+            "default": self._default,
+            "strict_types": True,
+            "use_bin_type": True,
+        }
+
+    def _default(self, obj: Any) -> Any:
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            return dataclass_to_dict(obj)
+        if isinstance(obj, enum.Enum):
+            return obj.value
+        if isinstance(obj, dt.datetime):
+            return msgpack.ExtType(_DATETIME, obj.isoformat().encode())
+        if isinstance(obj, dt.date):
+            return msgpack.ExtType(_DATE, obj.isoformat().encode())
+        if isinstance(obj, dt.time):
+            return msgpack.ExtType(_TIME, obj.isoformat().encode())
+        if isinstance(obj, dt.timedelta):
+            return msgpack.ExtType(
+                _TIMEDELTA, self._pack([obj.days, obj.seconds, obj.microseconds])
+            )
+        if isinstance(obj, Decimal):
+            return msgpack.ExtType(_DECIMAL, str(obj).encode())
+        if isinstance(obj, uuid.UUID):
+            return msgpack.ExtType(_UUID, obj.bytes)
+        if isinstance(obj, tuple):
+            return msgpack.ExtType(_TUPLE, self._pack(list(obj)))
+        if isinstance(obj, frozenset):
+            return msgpack.ExtType(_FROZENSET, self._pack(list(obj)))
+        if isinstance(obj, set):
+            return msgpack.ExtType(_SET, self._pack(list(obj)))
+        for plain in (dict, list, str, int, float, bytes):
+            if isinstance(obj, plain):
+                return plain(obj)
+        raise TypeError(f"unsupported type {type(obj).__qualname__}")
+
+    def _pack(self, obj: Any) -> bytes:
+        return msgpack.packb(obj, **self._packer_options)
+
+    def _ext_hook(self, code: int, data: bytes) -> Any:
+        if code == _DATETIME:
+            return dt.datetime.fromisoformat(data.decode())
+        if code == _DATE:
+            return dt.date.fromisoformat(data.decode())
+        if code == _TIME:
+            return dt.time.fromisoformat(data.decode())
+        if code == _TIMEDELTA:
+            return dt.timedelta(*self._unpack(data))
+        if code == _DECIMAL:
+            return Decimal(data.decode())
+        if code == _UUID:
+            return uuid.UUID(bytes=data)
+        if code == _TUPLE:
+            return tuple(self._unpack(data))
+        if code == _SET:
+            return set(self._unpack(data))
+        if code == _FROZENSET:
+            return frozenset(self._unpack(data))
+        raise EncodingError(f"unknown msgpack extension code {code} in stored data")
+
+    def _unpack(self, data: bytes) -> Any:
+        return msgpack.unpackb(data, ext_hook=self._ext_hook, strict_map_key=False, raw=False)
+
+    def _fits(self, obj: Any) -> bool:
+        try:
+            self._pack(obj)
+        except Exception:
+            return False
+        return True
+
+    def encode(self, obj: Any) -> bytes:
+        """Pack ``obj``; an unsupported value raises ``EncodingError`` naming where it is."""
+        try:
+            return self._pack(obj)
+        except RecursionError as exc:
+            raise EncodingError("value is nested too deeply to encode") from exc
+        except (TypeError, ValueError, OverflowError) as exc:
+            try:
+                where = _locate(obj, self._fits)
+            except RecursionError:
+                where = "<value>"
+            raise EncodingError(f"cannot encode {where}: {exc}") from exc
+
+    def decode(self, data: bytes, cls: type | None = None) -> Any:
+        """Unpack ``data``, rebuilt as ``cls`` when given."""
+        try:
+            plain = self._unpack(data)
+        except EncodingError:
+            raise
+        except Exception as exc:
+            raise EncodingError(f"stored data is not valid msgpack: {exc}") from exc
+        return build(cls, plain)
+
+
+def _tag(kind: str, value: Any) -> dict[str, Any]:
+    return {"$t": kind, "v": value}
+
+
+class JsonCodec:
+    """A human-readable codec: UTF-8 JSON, with ``{"$t": kind, "v": ...}`` for non-JSON types."""
+
+    def _tree(self, obj: Any, path: str) -> Any:
+        if obj is None or isinstance(obj, (bool, str)):
+            return obj
+        if isinstance(obj, enum.Enum):
+            return self._tree(obj.value, path)
+        if isinstance(obj, int):
+            return int(obj)
+        if isinstance(obj, float):
+            return obj if math.isfinite(obj) else _tag("float", repr(obj))
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            obj = dataclass_to_dict(obj)
+        if isinstance(obj, dict):
+            if all(isinstance(k, str) for k in obj) and "$t" not in obj:
+                return {k: self._tree(v, f"{path}[{k!r}]") for k, v in obj.items()}
+            pairs = [
+                [self._tree(k, f"{path} key"), self._tree(v, f"{path}[{k!r}]")]
+                for k, v in obj.items()
+            ]
+            return _tag("map", pairs)
+        if isinstance(obj, list):
+            return [self._tree(v, f"{path}[{i}]") for i, v in enumerate(obj)]
+        for kind, typ in (("tuple", tuple), ("frozenset", frozenset), ("set", set)):
+            if isinstance(obj, typ):
+                return _tag(kind, [self._tree(v, f"{path}[{i}]") for i, v in enumerate(obj)])
+        if isinstance(obj, (bytes, bytearray)):
+            return _tag("bytes", base64.b64encode(obj).decode())
+        if isinstance(obj, dt.timedelta):
+            return _tag("timedelta", [obj.days, obj.seconds, obj.microseconds])
+        for kind, typ in (("datetime", dt.datetime), ("date", dt.date), ("time", dt.time)):
+            if isinstance(obj, typ):
+                return _tag(kind, obj.isoformat())
+        if isinstance(obj, (Decimal, uuid.UUID)):
+            return _tag(type(obj).__name__.lower(), str(obj))
+        raise EncodingError(
+            f"cannot encode {path or '<value>'}: unsupported type {type(obj).__qualname__}"
+        )
+
+    _readers: dict[str, Callable[[Any], Any]] = {
+        "float": float,
+        "map": lambda pairs: {k: v for k, v in pairs},
+        "tuple": tuple,
+        "set": set,
+        "frozenset": frozenset,
+        "bytes": base64.b64decode,
+        "timedelta": lambda parts: dt.timedelta(*parts),
+        "datetime": dt.datetime.fromisoformat,
+        "date": dt.date.fromisoformat,
+        "time": dt.time.fromisoformat,
+        "decimal": Decimal,
+        "uuid": uuid.UUID,
+    }
+
+    def _hook(self, obj: dict[str, Any]) -> Any:
+        if len(obj) == 2 and "$t" in obj and "v" in obj:
+            reader = self._readers.get(obj["$t"])
+            if reader is None:
+                raise EncodingError(f"unknown JSON tag {obj['$t']!r} in stored data")
+            value = obj["v"]
+            if obj["$t"] == "map":
+                value = [(_hashable(k), v) for k, v in value]
+            return reader(value)
+        return obj
+
+    def encode(self, obj: Any) -> bytes:
+        """Write ``obj`` as compact UTF-8 JSON; an unsupported value raises ``EncodingError``."""
+        try:
+            tree = self._tree(obj, "")
+        except RecursionError as exc:
+            raise EncodingError("value is nested too deeply to encode") from exc
+        return json.dumps(tree, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def decode(self, data: bytes, cls: type | None = None) -> Any:
+        """Read JSON written by ``encode``, rebuilt as ``cls`` when given."""
+        try:
+            plain = json.loads(data, object_hook=self._hook)
+        except EncodingError:
+            raise
+        except (ValueError, RecursionError) as exc:
+            raise EncodingError(f"stored data is not valid JSON: {exc}") from exc
+        return build(cls, plain)
+
+
+def _hashable(key: Any) -> Any:
+    """JSON arrays used as map keys come back as lists; make them tuples so they hash."""
+    return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
+
+
+DEFAULT_CODEC: Codec = MsgpackCodec()

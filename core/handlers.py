@@ -1,0 +1,55 @@
+"""Published events and ``EventHandlerBase``, which routes them to ``handle_*`` methods."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kvsourcing.protocols import EventRegistry
+from kvsourcing.types import EVENT_HANDLE_METHOD_PREFIX, Event, EventType
+from kvsourcing.wireup import prefixed_methods
+
+
+@dataclass(frozen=True)
+class PublishedEvent:
+    """A stored event as delivered to handlers; ``data`` is the event object."""
+
+    domain: str
+    type: EventType
+    key: str
+    sequence: int
+    data: Event
+
+
+class EventHandlerBase:
+    """Base class of event handlers: ``handle_<name>(self, key: str, sequence: int, event: E)``
+    methods are found by ``automatic_wireup`` and called for events of type ``E``."""
+
+    def __init__(self) -> None:
+        self._registry: EventRegistry | None = None
+        self._self: Any = self
+        self._handlers: dict[str, Callable[[str, int, Any], Any]] = {}
+
+    def initialize(self, registry: EventRegistry, self_: Any = None) -> None:
+        """Bind the registry that names event types; ``self_`` is the object to wire up."""
+        if "_handlers" not in vars(self):
+            EventHandlerBase.__init__(self)
+        self._registry = registry
+        self._self = self if self_ is None else self_
+
+    def automatic_wireup(self, subject: Any = None) -> None:
+        """Register ``subject``'s ``handle_*`` methods (``subject`` defaults to the initialized self)."""
+        subject = self._self if subject is None else subject
+        for event_cls, method in prefixed_methods(
+            subject, EVENT_HANDLE_METHOD_PREFIX, 3, skip=frozenset({"handle"})
+        ):
+            if self._registry is None:
+                raise RuntimeError("call initialize(registry) before automatic_wireup()")
+            self._handlers[self._registry.get_event_type(event_cls)[0]] = method
+
+    def handle(self, published: PublishedEvent) -> None:
+        """Deliver ``published`` to its ``handle_*`` method; events with none are ignored."""
+        handler = self._handlers.get(published.type)
+        if handler is not None:
+            handler(published.key, published.sequence, published.data)

@@ -1,0 +1,99 @@
+"""The Go interfaces as ``typing.Protocol``s: what aggregates, stores and handlers offer."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from kvsourcing.types import Command, CommandType, Event, EventType
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    def get_key(self) -> str: ...
+
+
+@runtime_checkable
+class AdapterPositional(Adapter, Protocol):
+    def sequence_number(self) -> int: ...
+
+
+@runtime_checkable
+class EventRegistry(Protocol):
+    def create_event(self, event_type: str, data: Any = None) -> Event: ...
+    def domain(self) -> str: ...
+    def get_event_type(self, event: Any) -> tuple[EventType, bool]: ...
+    def register_event(self, cls: type, *definitions: Any) -> type: ...
+
+
+@runtime_checkable
+class CommandRegistry(Protocol):
+    def create_command(self, command_type: str) -> Command: ...
+    def domain(self) -> str: ...
+    def get_command_type(self, command: Any) -> tuple[CommandType, bool]: ...
+    def register_command(self, cls: type) -> CommandType: ...
+
+
+@runtime_checkable
+class AdapterWithEvents(AdapterPositional, Protocol):
+    def get_event_registry(self) -> EventRegistry: ...
+    def is_dirty(self) -> bool: ...
+
+
+@runtime_checkable
+class StoreLoaderAdapter(AdapterWithEvents, Protocol):
+    """What a store needs to load events into an aggregate."""
+
+    def replay_event(self, event: Event) -> None: ...
+    def restore_snapshot(self, sequence: int, state: Any) -> None: ...
+
+
+@runtime_checkable
+class StoreWriterAdapter(AdapterWithEvents, Protocol):
+    """What a store needs to write an aggregate's new events (and its snapshot)."""
+
+    def get_uncommitted_events(self) -> tuple[int, list[Event]]: ...
+    def get_state(self) -> Any: ...
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """Loads and saves aggregates' event streams."""
+
+    def commit_events(self, writer: StoreWriterAdapter) -> None: ...
+    def refresh(self, reader: StoreLoaderAdapter) -> None: ...
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Aggregate(Protocol):
+    """An event-sourced aggregate root."""
+
+    def initialize(
+        self, key: str, registry: EventRegistry, store: EventStore, state: Any = None
+    ) -> None: ...
+    def apply_event(self, event: Event) -> None: ...
+    def commit(self) -> None: ...
+    def refresh(self) -> None: ...
+    def get_state(self) -> Any: ...
+
+
+@runtime_checkable
+class CommandHandler(Protocol):
+    def handle(self, command: Command) -> Any: ...
+
+
+@runtime_checkable
+class EventHandler(Protocol):
+    def handle(self, published: Any) -> None: ...
+
+
+@runtime_checkable
+class EventConsumer(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def add_handler(self, handler: EventHandler) -> None: ...
+
+
+@runtime_checkable
+class EventPublisher(Protocol):
+    def publish(self, key: str, sequence: int, event: Event) -> None: ...

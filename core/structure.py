@@ -1,0 +1,137 @@
+"""Turning objects into plain data and back, guided by dataclass fields and type hints.
+
+Stored events are plain mappings, so a reader that does not know an event's class
+still gets its data; a reader that does rebuilds the class, nested dataclasses and
+enums included, from the class's type hints. Nothing is ever built from a class
+name found in the data: the caller always names the class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kvsourcing.errors import EncodingError
+
+Converter = Callable[[Any], Any]
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def dataclass_to_dict(obj: Any) -> dict[str, Any]:
+    """The fields of a dataclass instance as a shallow ``dict`` (codecs recurse)."""
+    return {name: getattr(obj, name) for name in _field_names(type(obj))}
+
+
+def public_attributes(obj: Any) -> dict[str, Any]:
+    """An object's state: its fields if a dataclass, else its public instance attributes."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclass_to_dict(obj)
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:
+        return {}
+
+
+@functools.cache
+def converter_for(hint: Any) -> Converter:
+    """A function that turns plain data into a value of type ``hint`` (identity when none needed)."""
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return functools.partial(build_dataclass, hint)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return lambda value: value if isinstance(value, hint) else hint(value)
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        arms = [a for a in args if a is not type(None)]
+        if len(arms) == 1:
+            inner = converter_for(arms[0])
+            if inner is _identity:
+                return _identity
+            return lambda value: None if value is None else inner(value)
+        return _identity
+    if origin in (list, set, frozenset) and args:
+        inner = converter_for(args[0])
+        if inner is _identity:
+            return _identity if origin is list else lambda value: origin(value)
+        return lambda value: origin(inner(v) for v in value)
+    if origin is tuple and args:
+        if len(args) == 2 and args[1] is Ellipsis:
+            inner = converter_for(args[0])
+            return lambda value: tuple(inner(v) for v in value)
+        convs = [converter_for(a) for a in args]
+        return lambda value: tuple(c(v) for c, v in zip(convs, value, strict=False))
+    if origin in (dict, Mapping) and len(args) == 2:
+        kconv, vconv = converter_for(args[0]), converter_for(args[1])
+        if kconv is _identity and vconv is _identity:
+            return _identity
+        return lambda value: {kconv(k): vconv(v) for k, v in value.items()}
+    return _identity
+
+
+@functools.cache
+def _dataclass_plan(cls: type) -> tuple[tuple[str, Converter, bool], ...]:
+    hints = _hints(cls)
+    return tuple(
+        (f.name, converter_for(hints.get(f.name, Any)), f.init) for f in dataclasses.fields(cls)
+    )
+
+
+def build_dataclass(cls: type, data: Any) -> Any:
+    """Build dataclass ``cls`` from a mapping, converting nested values by the field hints.
+
+    Keys the class does not have are dropped (data written by a newer version);
+    fields missing from the data take their defaults.
+    """
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, Mapping):
+        raise EncodingError(
+            f"cannot build {cls.__name__} from {type(data).__name__}: expected a mapping"
+        )
+    kwargs: dict[str, Any] = {}
+    late: dict[str, Any] = {}
+    for name, convert, init in _dataclass_plan(cls):
+        if name in data:
+            (kwargs if init else late)[name] = convert(data[name])
+    try:
+        obj = cls(**kwargs)
+    except TypeError as exc:
+        raise EncodingError(f"cannot build {cls.__name__} from stored data: {exc}") from exc
+    for name, value in late.items():
+        object.__setattr__(obj, name, value)
+    return obj
+
+
+def build(cls: type | None, data: Any) -> Any:
+    """Build an instance of ``cls`` from plain data; ``None`` or a plain class gives ``data`` back."""
+    if cls is None:
+        return data
+    if dataclasses.is_dataclass(cls):
+        return build_dataclass(cls, data)
+    return converter_for(cls)(data)
+
+
+def restore_attributes(target: Any, data: Mapping[str, Any]) -> None:
+    """Set ``target``'s attributes from a mapping in place, converting by its class's hints."""
+    hints = _hints(type(target))
+    for name, value in data.items():
+        object.__setattr__(target, name, converter_for(hints.get(name, Any))(value))

@@ -1,0 +1,185 @@
+"""The tablestore base: everything a key-value event store does that no driver should repeat.
+
+It validates keys, encodes events and snapshots with the store's codec, decides when
+a snapshot is due, hands the driver one atomic ``Commit``, and maps what the driver
+reports to ``ConcurrencyFault`` or ``SequenceGapError``. On load it restores the
+snapshot and replays the records after it; a record whose type the aggregate's
+registry does not know is replayed as its mapping (and still bumps the sequence).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from kvsourcing.codecs import DEFAULT_CODEC, Codec
+from kvsourcing.errors import (
+    ConcurrencyFault,
+    DirtyAggregateError,
+    EncodingError,
+    SequenceGapError,
+    UnknownEventTypeError,
+)
+from kvsourcing.keys import validate_key
+from kvsourcing.protocols import EventRegistry, StoreLoaderAdapter, StoreWriterAdapter
+from kvsourcing.stores.keyvalue.driver import Commit, Driver
+from kvsourcing.structure import public_attributes
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedEvent:
+    """A stored event as plain data: its aggregate, sequence, type name and decoded fields."""
+
+    key: str
+    sequence: int
+    event_type: str
+    data: Any
+
+
+class KeyValueStore:
+    """An ``EventStore`` over a key-value ``Driver``; see the module docstring."""
+
+    def __init__(
+        self, driver: Driver, *, codec: Codec | None = None, snapshot_interval: int = 0
+    ) -> None:
+        if isinstance(snapshot_interval, bool) or not isinstance(snapshot_interval, int):
+            raise TypeError(
+                f"snapshot_interval must be an int, not {type(snapshot_interval).__name__}"
+            )
+        if snapshot_interval < 0:
+            raise ValueError(
+                f"snapshot_interval must be 0 (off) or positive, got {snapshot_interval}"
+            )
+        self._driver = driver
+        self._codec = DEFAULT_CODEC if codec is None else codec
+        self._interval = snapshot_interval
+
+    @property
+    def driver(self) -> Driver:
+        """The driver this store writes through."""
+        return self._driver
+
+    @property
+    def snapshot_interval(self) -> int:
+        """Events between snapshots (0: no snapshots are written)."""
+        return self._interval
+
+    def commit_events(self, writer: StoreWriterAdapter) -> None:
+        """Write the writer's new events (and a snapshot when due) in one atomic driver call."""
+        key = validate_key(writer.get_key())
+        committed, events = writer.get_uncommitted_events()
+        if not events:
+            return
+        registry = writer.get_event_registry()
+        records = [
+            self._encode_event(registry, key, sequence, event)
+            for sequence, event in enumerate(events, start=committed + 1)
+        ]
+        last = committed + len(records)
+        snapshot = None
+        if self._interval and last // self._interval > committed // self._interval:
+            snapshot = self._encode_state(key, last, writer.get_state())
+        found = self._driver.append(Commit(key, committed, records, snapshot))
+        if found is None:
+            return
+        if found > committed:
+            raise ConcurrencyFault(key, committed + 1)
+        raise SequenceGapError(
+            f"cannot write {key!r} after sequence {committed}: the store holds only "
+            f"{found} event(s) for it; refresh the aggregate before committing"
+        )
+
+    def _encode_event(self, registry: EventRegistry, key: str, sequence: int, event: Any) -> bytes:
+        event_type, known = registry.get_event_type(event)
+        if not known:
+            raise UnknownEventTypeError(
+                f"cannot commit {type(event).__qualname__} to {key!r}: its type is not registered "
+                f"in domain {registry.domain()!r}; call registry.register_event({type(event).__name__})"
+            )
+        try:
+            return self._codec.encode([event_type, event])
+        except EncodingError:
+            detail = self._encoding_problem(event)
+        raise EncodingError(
+            f"cannot commit event {event_type} to {key!r} at sequence {sequence}: {detail}"
+        )
+
+    def _encoding_problem(self, value: Any) -> str:
+        try:
+            self._codec.encode(value)
+        except EncodingError as exc:
+            return str(exc)
+        return "the codec rejected it"
+
+    def _encode_state(self, key: str, sequence: int, state: Any) -> bytes:
+        plain = public_attributes(state)
+        try:
+            return self._codec.encode(plain)
+        except EncodingError as exc:
+            raise EncodingError(
+                f"cannot snapshot {key!r} at sequence {sequence}: {exc} "
+                "(keep non-state attributes private, with a leading underscore)"
+            ) from exc
+
+    def refresh(self, reader: StoreLoaderAdapter) -> None:
+        """Bring ``reader`` up to date: the newest snapshot if newer, then the events after it."""
+        key = validate_key(reader.get_key())
+        if reader.is_dirty():
+            raise DirtyAggregateError(
+                f"aggregate {key!r} has uncommitted events: commit them before refreshing"
+            )
+        loaded = self._driver.load(key, reader.sequence_number())
+        if loaded.snapshot is not None:
+            state = self._decode(key, loaded.snapshot.sequence, loaded.snapshot.state)
+            reader.restore_snapshot(loaded.snapshot.sequence, state)
+        registry = reader.get_event_registry()
+        for sequence, record in enumerate(loaded.records, start=loaded.first):
+            event_type, data = self._decode(key, sequence, record)
+            reader.replay_event(registry.create_event(event_type, data))
+
+    def _decode(self, key: str, sequence: int, blob: bytes) -> Any:
+        try:
+            return self._codec.decode(blob)
+        except EncodingError as exc:
+            raise EncodingError(f"cannot read {key!r} at sequence {sequence}: {exc}") from exc
+
+    def read_events(self, key: str, after: int = 0) -> list[KeyedEvent]:
+        """An aggregate's stored events after ``after`` as plain data, ignoring snapshots."""
+        key = validate_key(key)
+        loaded = self._driver.load(key, after, use_snapshot=False)
+        events = []
+        for sequence, record in enumerate(loaded.records, start=loaded.first):
+            event_type, data = self._decode(key, sequence, record)
+            events.append(KeyedEvent(key, sequence, event_type, data))
+        return events
+
+    def read_snapshot(self, key: str) -> tuple[int, Any] | None:
+        """``(sequence, state as plain data)`` of an aggregate's newest snapshot, or ``None``."""
+        key = validate_key(key)
+        snapshot = self._driver.load(key, 0).snapshot
+        if snapshot is None:
+            return None
+        return snapshot.sequence, self._decode(key, snapshot.sequence, snapshot.state)
+
+    def close(self) -> None:
+        """Close the driver."""
+        self._driver.close()
+
+    def __enter__(self) -> KeyValueStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def new_store(
+    driver: Driver, *, codec: Codec | None = None, snapshot_interval: int = 0
+) -> KeyValueStore:
+    """An event store over ``driver``; ``snapshot_interval=N`` snapshots every N events."""
+    return KeyValueStore(driver, codec=codec, snapshot_interval=snapshot_interval)
