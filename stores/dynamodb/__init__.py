@@ -1,1 +1,219 @@
-"""dynamodb driver."""
+"""The DynamoDB store: ``new_store``, ``create_table``, ``from_url`` and ``make_client``.
+
+The storage design (head item, one transaction per commit) is described in
+``kvsourcing.stores.dynamodb.driver``. Clients made here use boto3's usual credential chain
+and region, with botocore's standard retry mode, which retries throttling and transient
+faults with backoff.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from kvsourcing.errors import ConfigurationError
+from kvsourcing.stores.dynamodb.driver import (
+    ITEM_BYTES,
+    KEY_SCHEMA,
+    TRANSACTION_ACTIONS,
+    TRANSACTION_BYTES,
+    DynamoDBDriver,
+    translate_error,
+)
+
+if TYPE_CHECKING:
+    from kvsourcing import EventStore
+
+__all__ = [
+    "ITEM_BYTES",
+    "TRANSACTION_ACTIONS",
+    "TRANSACTION_BYTES",
+    "DynamoDBDriver",
+    "create_table",
+    "from_url",
+    "make_client",
+    "new_store",
+]
+
+_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+_URL_EXAMPLE = "dynamodb://my-events?region=eu-west-1&endpoint_url=http://localhost:8000"
+_URL_PARAMETERS = ("region", "endpoint_url")
+_URL_OPTIONS = frozenset({"snapshot_interval", "codec", "client"})
+
+
+def _check_table_name(table_name: object) -> str:
+    if not isinstance(table_name, str) or not _TABLE_NAME.fullmatch(table_name):
+        raise ConfigurationError(
+            f"invalid DynamoDB table name {table_name!r}: use 3 to 255 letters, digits, "
+            "'_', '-' or '.'"
+        )
+    return table_name
+
+
+def make_client(region: str | None = None, endpoint_url: str | None = None) -> Any:
+    """A boto3 DynamoDB client: the usual credential chain, standard retry mode.
+
+    ``region`` defaults to boto3's (``AWS_DEFAULT_REGION``, the profile); ``endpoint_url``
+    points at DynamoDB Local, moto or LocalStack. Each client gets its own boto3 session,
+    because the shared default session is not safe to use from several threads.
+    """
+    try:
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError
+    except ImportError:
+        raise ConfigurationError(
+            "the DynamoDB store needs boto3: pip install 'kvsourcing[dynamodb]'"
+        ) from None
+    config = Config(retries={"mode": "standard"}, connect_timeout=10)
+    try:
+        return boto3.session.Session().client(
+            "dynamodb", region_name=region, endpoint_url=endpoint_url, config=config
+        )
+    except BotoCoreError as err:
+        raise translate_error(err, "", endpoint_url) from None
+    except ValueError as err:
+        raise ConfigurationError(f"invalid DynamoDB endpoint_url {endpoint_url!r}: {err}") from None
+
+
+def new_store(
+    table_name: str,
+    *,
+    client: Any = None,
+    snapshot_interval: int = 0,
+    codec: Any = None,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+) -> EventStore:
+    """An event store on DynamoDB table ``table_name`` (see ``create_table``).
+
+    Without ``client``, one is made by ``make_client(region, endpoint_url)`` and closed with
+    the store; a given client stays the caller's to close.
+    """
+    from kvsourcing.stores import keyvalue
+
+    _check_table_name(table_name)
+    if client is not None and (region is not None or endpoint_url is not None):
+        raise ConfigurationError(
+            "pass either client= or region=/endpoint_url= to the DynamoDB store, not both"
+        )
+    owns_client = client is None
+    if owns_client:
+        client = make_client(region, endpoint_url)
+    driver = DynamoDBDriver(client, table_name, owns_client=owns_client)
+    return keyvalue.new_store(driver, codec=codec, snapshot_interval=snapshot_interval)
+
+
+def _describe_schema(schema: tuple[tuple[str, str, str], ...]) -> str:
+    return ", ".join(f"{name} ({kind}, {role})" for name, kind, role in schema) or "none"
+
+
+def create_table(client: Any, table_name: str) -> bool:
+    """Create the store's table (on-demand billing) and wait until it is ACTIVE.
+
+    Returns ``True`` when created, ``False`` when it existed with the right key schema (so
+    deployment scripts can run it every time); a table of that name with another key schema
+    raises ``ConfigurationError`` naming both schemas.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+
+    _check_table_name(table_name)
+    endpoint = client.meta.endpoint_url
+    created = True
+    try:
+        try:
+            client.create_table(
+                TableName=table_name,
+                KeySchema=[{"AttributeName": n, "KeyType": r} for n, _, r in KEY_SCHEMA],
+                AttributeDefinitions=[
+                    {"AttributeName": n, "AttributeType": t} for n, t, _ in KEY_SCHEMA
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") != "ResourceInUseException":
+                raise
+            created = False
+            _check_existing_schema(client.describe_table(TableName=table_name)["Table"])
+        client.get_waiter("table_exists").wait(
+            TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 300}
+        )
+    except WaiterError as err:
+        raise ConfigurationError(
+            f"DynamoDB table {table_name!r} did not become ACTIVE: {err}"
+        ) from None
+    except (ClientError, BotoCoreError) as err:
+        raise translate_error(err, table_name, endpoint) from err
+    return created
+
+
+def _check_existing_schema(table: dict[str, Any]) -> None:
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+    theirs = tuple(
+        (k["AttributeName"], types.get(k["AttributeName"], "?"), k["KeyType"])
+        for k in sorted(table["KeySchema"], key=lambda k: k["KeyType"] != "HASH")
+    )
+    if theirs != KEY_SCHEMA:
+        raise ConfigurationError(
+            f"DynamoDB table {table['TableName']!r} exists with key schema "
+            f"{_describe_schema(theirs)}, but kvsourcing needs {_describe_schema(KEY_SCHEMA)}; "
+            "pick another table name"
+        )
+
+
+def from_url(url: str, **options: Any) -> EventStore:
+    """The store for ``dynamodb://TABLE?region=R&endpoint_url=U`` (as ``open_store`` uses).
+
+    ``options`` are ``snapshot_interval``, ``codec`` and ``client``.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "dynamodb":
+        raise ConfigurationError(f"not a DynamoDB store URL: {url!r}; expected e.g. {_URL_EXAMPLE}")
+    if not parts.netloc:
+        raise ConfigurationError(
+            f"DynamoDB store URL {url!r} names no table; expected e.g. {_URL_EXAMPLE}"
+        )
+    if parts.path not in ("", "/") or parts.fragment:
+        raise ConfigurationError(
+            f"DynamoDB store URL {url!r} has a path or fragment after the table name; "
+            f"expected e.g. {_URL_EXAMPLE}"
+        )
+    try:
+        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise ConfigurationError(
+            f"malformed query in DynamoDB store URL {url!r}; expected e.g. {_URL_EXAMPLE}"
+        ) from None
+    unknown = sorted(set(query) - set(_URL_PARAMETERS))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown parameter(s) {', '.join(unknown)} in DynamoDB store URL {url!r}; "
+            f"known: {', '.join(_URL_PARAMETERS)}, e.g. {_URL_EXAMPLE}"
+        )
+    params: dict[str, str] = {}
+    for name, values in query.items():
+        if len(values) != 1 or not values[0]:
+            raise ConfigurationError(
+                f"parameter {name} must be given once, with a value, in DynamoDB store URL "
+                f"{url!r}; e.g. {_URL_EXAMPLE}"
+            )
+        params[name] = values[0]
+    bad_options = sorted(set(options) - _URL_OPTIONS)
+    if bad_options:
+        raise ConfigurationError(
+            f"unknown option(s) {', '.join(bad_options)} for the DynamoDB store; "
+            f"known: {', '.join(sorted(_URL_OPTIONS))}"
+        )
+    if options.get("client") is not None and params:
+        raise ConfigurationError(
+            f"DynamoDB store URL {url!r} sets {', '.join(params)}, but client= was given too; "
+            "configure one or the other"
+        )
+    table_name = _check_table_name(parts.netloc)
+    if options.get("client") is not None:
+        return new_store(table_name, **options)
+    options.pop("client", None)
+    return new_store(
+        table_name, region=params.get("region"), endpoint_url=params.get("endpoint_url"), **options
+    )
