@@ -79,6 +79,10 @@ class AggregateBase:
         """Handle commands of ``command_cls`` with ``handler(command) -> list[event]``."""
         self._handlers[command_cls] = handler
 
+    def handled_commands(self) -> dict[str, type]:
+        """The command classes this aggregate handles, by type name."""
+        return {normalize_type_name(cls.__qualname__): cls for cls in self._handlers}
+
     def get_key(self) -> str:
         return self._key
 
@@ -88,9 +92,7 @@ class AggregateBase:
 
     def get_event_registry(self) -> EventRegistry:
         if self._registry is None:
-            raise RuntimeError(
-                "aggregate is not initialized: call initialize(key, registry, store)"
-            )
+            raise RuntimeError("aggregate is not initialized: call initialize(key, registry, store)")
         return self._registry
 
     def is_dirty(self) -> bool:
@@ -145,9 +147,7 @@ class AggregateBase:
 
     def _require_store(self) -> EventStore:
         if self._store is None:
-            raise RuntimeError(
-                "aggregate is not initialized: call initialize(key, registry, store)"
-            )
+            raise RuntimeError("aggregate is not initialized: call initialize(key, registry, store)")
         return self._store
 
     def _find_handler(self, command: Command) -> Callable[[Any], Any]:

@@ -17,7 +17,7 @@ import math
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import msgpack
 
@@ -40,9 +40,7 @@ _DATETIME, _DATE, _TIME, _TIMEDELTA, _DECIMAL, _UUID, _TUPLE, _SET, _FROZENSET =
 def _locate(obj: Any, fits: Callable[[Any], bool], path: str = "") -> str:
     """The path of the innermost part of ``obj`` that ``fits`` rejects, for error messages."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        children: list[tuple[str, Any]] = [
-            (f"{path}.{k}", v) for k, v in dataclass_to_dict(obj).items()
-        ]
+        children: list[tuple[str, Any]] = [(f"{path}.{k}", v) for k, v in dataclass_to_dict(obj).items()]
     elif isinstance(obj, dict):
         children = [(f"{path}[{k!r}]", v) for k, v in obj.items()]
         children += [(f"{path} key {k!r}", k) for k in obj]
@@ -78,9 +76,7 @@ class MsgpackCodec:
         if isinstance(obj, dt.time):
             return msgpack.ExtType(_TIME, obj.isoformat().encode())
         if isinstance(obj, dt.timedelta):
-            return msgpack.ExtType(
-                _TIMEDELTA, self._pack([obj.days, obj.seconds, obj.microseconds])
-            )
+            return msgpack.ExtType(_TIMEDELTA, self._pack([obj.days, obj.seconds, obj.microseconds]))
         if isinstance(obj, Decimal):
             return msgpack.ExtType(_DECIMAL, str(obj).encode())
         if isinstance(obj, uuid.UUID):
@@ -175,10 +171,7 @@ class JsonCodec:
         if isinstance(obj, dict):
             if all(isinstance(k, str) for k in obj) and "$t" not in obj:
                 return {k: self._tree(v, f"{path}[{k!r}]") for k, v in obj.items()}
-            pairs = [
-                [self._tree(k, f"{path} key"), self._tree(v, f"{path}[{k!r}]")]
-                for k, v in obj.items()
-            ]
+            pairs = [[self._tree(k, f"{path} key"), self._tree(v, f"{path}[{k!r}]")] for k, v in obj.items()]
             return _tag("map", pairs)
         if isinstance(obj, list):
             return [self._tree(v, f"{path}[{i}]") for i, v in enumerate(obj)]
@@ -194,11 +187,9 @@ class JsonCodec:
                 return _tag(kind, obj.isoformat())
         if isinstance(obj, (Decimal, uuid.UUID)):
             return _tag(type(obj).__name__.lower(), str(obj))
-        raise EncodingError(
-            f"cannot encode {path or '<value>'}: unsupported type {type(obj).__qualname__}"
-        )
+        raise EncodingError(f"cannot encode {path or '<value>'}: unsupported type {type(obj).__qualname__}")
 
-    _readers: dict[str, Callable[[Any], Any]] = {
+    _readers: ClassVar[dict[str, Callable[[Any], Any]]] = {
         "float": float,
         "map": lambda pairs: {k: v for k, v in pairs},
         "tuple": tuple,

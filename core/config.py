@@ -40,8 +40,7 @@ def open_store(url: str | None = None, **options: Any) -> EventStore:
             )
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(
-            f"store URL {url!r} has no scheme; expected one of "
-            + ", ".join(f"{s}://" for s in _SCHEMES)
+            f"store URL {url!r} has no scheme; expected one of " + ", ".join(f"{s}://" for s in _SCHEMES)
         )
     scheme = url.split("://", 1)[0].lower()
     if scheme not in _SCHEMES:

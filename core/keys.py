@@ -26,11 +26,7 @@ def validate_key(key: Any) -> str:
     try:
         size = len(key.encode("utf-8"))
     except UnicodeEncodeError as exc:
-        raise InvalidKeyError(
-            f"aggregate key {key!r} is not valid unicode text: {exc.reason}"
-        ) from exc
+        raise InvalidKeyError(f"aggregate key {key!r} is not valid unicode text: {exc.reason}") from exc
     if size > MAX_KEY_BYTES:
-        raise InvalidKeyError(
-            f"aggregate key is {size} bytes in UTF-8; the limit is {MAX_KEY_BYTES}"
-        )
+        raise InvalidKeyError(f"aggregate key is {size} bytes in UTF-8; the limit is {MAX_KEY_BYTES}")
     return key

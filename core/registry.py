@@ -43,9 +43,7 @@ class _TypeTable:
 
     def add(self, cls: type, name: str | None) -> str:
         if not isinstance(cls, type):
-            raise TypeError(
-                f"register a {self._kind} class, not an instance of {type(cls).__name__}"
-            )
+            raise TypeError(f"register a {self._kind} class, not an instance of {type(cls).__name__}")
         name = name or _type_name(cls)
         with self._lock:
             known = self._by_name.get(name)
@@ -80,9 +78,7 @@ class StandardEventRegistry:
     def domain(self) -> str:
         return self._domain
 
-    def register_event(
-        self, cls: type, *definitions: EventDefinition, name: str | None = None
-    ) -> type:
+    def register_event(self, cls: type, *definitions: EventDefinition, name: str | None = None) -> type:
         """Register ``cls`` (and readers of its older revisions); returns ``cls``, so it decorates."""
         type_name = self._table.add(cls, name)
         if name is not None:

@@ -90,9 +90,7 @@ def converter_for(hint: Any) -> Converter:
 @functools.cache
 def _dataclass_plan(cls: type) -> tuple[tuple[str, Converter, bool], ...]:
     hints = _hints(cls)
-    return tuple(
-        (f.name, converter_for(hints.get(f.name, Any)), f.init) for f in dataclasses.fields(cls)
-    )
+    return tuple((f.name, converter_for(hints.get(f.name, Any)), f.init) for f in dataclasses.fields(cls))
 
 
 def build_dataclass(cls: type, data: Any) -> Any:
@@ -104,9 +102,7 @@ def build_dataclass(cls: type, data: Any) -> Any:
     if isinstance(data, cls):
         return data
     if not isinstance(data, Mapping):
-        raise EncodingError(
-            f"cannot build {cls.__name__} from {type(data).__name__}: expected a mapping"
-        )
+        raise EncodingError(f"cannot build {cls.__name__} from {type(data).__name__}: expected a mapping")
     kwargs: dict[str, Any] = {}
     late: dict[str, Any] = {}
     for name, convert, init in _dataclass_plan(cls):

@@ -64,9 +64,7 @@ class TestStore:
     def commit_events(self, writer: StoreWriterAdapter) -> None:
         self._check()
         offset, events = writer.get_uncommitted_events()
-        self.history.append(
-            TestStoreHistoryItem(writer.get_key(), offset, events, writer.get_state())
-        )
+        self.history.append(TestStoreHistoryItem(writer.get_key(), offset, events, writer.get_state()))
 
     def refresh(self, reader: StoreLoaderAdapter) -> None:
         self._check()

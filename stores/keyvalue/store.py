@@ -40,17 +40,11 @@ class KeyedEvent:
 class KeyValueStore:
     """An ``EventStore`` over a key-value ``Driver``; see the module docstring."""
 
-    def __init__(
-        self, driver: Driver, *, codec: Codec | None = None, snapshot_interval: int = 0
-    ) -> None:
+    def __init__(self, driver: Driver, *, codec: Codec | None = None, snapshot_interval: int = 0) -> None:
         if isinstance(snapshot_interval, bool) or not isinstance(snapshot_interval, int):
-            raise TypeError(
-                f"snapshot_interval must be an int, not {type(snapshot_interval).__name__}"
-            )
+            raise TypeError(f"snapshot_interval must be an int, not {type(snapshot_interval).__name__}")
         if snapshot_interval < 0:
-            raise ValueError(
-                f"snapshot_interval must be 0 (off) or positive, got {snapshot_interval}"
-            )
+            raise ValueError(f"snapshot_interval must be 0 (off) or positive, got {snapshot_interval}")
         self._driver = driver
         self._codec = DEFAULT_CODEC if codec is None else codec
         self._interval = snapshot_interval
@@ -101,9 +95,7 @@ class KeyValueStore:
             return self._codec.encode([event_type, event])
         except EncodingError:
             detail = self._encoding_problem(event)
-        raise EncodingError(
-            f"cannot commit event {event_type} to {key!r} at sequence {sequence}: {detail}"
-        )
+        raise EncodingError(f"cannot commit event {event_type} to {key!r} at sequence {sequence}: {detail}")
 
     def _encoding_problem(self, value: Any) -> str:
         try:
@@ -178,8 +170,6 @@ class KeyValueStore:
         self.close()
 
 
-def new_store(
-    driver: Driver, *, codec: Codec | None = None, snapshot_interval: int = 0
-) -> KeyValueStore:
+def new_store(driver: Driver, *, codec: Codec | None = None, snapshot_interval: int = 0) -> KeyValueStore:
     """An event store over ``driver``; ``snapshot_interval=N`` snapshots every N events."""
     return KeyValueStore(driver, codec=codec, snapshot_interval=snapshot_interval)

@@ -51,9 +51,7 @@ def new_store(*, snapshot_interval: int = 0, codec: Codec | None = None) -> KeyV
 def from_url(url: str, **options: Any) -> KeyValueStore:
     """``memory://``: a new, empty in-memory store (options go to ``new_store``)."""
     if url.rstrip("/") != "memory:":
-        raise ConfigurationError(
-            f"memory store URL takes no host or path: got {url!r}, use 'memory://'"
-        )
+        raise ConfigurationError(f"memory store URL takes no host or path: got {url!r}, use 'memory://'")
     unknown = set(options) - {"snapshot_interval", "codec"}
     if unknown:
         raise ConfigurationError(
