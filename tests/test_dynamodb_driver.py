@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 from dynamodb_fixtures import REGION, count_requests, fresh_table_name
+
 from kvsourcing.errors import (
     CommitTooLargeError,
     ConfigurationError,
@@ -128,9 +129,7 @@ def test_load_follows_query_pages(driver: DynamoDBDriver, moto_client: Any) -> N
     assert counts["Query"] > 1
 
 
-def test_too_large_commit_writes_nothing(
-    driver: DynamoDBDriver, moto_client: Any, moto_table: str
-) -> None:
+def test_too_large_commit_writes_nothing(driver: DynamoDBDriver, moto_client: Any, moto_table: str) -> None:
     k = key()
     driver.append(Commit(k, 0, records(1, 1)))
     before = table_items(moto_client, moto_table)
@@ -213,9 +212,7 @@ def test_transaction_conflict_is_retried(aws_env: None) -> None:
     conflict = {
         "service_error_code": "TransactionCanceledException",
         "service_message": "Transaction cancelled [TransactionConflict, None]",
-        "modeled_fields": {
-            "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}]
-        },
+        "modeled_fields": {"CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}]},
     }
     with Stubber(client) as stub:
         stub.add_client_error("transact_write_items", **conflict)
@@ -227,9 +224,7 @@ def test_transaction_conflict_is_retried(aws_env: None) -> None:
         for _ in range(3):
             stub.add_client_error("transact_write_items", **conflict)
         with pytest.raises(StoreUnavailableError, match="contended"):
-            DynamoDBDriver(client, "t-conflict", conflict_attempts=3).append(
-                Commit(key(), 0, records(1, 1))
-            )
+            DynamoDBDriver(client, "t-conflict", conflict_attempts=3).append(Commit(key(), 0, records(1, 1)))
 
 
 def test_unreachable_endpoint_named(aws_env: None) -> None:

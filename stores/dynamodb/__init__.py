@@ -45,8 +45,7 @@ _URL_OPTIONS = frozenset({"snapshot_interval", "codec", "client"})
 def _check_table_name(table_name: object) -> str:
     if not isinstance(table_name, str) or not _TABLE_NAME.fullmatch(table_name):
         raise ConfigurationError(
-            f"invalid DynamoDB table name {table_name!r}: use 3 to 255 letters, digits, "
-            "'_', '-' or '.'"
+            f"invalid DynamoDB table name {table_name!r}: use 3 to 255 letters, digits, '_', '-' or '.'"
         )
     return table_name
 
@@ -126,9 +125,7 @@ def create_table(client: Any, table_name: str) -> bool:
             client.create_table(
                 TableName=table_name,
                 KeySchema=[{"AttributeName": n, "KeyType": r} for n, _, r in KEY_SCHEMA],
-                AttributeDefinitions=[
-                    {"AttributeName": n, "AttributeType": t} for n, t, _ in KEY_SCHEMA
-                ],
+                AttributeDefinitions=[{"AttributeName": n, "AttributeType": t} for n, t, _ in KEY_SCHEMA],
                 BillingMode="PAY_PER_REQUEST",
             )
         except ClientError as err:
@@ -140,9 +137,7 @@ def create_table(client: Any, table_name: str) -> bool:
             TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 300}
         )
     except WaiterError as err:
-        raise ConfigurationError(
-            f"DynamoDB table {table_name!r} did not become ACTIVE: {err}"
-        ) from None
+        raise ConfigurationError(f"DynamoDB table {table_name!r} did not become ACTIVE: {err}") from None
     except (ClientError, BotoCoreError) as err:
         raise translate_error(err, table_name, endpoint) from err
     return created
@@ -171,9 +166,7 @@ def from_url(url: str, **options: Any) -> EventStore:
     if parts.scheme != "dynamodb":
         raise ConfigurationError(f"not a DynamoDB store URL: {url!r}; expected e.g. {_URL_EXAMPLE}")
     if not parts.netloc:
-        raise ConfigurationError(
-            f"DynamoDB store URL {url!r} names no table; expected e.g. {_URL_EXAMPLE}"
-        )
+        raise ConfigurationError(f"DynamoDB store URL {url!r} names no table; expected e.g. {_URL_EXAMPLE}")
     if parts.path not in ("", "/") or parts.fragment:
         raise ConfigurationError(
             f"DynamoDB store URL {url!r} has a path or fragment after the table name; "

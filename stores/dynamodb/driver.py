@@ -54,6 +54,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
     ReadTimeoutError,
 )
+
 from kvsourcing.errors import (
     CommitTooLargeError,
     ConfigurationError,
@@ -202,9 +203,7 @@ class DynamoDBDriver:
         actions = self._transaction(commit)
         for attempt in range(self._conflict_attempts):
             try:
-                self.client.transact_write_items(
-                    TransactItems=actions, ClientRequestToken=str(uuid.uuid4())
-                )
+                self.client.transact_write_items(TransactItems=actions, ClientRequestToken=str(uuid.uuid4()))
                 return None
             except ClientError as err:
                 if err.response.get("Error", {}).get("Code") != "TransactionCanceledException":
@@ -238,9 +237,7 @@ class DynamoDBDriver:
             "TableName": self.table_name,
             "Key": {"k": {"S": commit.key}, "s": _HEAD},
             "UpdateExpression": "SET v = :v",
-            "ConditionExpression": "attribute_not_exists(v) OR v = :e"
-            if commit.expected == 0
-            else "v = :e",
+            "ConditionExpression": "attribute_not_exists(v) OR v = :e" if commit.expected == 0 else "v = :e",
             "ExpressionAttributeValues": {":v": last, ":e": expected},
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
