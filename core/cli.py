@@ -1,0 +1,135 @@
+"""The ``kvsourcing`` command: a demo, and a look at what a store holds.
+
+Every command takes ``--store URL`` (default: ``$KVSOURCING_STORE``); errors are
+printed as one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from kvsourcing.config import ENVIRONMENT_VARIABLE, open_store, supported_schemes
+from kvsourcing.errors import ConfigurationError, KvSourcingError
+from kvsourcing.stores.keyvalue import KeyValueStore
+
+
+def _store_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        default=default,
+        help=f"store URL ({', '.join(s + '://' for s in supported_schemes())}); "
+        f"default: ${ENVIRONMENT_VARIABLE}" + (f", else {default}" if default else ""),
+    )
+
+
+def _open(url: str | None) -> KeyValueStore:
+    store = open_store(url)
+    if not isinstance(store, KeyValueStore):
+        raise ConfigurationError(f"{url!r} is not a key-value store this command can read")
+    return store
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from kvsourcing import demo
+
+    url = args.store or os.environ.get(ENVIRONMENT_VARIABLE) or "memory://"
+    print(f"kvsourcing demo: a bank account on {url.split('@')[-1]}\n")
+    with open_store(url) as store:
+        demo.run(store, sys.stdout)
+    return 0
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _cmd_events(args: argparse.Namespace) -> int:
+    with _open(args.store) as store:
+        events = store.read_events(args.key, after=args.after)
+    if args.json:
+        rows = [{"sequence": e.sequence, "type": e.event_type, "data": _plain(e.data)} for e in events]
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    if not events:
+        print(f"no events stored for {args.key!r}")
+        return 0
+    width = max(len(e.event_type) for e in events)
+    print(f"{'seq':>6}  {'type':<{width}}  data")
+    for e in events:
+        print(f"{e.sequence:>6}  {e.event_type:<{width}}  {json.dumps(_plain(e.data), ensure_ascii=False)}")
+    return 0
+
+
+def _cmd_snapshot(args: argparse.Namespace) -> int:
+    with _open(args.store) as store:
+        snapshot = store.read_snapshot(args.key)
+    if snapshot is None:
+        print(f"no snapshot stored for {args.key!r}")
+        return 0
+    sequence, state = snapshot
+    if args.json:
+        print(json.dumps({"sequence": sequence, "state": _plain(state)}, indent=2, ensure_ascii=False))
+    else:
+        print(f"snapshot of {args.key!r} at sequence {sequence}:")
+        print(json.dumps(_plain(state), indent=2, ensure_ascii=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``kvsourcing`` command."""
+    parser = argparse.ArgumentParser(
+        prog="kvsourcing", description="Event sourcing on key-value stores: memory, Redis, DynamoDB."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="run a bank-account example",
+        description="Run a bank-account example: commands, events, a retried race, a domain fault.",
+    )
+    _store_option(demo, "memory://")
+    demo.set_defaults(run=_cmd_demo)
+
+    events = commands.add_parser(
+        "events",
+        help="print an aggregate's events",
+        description="Print an aggregate's stored events, oldest first.",
+    )
+    events.add_argument("key", help="the aggregate key")
+    events.add_argument("--after", type=int, default=0, metavar="SEQ", help="only events after SEQ")
+    events.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _store_option(events)
+    events.set_defaults(run=_cmd_events)
+
+    snapshot = commands.add_parser(
+        "snapshot",
+        help="show an aggregate's newest snapshot",
+        description="Show an aggregate's newest snapshot.",
+    )
+    snapshot.add_argument("key", help="the aggregate key")
+    snapshot.add_argument("--json", action="store_true", help="print JSON")
+    _store_option(snapshot)
+    snapshot.set_defaults(run=_cmd_snapshot)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``kvsourcing`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except KvSourcingError as exc:
+        print(f"kvsourcing: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""The ``kvsourcing`` command: demo, help, and one-line errors."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from kvsourcing.cli import main
+
+
+def test_demo_on_memory(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "lost the race: ConcurrencyFault" in out
+    assert "withdrew 25.00 on attempt 2" in out
+    assert "refused: DomainFault: insufficient-funds" in out
+    assert "owner Ada, balance 95.00, sequence 5" in out
+
+
+def test_console_script_runs_the_demo() -> None:
+    script = shutil.which("kvsourcing", path=os.path.dirname(sys.executable)) or shutil.which("kvsourcing")
+    assert script, "the kvsourcing console script is not installed"
+    done = subprocess.run([script, "demo"], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "balance 95.00" in done.stdout
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["events"], ["snapshot"]])
+def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0
+    assert "--store" in capsys.readouterr().out or not command
+
+
+def test_bad_url_is_one_line_and_non_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["events", "k", "--store", "nosuch://x"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unsupported store URL scheme 'nosuch'" in err and "memory://" in err
+
+
+def test_no_store_given(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("KVSOURCING_STORE", raising=False)
+    assert main(["events", "k"]) == 1
+    assert "KVSOURCING_STORE" in capsys.readouterr().err
+
+
+def test_events_of_unknown_aggregate(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["events", "nobody", "--store", "memory://"]) == 0
+    assert "no events stored for 'nobody'" in capsys.readouterr().out
+
+
+def test_invalid_key_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["snapshot", "bad\nkey", "--store", "memory://"]) == 1
+    assert "InvalidKeyError" in capsys.readouterr().err
