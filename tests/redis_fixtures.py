@@ -1,0 +1,278 @@
+"""Real Redis servers for the tests: a single node, a 3-node Cluster, ACL and TLS.
+
+Each server is a ``redis-server`` child process on a free loopback port, without
+persistence, started on first use and killed at the end of the session. No fakes: the
+driver's Lua scripts, hash tags and error paths only mean something on a real server.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+from redis.cluster import RedisCluster
+
+HOST = "127.0.0.1"
+STARTUP_TIMEOUT = 15.0
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RedisServer:
+    """One ``redis-server`` child process; ``stop`` kills it."""
+
+    port: int
+    workdir: Path
+    process: subprocess.Popen[bytes]
+    tls: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """The ``redis://`` (or, with TLS, ``rediss://``) URL of this server."""
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{HOST}:{self.port}/0"
+
+    def client(self, **options: object) -> redis.Redis:
+        """A new client of this server (TLS options filled in)."""
+        kwargs: dict[str, object] = {"host": HOST, "port": self.port, **options}
+        if self.tls:
+            kwargs.update(ssl=True, ssl_ca_certs=self.tls["ca"], ssl_cert_reqs="required")
+        return redis.Redis(**kwargs)
+
+    def log(self) -> str:
+        """The server's log, for failure messages."""
+        path = self.workdir / f"redis-{self.port}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        """Kill the server and wait for it to exit."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(workdir: Path, *args: str, tls: dict[str, str] | None = None) -> RedisServer:
+    """Start ``redis-server`` on a free port and wait until it answers PING."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    last_error = ""
+    for _ in range(3):
+        port = free_port()
+        listen = ["--port", "0", "--tls-port", str(port)] if tls else ["--port", str(port)]
+        command = [
+            "redis-server",
+            *listen,
+            "--bind",
+            HOST,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--logfile",
+            str(workdir / f"redis-{port}.log"),
+            *args,
+        ]
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        server = RedisServer(port, workdir, process, tls or {})
+        if wait_for_ping(server):
+            return server
+        last_error = server.log()
+        server.stop()
+    raise RuntimeError(f"redis-server did not start: {last_error}")
+
+
+def wait_for_ping(server: RedisServer) -> bool:
+    """True once the server answers PING; False if it exits or times out."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    client = server.client(socket_timeout=1, socket_connect_timeout=1)
+    try:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                return False
+            try:
+                if client.ping():
+                    return True
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        return False
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A single-node Redis server for the whole session."""
+    server = start_server(tmp_path_factory.mktemp("redis-single"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A fresh client of the session's single-node server."""
+    client = redis_server.client()
+    yield client
+    client.close()
+
+
+@dataclass
+class RedisClusterNodes:
+    """The three primaries of a test Redis Cluster."""
+
+    servers: list[RedisServer]
+
+    @property
+    def url(self) -> str:
+        """A ``redis+cluster://`` URL naming every node."""
+        return "redis+cluster://" + ",".join(f"{HOST}:{s.port}" for s in self.servers)
+
+    def client(self, **options: object) -> RedisCluster:
+        """A new cluster client, bootstrapped from the first node."""
+        return RedisCluster(host=HOST, port=self.servers[0].port, **options)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+    """A real 3-primary Redis Cluster (no replicas) for the whole session."""
+    workdir = tmp_path_factory.mktemp("redis-cluster")
+    servers: list[RedisServer] = []
+    try:
+        for index in range(3):
+            nodedir = workdir / f"node{index}"
+            servers.append(
+                start_server(
+                    nodedir,
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(nodedir / "nodes.conf"),
+                    "--cluster-node-timeout",
+                    "5000",
+                )
+            )
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"{HOST}:{s.port}" for s in servers),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        wait_for_cluster_ok(servers)
+        yield RedisClusterNodes(servers)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def wait_for_cluster_ok(servers: list[RedisServer]) -> None:
+    """Wait until every node reports ``cluster_state:ok``."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    for server in servers:
+        client = server.client()
+        try:
+            while client.cluster("INFO")["cluster_state"] != "ok":
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"cluster not ok on port {server.port}")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A TLS-only Redis server with a certificate signed by a throwaway CA."""
+    workdir = tmp_path_factory.mktemp("redis-tls")
+    files = make_tls_files(workdir)
+    server = start_server(
+        workdir,
+        "--tls-cert-file",
+        files["cert"],
+        "--tls-key-file",
+        files["key"],
+        "--tls-ca-cert-file",
+        files["ca"],
+        "--tls-auth-clients",
+        "no",
+        tls=files,
+    )
+    yield server
+    server.stop()
+
+
+def make_tls_files(workdir: Path) -> dict[str, str]:
+    """Write a self-signed CA and a server certificate for 127.0.0.1/localhost."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    not_before = now - datetime.timedelta(hours=1)
+    not_after = now + datetime.timedelta(days=1)
+
+    def name(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("kvsourcing test CA"))
+        .issuer_name(name("kvsourcing test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("localhost"))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    files = {"ca": workdir / "ca.crt", "cert": workdir / "server.crt", "key": workdir / "server.key"}
+    files["ca"].write_bytes(ca_cert.public_bytes(pem))
+    files["cert"].write_bytes(cert.public_bytes(pem))
+    files["key"].write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return {role: str(path) for role, path in files.items()}

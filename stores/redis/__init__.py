@@ -1,1 +1,95 @@
-"""redis driver."""
+"""The Redis (and Redis Cluster) driver of the keyvalue event store.
+
+Each commit is one Lua script call (EVALSHA, falling back to loading the script on
+NOSCRIPT) that checks the aggregate's head, appends the records and writes the snapshot
+atomically; each load is one script call that returns the snapshot and the records
+after it. Encoding, validation and faults are the keyvalue base's; this driver only
+stores bytes.
+
+Key layout
+----------
+An aggregate ``key`` falls in bucket ``b = partition_bucket(key, buckets)``, and all
+its keys start with the bucket's hash tag, so that one script only touches one Cluster
+slot (and later per-bucket records, such as a feed, can join the same script)::
+
+    {<prefix>:b<b>}:e:<key>   list: the encoded events; sequence s at index s-1,
+                              so the aggregate's head is the list's length
+    {<prefix>:b<b>}:s:<key>   hash: field ``s`` the snapshot's sequence,
+                              field ``d`` the encoded snapshot (the newest only)
+
+``<key>`` is the aggregate key as UTF-8, verbatim. Redis hashes only what lies between
+the first ``{`` and the next ``}``; the prefix has no braces, so the tag always ends
+after the bucket number and braces or colons in ``<key>`` change neither the slot nor
+the meaning (the kind letter comes before the key, so no two keys can collide). The
+bucket count is fixed when a store is created: every process sharing the data must use
+the same ``prefix`` and ``buckets``. The default of 1024 buckets spreads evenly over the
+16 384 slots, hence over any cluster's nodes.
+
+Durability is the server's: a successful commit is in memory on the primary; with
+``appendonly yes`` and ``appendfsync always`` it is on disk, with ``everysec`` up to a
+second of commits may be lost on a crash; a replica may lag behind its primary.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from redis import Redis
+from redis.cluster import RedisCluster
+
+from kvsourcing.errors import ConfigurationError
+from kvsourcing.stores import keyvalue
+from kvsourcing.stores.redis.driver import (
+    DEFAULT_BUCKETS,
+    DEFAULT_PREFIX,
+    RedisDriver,
+    validate_buckets,
+    validate_prefix,
+)
+from kvsourcing.stores.redis.url import build_client, parse_url
+
+if TYPE_CHECKING:
+    from kvsourcing import EventStore
+
+__all__ = ["DEFAULT_BUCKETS", "DEFAULT_PREFIX", "RedisDriver", "from_url", "new_store"]
+
+DRIVER_OPTIONS = ("prefix", "buckets", "snapshot_interval", "codec")
+
+
+def new_store(
+    client: Redis | RedisCluster,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    buckets: int = DEFAULT_BUCKETS,
+    snapshot_interval: int = 0,
+    codec: Any = None,
+) -> EventStore:
+    """An event store on ``client`` (a ``redis.Redis`` or ``redis.cluster.RedisCluster``).
+
+    Closing the store leaves ``client`` open: it is the caller's, and may serve others.
+    """
+    driver = RedisDriver(client, prefix=prefix, buckets=buckets)
+    return keyvalue.new_store(driver, codec=codec, snapshot_interval=snapshot_interval)
+
+
+def from_url(url: str, **options: Any) -> EventStore:
+    """An event store for a ``redis://``, ``rediss://`` or ``redis+cluster://`` URL.
+
+    ``prefix``, ``buckets`` and ``snapshot_interval`` may come from the query string or
+    ``options`` (which win); any other query option goes to redis-py, which documents
+    it. The store owns the client it builds, and closes it on ``close()``.
+    """
+    unknown = sorted(set(options) - set(DRIVER_OPTIONS))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown Redis store option(s) {', '.join(unknown)}; "
+            f"known: {', '.join(DRIVER_OPTIONS)} (connection options go in the URL)"
+        )
+    parsed = parse_url(url)
+    settings = {**parsed.driver_options, **options}
+    prefix = validate_prefix(settings.get("prefix", DEFAULT_PREFIX))
+    buckets = validate_buckets(settings.get("buckets", DEFAULT_BUCKETS))
+    store_kwargs = {name: settings[name] for name in ("snapshot_interval", "codec") if name in settings}
+    client = build_client(url, parsed)
+    driver = RedisDriver(client, prefix=prefix, buckets=buckets, owns_client=True)
+    return keyvalue.new_store(driver, **store_kwargs)

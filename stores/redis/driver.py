@@ -1,0 +1,190 @@
+"""``RedisDriver``: the keyvalue primitives as one Lua script per commit and per load.
+
+The key layout is described in the package docstring (``kvsourcing.stores.redis``).
+"""
+
+from __future__ import annotations
+
+from redis import Redis
+from redis.cluster import RedisCluster
+from redis.exceptions import (
+    ClusterDownError,
+    NoPermissionError,
+    SlotNotCoveredError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from kvsourcing.errors import ConfigurationError, StoreUnavailableError
+from kvsourcing.stores.keyvalue.driver import Commit, Loaded, Snapshot, partition_bucket
+
+DEFAULT_PREFIX = "kvsourcing"
+DEFAULT_BUCKETS = 1024
+
+# Failures that mean "the server cannot serve us now", as opposed to a bug or bad data.
+UNAVAILABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    NoPermissionError,
+    ClusterDownError,
+    SlotNotCoveredError,
+)
+
+# KEYS: events list, snapshot hash. ARGV: expected head, "1" if a snapshot is given,
+# the snapshot (or ""), then the records. The head is the list's length: sequence s is
+# list index s-1. RPUSH goes in chunks because Lua's unpack() has a stack limit.
+APPEND_SCRIPT = """
+local head = redis.call('LLEN', KEYS[1])
+if head ~= tonumber(ARGV[1]) then
+  return head
+end
+local n = #ARGV
+for i = 4, n, 4096 do
+  redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 4095, n)))
+end
+if ARGV[2] == '1' then
+  redis.call('HSET', KEYS[2], 's', head + n - 3, 'd', ARGV[3])
+end
+return nil
+"""
+
+# KEYS: events list, snapshot hash. ARGV: after. Returns {snapshot sequence or 0,
+# snapshot or nil, records after max(after, snapshot sequence)}.
+LOAD_SCRIPT = """
+local from = tonumber(ARGV[1])
+local seq, state = 0, false
+local snap = redis.call('HMGET', KEYS[2], 's', 'd')
+if snap[1] then
+  local s = tonumber(snap[1])
+  if s > from then
+    seq, state, from = s, snap[2], s
+  end
+end
+return {seq, state, redis.call('LRANGE', KEYS[1], from, -1)}
+"""
+
+
+def validate_prefix(prefix: object) -> str:
+    """Return ``prefix`` if it can open a hash tag: a non-empty ``str`` without braces."""
+    if not isinstance(prefix, str) or not prefix:
+        raise ConfigurationError(f"Redis key prefix must be a non-empty str, not {prefix!r}")
+    if "{" in prefix or "}" in prefix:
+        raise ConfigurationError(
+            f"Redis key prefix {prefix!r} must not contain '{{' or '}}': it opens the bucket's hash tag"
+        )
+    return prefix
+
+
+def validate_buckets(buckets: object) -> int:
+    """Return ``buckets`` if it is a usable bucket count (an ``int`` >= 1)."""
+    if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1:
+        raise ConfigurationError(f"Redis bucket count must be an int >= 1, not {buckets!r}")
+    return buckets
+
+
+def describe_client(client: Redis | RedisCluster) -> str:
+    """``host:port`` (or the socket path, or every startup node) the client talks to."""
+    if isinstance(client, RedisCluster):
+        return ",".join(node.name for node in client.nodes_manager.startup_nodes.values())
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return str(kwargs["path"])
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+
+
+def client_password(client: Redis | RedisCluster) -> str | None:
+    """The password the client sends, so that messages can be scrubbed of it."""
+    if isinstance(client, RedisCluster):
+        return client.nodes_manager.connection_kwargs.get("password")
+    return client.connection_pool.connection_kwargs.get("password")
+
+
+def unavailable(where: str, err: BaseException, password: str | None) -> StoreUnavailableError:
+    """A ``StoreUnavailableError`` naming the server and the cause, never the password."""
+    cause = f"{type(err).__name__}: {err}"
+    if password:
+        cause = cause.replace(password, "***")
+    return StoreUnavailableError(f"Redis at {where} is unavailable: {cause}")
+
+
+class RedisDriver:
+    """The keyvalue driver on Redis or Redis Cluster: one script call per commit and per load.
+
+    ``client`` is used as given; ``close`` closes it only when ``owns_client`` is true
+    (the client was built by ``from_url``), since a caller's client may serve others.
+    """
+
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        buckets: int = DEFAULT_BUCKETS,
+        owns_client: bool = False,
+    ) -> None:
+        if not isinstance(client, Redis | RedisCluster):
+            raise TypeError(
+                f"client must be a redis.Redis or redis.cluster.RedisCluster, not {type(client).__name__}"
+            )
+        self.client = client
+        self.prefix = validate_prefix(prefix)
+        self.buckets = validate_buckets(buckets)
+        self._owns_client = owns_client
+        self._closed = False
+        self._tags = [f"{{{prefix}:b{bucket}}}:".encode() for bucket in range(self.buckets)]
+        self._append = client.register_script(APPEND_SCRIPT)
+        self._load = client.register_script(LOAD_SCRIPT)
+        self._where = describe_client(client)
+        self._password = client_password(client)
+
+    def bucket_tag(self, bucket: int) -> bytes:
+        """The key prefix, hash tag included, that every key of ``bucket`` starts with."""
+        return self._tags[bucket]
+
+    def keys(self, key: str) -> tuple[bytes, bytes]:
+        """The events list and snapshot hash of aggregate ``key``, in one hash slot."""
+        tag = self._tags[partition_bucket(key, self.buckets)]
+        raw = key.encode("utf-8", "surrogatepass")
+        return tag + b"e:" + raw, tag + b"s:" + raw
+
+    def append(self, commit: Commit) -> int | None:
+        """Append ``commit`` atomically if the aggregate is at ``commit.expected``.
+
+        Returns ``None`` when written, else the actual head (nothing written).
+        """
+        snapshot = commit.snapshot
+        args = [
+            commit.expected,
+            b"0" if snapshot is None else b"1",
+            b"" if snapshot is None else snapshot,
+            *commit.records,
+        ]
+        try:
+            return self._append(self.keys(commit.key), args)
+        except UNAVAILABLE as err:
+            raise unavailable(self._where, err, self._password) from err
+
+    def load(self, key: str, after: int, *, use_snapshot: bool = True) -> Loaded:
+        """The newest snapshot newer than ``after`` (if wanted) and every record after it.
+
+        Without a snapshot this is one ``LRANGE`` (atomic on its own, and cheaper than
+        passing the records through Lua); with one, the script reads both consistently.
+        """
+        events, snapshots = self.keys(key)
+        try:
+            if not use_snapshot:
+                return Loaded(None, after + 1, self.client.lrange(events, after, -1))
+            sequence, state, records = self._load((events, snapshots), (after,))
+        except UNAVAILABLE as err:
+            raise unavailable(self._where, err, self._password) from err
+        if state is None:
+            return Loaded(None, after + 1, records)
+        return Loaded(Snapshot(sequence, state), sequence + 1, records)
+
+    def close(self) -> None:
+        """Close the client if this driver built it (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_client:
+            self.client.close()

@@ -1,0 +1,266 @@
+"""The Redis driver's primitives on a real server and a real 3-node Cluster."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.connection import AbstractConnection
+from redis.crc import key_slot
+from redis.retry import Retry
+from redis_fixtures import HOST, RedisClusterNodes, RedisServer, free_port
+
+from kvsourcing.errors import ConfigurationError, StoreUnavailableError
+from kvsourcing.stores.keyvalue import Commit, Snapshot, partition_bucket
+from kvsourcing.stores.redis import RedisDriver
+
+# redis-py retries connection (and auth) failures with a backoff of seconds by default.
+NO_RETRY = Retry(NoBackoff(), 0)
+
+
+def fresh_key(text: str = "") -> str:
+    return f"driver-{text}{uuid.uuid4()}"
+
+
+@pytest.fixture(params=["single", "cluster"])
+def driver(
+    request: pytest.FixtureRequest, redis_server: RedisServer, redis_cluster: RedisClusterNodes
+) -> Iterator[RedisDriver]:
+    """A driver on the single node, then on the cluster."""
+    client = redis_server.client() if request.param == "single" else redis_cluster.client()
+    driver = RedisDriver(client, owns_client=True)
+    yield driver
+    driver.close()
+
+
+def records(first: int, last: int) -> list[bytes]:
+    return [f"record {n}".encode() for n in range(first, last + 1)]
+
+
+def test_append_then_load_returns_the_records(driver: RedisDriver) -> None:
+    key = fresh_key()
+    assert driver.append(Commit(key, 0, records(1, 3))) is None
+    assert driver.append(Commit(key, 3, records(4, 4))) is None
+    loaded = driver.load(key, 0)
+    assert (loaded.snapshot, loaded.first, list(loaded.records)) == (None, 1, records(1, 4))
+    after = driver.load(key, 2)
+    assert (after.first, list(after.records)) == (3, records(3, 4))
+    assert list(driver.load(key, 4).records) == []
+
+
+def test_unknown_aggregate_loads_empty(driver: RedisDriver) -> None:
+    loaded = driver.load(fresh_key(), 0)
+    assert (loaded.snapshot, loaded.first, list(loaded.records), loaded.last) == (None, 1, [], 0)
+
+
+def test_clash_writes_nothing_and_returns_the_actual_head(driver: RedisDriver) -> None:
+    key = fresh_key()
+    driver.append(Commit(key, 0, records(1, 2)))
+    assert driver.append(Commit(key, 1, [b"late", b"later"], snapshot=b"state")) == 2
+    assert driver.append(Commit(key, 5, [b"gap"])) == 2
+    loaded = driver.load(key, 0)
+    assert (loaded.snapshot, list(loaded.records)) == (None, records(1, 2))
+
+
+def test_snapshot_is_written_at_the_commit_last_and_skips_older_records(driver: RedisDriver) -> None:
+    key = fresh_key()
+    driver.append(Commit(key, 0, records(1, 3)))
+    driver.append(Commit(key, 3, records(4, 5), snapshot=b"state at 5"))
+    driver.append(Commit(key, 5, records(6, 7)))
+    loaded = driver.load(key, 0)
+    assert loaded.snapshot == Snapshot(5, b"state at 5")
+    assert (loaded.first, list(loaded.records), loaded.last) == (6, records(6, 7), 7)
+    newer = driver.load(key, 5)
+    assert (newer.snapshot, newer.first, list(newer.records)) == (None, 6, records(6, 7))
+    ignored = driver.load(key, 0, use_snapshot=False)
+    assert (ignored.snapshot, ignored.first, list(ignored.records)) == (None, 1, records(1, 7))
+
+
+def test_a_newer_snapshot_replaces_the_older(driver: RedisDriver) -> None:
+    key = fresh_key()
+    driver.append(Commit(key, 0, records(1, 2), snapshot=b"at 2"))
+    driver.append(Commit(key, 2, records(3, 4), snapshot=b"at 4"))
+    loaded = driver.load(key, 1)
+    assert (loaded.snapshot, loaded.first, list(loaded.records)) == (Snapshot(4, b"at 4"), 5, [])
+
+
+def test_binary_records_and_empty_snapshot_round_trip(driver: RedisDriver) -> None:
+    key = fresh_key()
+    blobs = [bytes(range(256)), b"", b"\x00\r\n$*-"]
+    driver.append(Commit(key, 0, blobs, snapshot=b""))
+    assert driver.load(key, 0).snapshot == Snapshot(3, b"")
+    assert list(driver.load(key, 0, use_snapshot=False).records) == blobs
+
+
+def test_commit_beyond_lua_unpack_limit_is_atomic_and_complete(driver: RedisDriver) -> None:
+    key = fresh_key()
+    many = records(1, 10_000)
+    assert driver.append(Commit(key, 0, many, snapshot=b"s")) is None
+    assert list(driver.load(key, 0, use_snapshot=False).records) == many
+    assert driver.load(key, 0).snapshot == Snapshot(10_000, b"s")
+
+
+@pytest.mark.parametrize("key", ["a{b}c", "{x}", "}{", "a:b:c", "{kvsourcing:b1}:e:x", "ünï{}"])
+def test_keys_with_braces_and_colons_stay_in_their_bucket_slot(driver: RedisDriver, key: str) -> None:
+    key = key + str(uuid.uuid4())
+    events, snapshots = driver.keys(key)
+    tag = f"kvsourcing:b{partition_bucket(key, driver.buckets)}".encode()
+    assert key_slot(events) == key_slot(snapshots) == key_slot(b"{" + tag + b"}")
+    driver.append(Commit(key, 0, [b"mine"], snapshot=b"snap"))
+    loaded = driver.load(key, 0, use_snapshot=False)
+    assert list(loaded.records) == [b"mine"]
+
+
+def test_keys_that_look_like_other_keys_do_not_collide(driver: RedisDriver) -> None:
+    plain = fresh_key()
+    lookalikes = [plain + ":s:x", plain + "}", "{" + plain, plain + ":e:"]
+    for n, key in enumerate([plain, *lookalikes]):
+        driver.append(Commit(key, 0, [str(n).encode()]))
+    for n, key in enumerate([plain, *lookalikes]):
+        assert list(driver.load(key, 0).records) == [str(n).encode()]
+
+
+def test_the_layout_is_the_documented_one(redis_client: redis.Redis) -> None:
+    driver = RedisDriver(redis_client, prefix="app:v1", buckets=16)
+    key = fresh_key("a:{b}")
+    driver.append(Commit(key, 0, [b"r1", b"r2"], snapshot=b"snap"))
+    tag = f"{{app:v1:b{partition_bucket(key, 16)}}}:"
+    assert redis_client.lrange(f"{tag}e:{key}", 0, -1) == [b"r1", b"r2"]
+    assert redis_client.hgetall(f"{tag}s:{key}") == {b"s": b"2", b"d": b"snap"}
+
+
+@pytest.mark.parametrize("prefix", ["", "a{b", "a}b", None, 3])
+def test_prefix_must_be_a_non_empty_str_without_braces(redis_client: redis.Redis, prefix: object) -> None:
+    with pytest.raises(ConfigurationError, match="prefix"):
+        RedisDriver(redis_client, prefix=prefix)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("buckets", [0, -1, True, 2.0, "8"])
+def test_bucket_count_must_be_a_positive_int(redis_client: redis.Redis, buckets: object) -> None:
+    with pytest.raises(ConfigurationError, match="bucket"):
+        RedisDriver(redis_client, buckets=buckets)  # type: ignore[arg-type]
+
+
+def test_client_must_be_a_redis_client() -> None:
+    with pytest.raises(TypeError, match=r"redis\.Redis"):
+        RedisDriver(object())  # type: ignore[arg-type]
+
+
+def test_script_errors_surface_with_the_redis_message(redis_client: redis.Redis) -> None:
+    driver = RedisDriver(redis_client)
+    key = fresh_key()
+    events, _ = driver.keys(key)
+    redis_client.set(events, b"not a list")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        driver.append(Commit(key, 0, [b"r"]))
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every packet the process's redis-py connections send, as it is sent."""
+    sent: list[bytes] = []
+    original = AbstractConnection.send_packed_command
+
+    def counting(self: AbstractConnection, command: object, check_health: bool = True) -> None:
+        sent.append(command if isinstance(command, bytes) else b"".join(command))  # type: ignore[arg-type]
+        original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    return sent
+
+
+def test_commit_and_load_are_one_round_trip_each(driver: RedisDriver, round_trips: list[bytes]) -> None:
+    key = fresh_key()
+    driver.append(Commit(key, 0, records(1, 2), snapshot=b"warm"))  # loads the scripts
+    driver.load(key, 0)
+    round_trips.clear()
+    driver.append(Commit(key, 2, records(3, 12), snapshot=b"at 12"))
+    assert len(round_trips) == 1 and b"EVALSHA" in round_trips[0]
+    driver.append(Commit(key, 0, [b"clash"]))
+    assert len(round_trips) == 2
+    round_trips.clear()
+    driver.load(key, 0)
+    assert len(round_trips) == 1 and b"EVALSHA" in round_trips[0]
+    driver.load(key, 3, use_snapshot=False)
+    assert len(round_trips) == 2
+
+
+def test_scripts_are_reloaded_after_script_flush(driver: RedisDriver) -> None:
+    key = fresh_key()
+    driver.append(Commit(key, 0, [b"one"]))
+    driver.client.script_flush()
+    assert driver.append(Commit(key, 1, [b"two"])) is None
+    assert list(driver.load(key, 0).records) == [b"one", b"two"]
+
+
+def test_ten_thousand_keys_spread_evenly_over_the_cluster_nodes(redis_cluster: RedisClusterNodes) -> None:
+    client = redis_cluster.client()
+    driver = RedisDriver(client, owns_client=True)
+    nodes = client.get_primaries()
+    per_node: Counter[str] = Counter()
+    for n in range(10_000):
+        events, _ = driver.keys(f"order-{uuid.UUID(int=n * 7919 + 13)}")
+        per_node[client.get_node_from_key(events).name] += 1
+    assert len(per_node) == 3 == len(nodes)
+    even = 10_000 / 3
+    assert all(abs(count - even) <= even * 0.10 for count in per_node.values()), per_node
+    driver.close()
+
+
+def test_unreachable_server_raises_store_unavailable_naming_host_and_port() -> None:
+    port = free_port()
+    driver = RedisDriver(redis.Redis(host=HOST, port=port, retry=NO_RETRY), owns_client=True)
+    with pytest.raises(StoreUnavailableError, match=rf"{HOST}:{port}.*(refused|connect)") as caught:
+        driver.append(Commit(fresh_key(), 0, [b"r"]))
+    assert isinstance(caught.value.__cause__, redis.ConnectionError)
+    with pytest.raises(StoreUnavailableError, match=rf"{HOST}:{port}"):
+        driver.load(fresh_key(), 0)
+    driver.close()
+
+
+def test_wrong_password_raises_store_unavailable_without_the_password(redis_server: RedisServer) -> None:
+    admin = redis_server.client()
+    user, password = f"user-{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    admin.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"], commands=["+@all"])
+    try:
+        wrong = f"{password}-wrong"
+        client = redis_server.client(username=user, password=wrong, retry=NO_RETRY)
+        driver = RedisDriver(client, owns_client=True)
+        with pytest.raises(StoreUnavailableError, match=rf"{HOST}:{redis_server.port}") as caught:
+            driver.load(fresh_key(), 0)
+        assert wrong not in str(caught.value) and password not in str(caught.value)
+        assert "invalid username-password" in str(caught.value)
+        driver.close()
+        good = RedisDriver(redis_server.client(username=user, password=password), owns_client=True)
+        key = fresh_key()
+        assert good.append(Commit(key, 0, [b"acl"])) is None
+        assert list(good.load(key, 0).records) == [b"acl"]
+        good.close()
+    finally:
+        admin.acl_deluser(user)
+        admin.close()
+
+
+def test_a_user_without_permission_raises_store_unavailable(redis_server: RedisServer) -> None:
+    admin = redis_server.client()
+    user = f"reader-{uuid.uuid4().hex[:8]}"
+    admin.acl_setuser(user, enabled=True, nopass=True, keys=["*"], commands=["+@all", "-evalsha"])
+    try:
+        driver = RedisDriver(redis_server.client(username=user), owns_client=True)
+        with pytest.raises(StoreUnavailableError, match="NoPermission"):
+            driver.append(Commit(fresh_key(), 0, [b"r"]))
+        driver.close()
+    finally:
+        admin.acl_deluser(user)
+        admin.close()
+
+
+def test_close_is_idempotent_and_leaves_a_callers_client_open(redis_client: redis.Redis) -> None:
+    driver = RedisDriver(redis_client)
+    driver.close()
+    driver.close()
+    assert redis_client.ping()
