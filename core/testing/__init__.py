@@ -1,6 +1,15 @@
-"""Testing helpers: the store compliance suite and aggregate scenarios."""
+"""Testing helpers: aggregate scenarios, and the store compliance suite (which needs pytest)."""
+
+from typing import Any
 
 from kvsourcing.testing.scenario import AggregateScenario, run_json
-from kvsourcing.testing.suite import StoreSuite
 
 __all__ = ["AggregateScenario", "StoreSuite", "run_json"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "StoreSuite":
+        from kvsourcing.testing.suite import StoreSuite
+
+        return StoreSuite
+    raise AttributeError(f"module 'kvsourcing.testing' has no attribute {name!r}")
