@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 from kvsourcing.errors import DirtyAggregateError, HandlerResultError, UnknownCommandError
 from kvsourcing.keys import validate_key
 from kvsourcing.protocols import EventRegistry, EventStore
-from kvsourcing.structure import restore_attributes
+from kvsourcing.structure import public_attributes, restore_attributes
 from kvsourcing.types import (
     HANDLE_METHOD_PREFIX,
     REPLAY_METHOD_PREFIX,
@@ -204,6 +204,10 @@ class AggregateBase:
         except BaseException:
             self._pending.clear()
             self._sequence = saved_sequence
+            if isinstance(target, MutableMapping):
+                target.clear()
+                target.update(saved_state)
+                raise
             for name in set(_public_vars(target)) - set(saved_state):
                 delattr(target, name)
             for name, value in saved_state.items():
@@ -212,4 +216,6 @@ class AggregateBase:
 
 
 def _public_vars(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, Mapping) or not hasattr(obj, "__dict__"):
+        return public_attributes(obj)  # a dict, or a dataclass with slots: its fields
     return {k: v for k, v in vars(obj).items() if not k.startswith("_")}

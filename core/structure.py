@@ -13,7 +13,7 @@ import enum
 import functools
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 from kvsourcing.errors import EncodingError
@@ -128,6 +128,9 @@ def build(cls: type | None, data: Any) -> Any:
 
 def restore_attributes(target: Any, data: Mapping[str, Any]) -> None:
     """Set ``target``'s attributes from a mapping in place, converting by its class's hints."""
+    if isinstance(target, MutableMapping):
+        target.update(data)
+        return
     hints = _hints(type(target))
     for name, value in data.items():
         object.__setattr__(target, name, converter_for(hints.get(name, Any))(value))
