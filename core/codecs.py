@@ -221,7 +221,17 @@ class JsonCodec:
             tree = self._tree(obj, "")
         except RecursionError as exc:
             raise EncodingError("value is nested too deeply to encode") from exc
-        return json.dumps(tree, separators=(",", ":"), ensure_ascii=False).encode()
+        try:
+            return json.dumps(tree, separators=(",", ":"), ensure_ascii=False).encode()
+        except UnicodeEncodeError as exc:  # a lone surrogate in some str
+            raise EncodingError(f"cannot encode {_locate(obj, self._fits)}: {exc}") from exc
+
+    def _fits(self, obj: Any) -> bool:
+        try:
+            json.dumps(self._tree(obj, ""), ensure_ascii=False).encode()
+        except Exception:
+            return False
+        return True
 
     def decode(self, data: bytes, cls: type | None = None) -> Any:
         """Read JSON written by ``encode``, rebuilt as ``cls`` when given."""
@@ -229,7 +239,7 @@ class JsonCodec:
             plain = json.loads(data, object_hook=self._hook)
         except EncodingError:
             raise
-        except (ValueError, RecursionError) as exc:
+        except Exception as exc:  # malformed JSON, or a tagged value that its reader rejects
             raise EncodingError(f"stored data is not valid JSON: {exc}") from exc
         return build(cls, plain)
 

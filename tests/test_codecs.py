@@ -1,0 +1,356 @@
+"""MsgpackCodec and JsonCodec: round trips of every supported type, errors, no pickle."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+import pickle
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kvsourcing import Codec, EncodingError, JsonCodec, MsgpackCodec
+from kvsourcing.codecs import DEFAULT_CODEC
+
+CODECS = [MsgpackCodec(), JsonCodec()]
+IDS = ["msgpack", "json"]
+codecs = pytest.mark.parametrize("codec", CODECS, ids=IDS)
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    GREEN = 2
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+@dataclass
+class Point:
+    x: int
+    y: int
+
+
+@dataclass
+class Inner:
+    at: dt.datetime
+    colour: Colour
+    points: list[Point] = field(default_factory=list)
+
+
+@dataclass
+class Everything:
+    inner: Inner
+    aware: dt.datetime
+    naive: dt.datetime
+    day: dt.date
+    clock: dt.time
+    span: dt.timedelta
+    price: Decimal
+    ident: uuid.UUID
+    level: Level
+    blob: bytes
+    pair: tuple[int, str]
+    tags: set[str]
+    frozen: frozenset[int]
+    by_int: dict[int, str]
+    by_tuple: dict[tuple[int, int], Point]
+    maybe: Colour | None = None
+    colours: list[Colour] = field(default_factory=list)
+
+
+def everything() -> Everything:
+    tz = dt.timezone(dt.timedelta(hours=-3, minutes=-30))
+    return Everything(
+        inner=Inner(dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=dt.UTC), Colour.GREEN, [Point(1, 2)]),
+        aware=dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=tz),
+        naive=dt.datetime(2026, 1, 2, 3, 4, 5),
+        day=dt.date(1999, 12, 31),
+        clock=dt.time(13, 14, 15, 16),
+        span=dt.timedelta(days=-2, seconds=5, microseconds=7),
+        price=Decimal("-1234.5000"),
+        ident=uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        level=Level.HIGH,
+        blob=b"\x00\x01\xfe\xff",
+        pair=(1, "one"),
+        tags={"a", "b"},
+        frozen=frozenset({3, 4}),
+        by_int={1: "one", -5: "minus five"},
+        by_tuple={(1, 2): Point(3, 4)},
+        maybe=Colour.RED,
+        colours=[Colour.RED, Colour.GREEN],
+    )
+
+
+def round_trip(codec: Codec, value: Any, cls: type | None = None) -> Any:
+    data = codec.encode(value)
+    assert isinstance(data, bytes)
+    return codec.decode(data, cls)
+
+
+def test_msgpack_is_the_default_codec() -> None:
+    assert isinstance(DEFAULT_CODEC, MsgpackCodec)
+    assert isinstance(MsgpackCodec(), Codec) and isinstance(JsonCodec(), Codec)
+
+
+@codecs
+def test_dataclass_with_every_supported_type_round_trips(codec: Codec) -> None:
+    original = everything()
+    back = round_trip(codec, original, Everything)
+    assert back == original
+    assert type(back.inner) is Inner and type(back.inner.points[0]) is Point
+    assert back.inner.colour is Colour.GREEN and back.maybe is Colour.RED and back.level is Level.HIGH
+    assert back.colours == [Colour.RED, Colour.GREEN] and all(type(c) is Colour for c in back.colours)
+    assert back.aware.utcoffset() == dt.timedelta(hours=-3, minutes=-30)
+    assert back.inner.at.utcoffset() == dt.timedelta(0)
+    assert back.naive.tzinfo is None
+    assert str(back.price) == "-1234.5000"
+    assert type(back.pair) is tuple and type(back.tags) is set and type(back.frozen) is frozenset
+    assert type(back.by_tuple[(1, 2)]) is Point
+
+
+@codecs
+@pytest.mark.parametrize(
+    "value",
+    [
+        dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=45))),
+        dt.datetime(2026, 3, 1, 12, 0, 0, 1),
+        dt.date(2026, 3, 1),
+        dt.time(0, 0),
+        dt.time(23, 59, 59, 999999, tzinfo=dt.UTC),
+        dt.timedelta(0),
+        dt.timedelta(days=10**6, microseconds=-1),
+        Decimal("0.1"),
+        Decimal("1E+30"),
+        uuid.uuid4(),
+        b"",
+        b"\xff" * 300,
+        (),
+        (1, (2, (3,))),
+        set(),
+        {1, "x", (2, 3)},
+        frozenset({frozenset({1})}),
+        {1: "a", 2: {3: "b"}},
+        {(1, "x"): [1], (2, "y"): (2,)},
+        {"$t": "tuple", "v": [1, 2]},
+        {"str": 1, 3: "mixed"},
+        [None, True, False, 0, -1, 2**63 - 1, -(2**63), 1.5, "ü€\x00"],
+    ],
+    ids=repr,
+)
+def test_plain_values_round_trip_with_their_types(codec: Codec, value: Any) -> None:
+    back = round_trip(codec, value)
+    assert back == value
+    assert type(back) is type(value)
+    if isinstance(value, dt.datetime | dt.time):
+        assert back.utcoffset() == value.utcoffset()
+
+
+@codecs
+def test_naive_and_aware_datetimes_stay_apart(codec: Codec) -> None:
+    naive, aware = dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    back_naive, back_aware = round_trip(codec, [naive, aware])
+    assert back_naive.tzinfo is None
+    assert back_aware.tzinfo is not None and back_aware == aware
+
+
+@codecs
+def test_enum_is_rebuilt_from_hints_only(codec: Codec) -> None:
+    assert round_trip(codec, Colour.RED) == "red"
+    assert round_trip(codec, Colour.RED, Colour) is Colour.RED
+    assert round_trip(codec, [Colour.GREEN], list[Colour]) == [Colour.GREEN]
+
+
+@codecs
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_floats_round_trip(codec: Codec, value: float) -> None:
+    back = round_trip(codec, {"f": value, "l": [value]})
+    for got in (back["f"], back["l"][0]):
+        assert isinstance(got, float)
+        if math.isnan(value):
+            assert math.isnan(got)
+        else:
+            assert got == value
+
+
+@codecs
+def test_nan_inside_a_dataclass(codec: Codec) -> None:
+    @dataclass
+    class Reading:
+        value: float
+
+    back = round_trip(codec, Reading(math.nan), Reading)
+    assert isinstance(back, Reading) and math.isnan(back.value)
+
+
+def test_json_codec_writes_readable_utf8_json() -> None:
+    data = JsonCodec().encode({"name": "ü", "point": Point(1, 2)})
+    assert data.decode("utf-8") == '{"name":"ü","point":{"x":1,"y":2}}'
+
+
+@codecs
+def test_unsupported_value_raises_encoding_error_naming_the_path(codec: Codec) -> None:
+    with pytest.raises(EncodingError) as caught:
+        codec.encode({"outer": [1, {"bad": object()}]})
+    message = str(caught.value)
+    assert "outer" in message and "bad" in message and "object" in message
+
+
+@codecs
+def test_unsupported_field_of_a_nested_dataclass_is_named(codec: Codec) -> None:
+    @dataclass
+    class Holder:
+        point: Any
+
+    with pytest.raises(EncodingError, match=r"point.*x|x.*point") as caught:
+        codec.encode(Holder(Point(x=lambda: None, y=1)))  # type: ignore[arg-type]
+    assert "function" in str(caught.value)
+
+
+@codecs
+@pytest.mark.parametrize("value", [object(), "\ud800", {"k": "lone \udfff surrogate"}], ids=repr)
+def test_unencodable_values_raise_encoding_error(codec: Codec, value: Any) -> None:
+    with pytest.raises(EncodingError):
+        codec.encode(value)
+
+
+@codecs
+def test_too_deep_nesting_raises_encoding_error(codec: Codec) -> None:
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(EncodingError):
+        codec.encode(deep)
+
+
+GARBAGE = {
+    "msgpack": [b"\xc1", b"\x01\x02", b"\x92\x01", b"\xd4\x05\x01", b"\xd4\x63\x01", b"\xd6\x01abcd"],
+    "json": [
+        b"not json",
+        b"\xff\xfe\x00",
+        b'{"a": 1',
+        b'{"$t":"nope","v":1}',
+        b'{"$t":"decimal","v":"x"}',
+        b'{"$t":"timedelta","v":"abc"}',
+        b'{"$t":"map","v":5}',
+        b'{"$t":"uuid","v":5}',
+        b'{"$t":"datetime","v":"yesterday"}',
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("codec", "data"),
+    [(c, d) for c, name in zip(CODECS, IDS, strict=True) for d in GARBAGE[name]],
+    ids=[f"{name}-{d!r}" for name in IDS for d in GARBAGE[name]],
+)
+def test_garbage_bytes_raise_encoding_error(codec: Codec, data: bytes) -> None:
+    with pytest.raises(EncodingError):
+        codec.decode(data)
+
+
+@codecs
+def test_decoding_as_a_dataclass_from_a_non_mapping_raises_encoding_error(codec: Codec) -> None:
+    with pytest.raises(EncodingError, match="Point"):
+        codec.decode(codec.encode([1, 2]), Point)
+
+
+def test_msgpack_codec_never_unpickles(monkeypatch: pytest.MonkeyPatch) -> None:
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("pickle used")
+
+    for name in ("loads", "dumps", "load", "dump", "Unpickler", "Pickler"):
+        monkeypatch.setattr(pickle, name, forbidden)
+    codec = MsgpackCodec()
+    assert codec.decode(codec.encode(everything()), Everything) == everything()
+
+
+def test_msgpack_codec_does_not_execute_a_pickle_payload() -> None:
+    payload = pickle.dumps(Point(1, 2))
+    for data in (payload, msgpack.packb(payload), msgpack.packb(msgpack.ExtType(1, payload))):
+        try:
+            result = MsgpackCodec().decode(data)
+        except EncodingError:
+            continue
+        assert not isinstance(result, Point)
+
+
+def test_msgpack_output_is_plain_msgpack_for_plain_data() -> None:
+    data = MsgpackCodec().encode({"a": [1, "x", b"y", None, 1.5]})
+    assert msgpack.unpackb(data) == {"a": [1, "x", b"y", None, 1.5]}
+
+
+# property tests over nested plain structures
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text()
+    | st.binary()
+    | st.decimals(allow_nan=False, allow_infinity=False)
+    | st.uuids()
+    | st.dates()
+    | st.datetimes(timezones=st.none() | st.timezones())
+    | st.timedeltas()
+)
+hashables = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text() | st.binary(),
+    lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3),
+    max_leaves=6,
+)
+plain = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(), inner, max_size=4)
+        | st.dictionaries(hashables, inner, max_size=3)
+        | st.sets(hashables, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, with the same types all the way down (so 1 and True, list and tuple differ)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return len(a) == len(b) and all(k in b and same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dt.datetime):
+        return a == b and a.utcoffset() == b.utcoffset()
+    return a == b
+
+
+@codecs
+@settings(max_examples=150, deadline=None)
+@given(value=plain)
+def test_property_plain_structures_round_trip(codec: Codec, value: Any) -> None:
+    assert same(round_trip(codec, value), value)
+
+
+@codecs
+@settings(max_examples=50, deadline=None)
+@given(x=st.integers(-(2**63), 2**63 - 1), y=st.integers(-(2**63), 2**63 - 1), tags=st.sets(st.text()))
+def test_property_dataclasses_round_trip(codec: Codec, x: int, y: int, tags: set[str]) -> None:
+    @dataclass
+    class Tagged:
+        point: Point
+        tags: set[str]
+
+    # the local class's hints do resolve: Point is a module global
+    back = round_trip(codec, Tagged(Point(x, y), tags), Tagged)
+    assert back == Tagged(Point(x, y), tags) and type(back.point) is Point
