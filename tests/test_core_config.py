@@ -1,0 +1,142 @@
+"""``open_store``: memory URLs, options passed through, errors, the environment variable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from kvsourcing import (
+    AggregateBase,
+    ConfigurationError,
+    EventStore,
+    JsonCodec,
+    StandardEventRegistry,
+    open_store,
+)
+from kvsourcing.config import ENVIRONMENT_VARIABLE
+from kvsourcing.stores.keyvalue import KeyValueStore
+
+
+@dataclass
+class Added:
+    n: int
+
+
+class Total(AggregateBase):
+    def __init__(self, key: str, store: Any) -> None:
+        super().__init__()
+        self.total = 0
+        reg = StandardEventRegistry("config")
+        reg.register_event(Added)
+        self.initialize(key, reg, store)
+        self.automatic_wireup()
+
+    def replay_added(self, event: Added) -> None:
+        self.total += event.n
+
+
+@pytest.fixture(autouse=True)
+def no_store_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENVIRONMENT_VARIABLE, raising=False)
+
+
+def test_environment_variable_name() -> None:
+    assert ENVIRONMENT_VARIABLE == "KVSOURCING_STORE"
+
+
+@pytest.mark.parametrize("url", ["memory://", "memory:///"])
+def test_memory_url_opens_a_working_store(url: str) -> None:
+    with open_store(url) as store:
+        assert isinstance(store, EventStore) and isinstance(store, KeyValueStore)
+        writer = Total("t", store)
+        writer.apply_event(Added(2))
+        writer.commit()
+        reader = Total("t", store)
+        reader.refresh()
+        assert reader.total == 2
+
+
+def test_each_memory_store_is_new_and_empty() -> None:
+    first, second = open_store("memory://"), open_store("memory://")
+    writer = Total("t", first)
+    writer.apply_event(Added(1))
+    writer.commit()
+    reader = Total("t", second)
+    reader.refresh()
+    assert reader.sequence_number() == 0
+
+
+def test_snapshot_interval_option_is_passed_through() -> None:
+    store = open_store("memory://", snapshot_interval=2)
+    assert store.snapshot_interval == 2
+    writer = Total("t", store)
+    writer.apply_event(Added(1))
+    writer.commit()
+    assert store.read_snapshot("t") is None
+    writer.apply_event(Added(1))
+    writer.commit()
+    assert store.read_snapshot("t") == (2, {"total": 2})
+    assert open_store("memory://").snapshot_interval == 0
+
+
+def test_codec_option_is_passed_through() -> None:
+    store = open_store("memory://", codec=JsonCodec())
+    writer = Total("t", store)
+    writer.apply_event(Added(5))
+    writer.commit()
+    (record,) = store.driver.load("t", 0).records
+    assert record == b'["Added",{"n":5}]'
+
+
+def test_unknown_option_raises_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="colour"):
+        open_store("memory://", colour="blue")
+
+
+def test_memory_url_with_a_host_raises_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="memory://"):
+        open_store("memory://somewhere/db")
+
+
+def test_unknown_scheme_lists_the_supported_schemes() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        open_store("postgres://localhost/db")
+    message = str(caught.value)
+    assert "postgres" in message
+    for scheme in ("memory://", "redis://", "rediss://", "redis+cluster://", "dynamodb://"):
+        assert scheme in message
+
+
+@pytest.mark.parametrize("url", ["memory", "", "localhost:6379"])
+def test_url_without_a_scheme_raises_configuration_error(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        open_store(url)
+
+
+def test_environment_variable_is_used_when_url_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENVIRONMENT_VARIABLE, "memory://")
+    assert isinstance(open_store(), KeyValueStore)
+    assert open_store(snapshot_interval=4).snapshot_interval == 4
+
+
+def test_environment_variable_with_a_bad_scheme_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENVIRONMENT_VARIABLE, "ftp://x")
+    with pytest.raises(ConfigurationError, match="ftp"):
+        open_store()
+
+
+def test_explicit_url_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENVIRONMENT_VARIABLE, "ftp://x")
+    assert isinstance(open_store("memory://"), KeyValueStore)
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_no_url_and_no_environment_raises_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    if value is not None:
+        monkeypatch.setenv(ENVIRONMENT_VARIABLE, value)
+    with pytest.raises(ConfigurationError, match=ENVIRONMENT_VARIABLE):
+        open_store()
