@@ -18,10 +18,14 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.retry import Retry
 
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT = 15.0
+# redis-py retries a refused connection with a backoff of seconds by default: poll instead.
+NO_RETRY = Retry(NoBackoff(), 0)
 
 
 def free_port() -> int:
@@ -103,7 +107,7 @@ def start_server(workdir: Path, *args: str, tls: dict[str, str] | None = None) -
 def wait_for_ping(server: RedisServer) -> bool:
     """True once the server answers PING; False if it exits or times out."""
     deadline = time.monotonic() + STARTUP_TIMEOUT
-    client = server.client(socket_timeout=1, socket_connect_timeout=1)
+    client = server.client(socket_timeout=1, socket_connect_timeout=1, retry=NO_RETRY)
     try:
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
@@ -166,7 +170,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
                     "--cluster-config-file",
                     str(nodedir / "nodes.conf"),
                     "--cluster-node-timeout",
-                    "5000",
+                    "2000",
                 )
             )
         subprocess.run(

@@ -8,18 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
 from redis.connection import AbstractConnection
 from redis.crc import key_slot
-from redis.retry import Retry
-from redis_fixtures import HOST, RedisClusterNodes, RedisServer, free_port
+from redis_fixtures import HOST, NO_RETRY, RedisClusterNodes, RedisServer, free_port
 
 from kvsourcing.errors import ConfigurationError, StoreUnavailableError
 from kvsourcing.stores.keyvalue import Commit, Snapshot, partition_bucket
 from kvsourcing.stores.redis import RedisDriver
-
-# redis-py retries connection (and auth) failures with a backoff of seconds by default.
-NO_RETRY = Retry(NoBackoff(), 0)
 
 
 def fresh_key(text: str = "") -> str:
