@@ -26,12 +26,28 @@ def prefixed_methods(
             continue
         try:
             params = list(inspect.signature(method).parameters.values())
-            hints = typing.get_type_hints(method)
-        except (TypeError, ValueError, NameError):
+        except (TypeError, ValueError):
             continue
         positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         if len(positional) != arity or len(params) != arity:
             continue
-        target = hints.get(positional[-1].name)
+        target = _parameter_hint(method, positional[-1].name)
         if isinstance(target, type) and target is not typing.Any:
             yield target, method
+
+
+def _parameter_hint(method: Callable[..., Any], name: str) -> Any:
+    """The evaluated annotation of parameter ``name``, or ``None``; only that one need resolve,
+    so a return annotation naming a ``TYPE_CHECKING``-only import does not hide the method."""
+    try:
+        return typing.get_type_hints(method).get(name)
+    except (TypeError, ValueError, NameError):
+        pass
+    func = getattr(method, "__func__", method)
+    hint = getattr(func, "__annotations__", {}).get(name)
+    if isinstance(hint, str):
+        try:
+            hint = eval(hint, getattr(func, "__globals__", {}))
+        except Exception:
+            return None
+    return hint

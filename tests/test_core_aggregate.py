@@ -4,7 +4,7 @@ handle/run, rollback, StateFetchFunc state, snapshots of it, key validation."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -22,6 +22,10 @@ from kvsourcing import (
     UnknownEventTypeError,
 )
 from kvsourcing.stores import memory
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from fractions import Fraction
 
 
 @dataclass
@@ -489,3 +493,30 @@ def test_invalid_keys_raise_invalid_key_error(key: Any) -> None:
 @pytest.mark.parametrize("key", ["x" * 1024, "é" * 512, "acct/1:ü €", "with space"])
 def test_valid_keys_are_accepted(key: str) -> None:
     assert Account(key, TestStore()).get_key() == key
+
+
+class TypeCheckingAnnotations(AggregateBase):
+    """Return annotations naming TYPE_CHECKING-only imports must not hide a method."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+        self.initialize("t", bank_registry(), TestStore())
+        self.automatic_wireup()
+
+    def replay_deposited(self, event: Deposited) -> Sequence[int] | None:
+        self.total += event.amount
+        return None
+
+    def handle_deposit(self, command: Deposit) -> Sequence[Deposited]:
+        return [Deposited(command.amount)]
+
+    def handle_fraction(self, command: Fraction) -> list[Any]:
+        raise AssertionError("an unresolvable parameter annotation is skipped")
+
+
+def test_wireup_needs_only_the_parameter_annotation_to_resolve() -> None:
+    agg = TypeCheckingAnnotations()
+    assert set(agg.handled_commands()) == {"Deposit"}
+    assert agg.handle(Deposit(3)) == [Deposited(3)]
+    assert agg.total == 3
