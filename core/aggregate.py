@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import uuid
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -38,6 +39,8 @@ class AggregateBase:
         self._state_fn: StateFetchFunc | None = None
         self._sequence = 0
         self._pending: list[Event] = []
+        self._commit_id: str | None = None
+        self._already_stored = False
         self._replayers: dict[str, Callable[[Any], Any]] = {}
         self._handlers: dict[type, Callable[[Any], Any]] = {}
 
@@ -102,7 +105,9 @@ class AggregateBase:
         """The aggregate's state: what the ``StateFetchFunc`` returns, else the aggregate itself."""
         return self if self._state_fn is None else self._state_fn()
 
-    get_state = state
+    def get_state(self) -> Any:
+        """The state a store snapshots: ``state()``, so a subclass that overrides ``state`` is followed."""
+        return self.state()
 
     def replay_event(self, event: Event) -> None:
         """Apply an already stored event; events with no replay method only bump the sequence."""
@@ -122,19 +127,33 @@ class AggregateBase:
 
     def apply_event(self, event: Event) -> None:
         """Record a new event and apply it to the state; ``commit()`` stores it."""
+        if not self._pending and self._commit_id is None:
+            self._commit_id = uuid.uuid4().hex
         self.replay_event(event)
         self._pending.append(event)
+
+    def get_commit_id(self) -> str | None:
+        """The id of the uncommitted events: kept until they are stored, so a commit
+        re-sent after a lost reply is recognised and not written twice."""
+        return self._commit_id
+
+    def commit_already_stored(self) -> None:
+        """Called by the store when this commit's id was found already stored."""
+        self._already_stored = True
 
     def get_uncommitted_events(self) -> tuple[int, list[Event]]:
         """``(committed sequence, new events)`` for the store to write."""
         return self._sequence - len(self._pending), list(self._pending)
 
     def commit(self) -> None:
-        """Store the uncommitted events; on failure they stay uncommitted."""
+        """Store the uncommitted events; on failure they stay uncommitted, and calling
+        ``commit()`` again re-sends them under the same commit id."""
         if not self._pending:
             return
+        self._already_stored = False
         self._require_store().commit_events(self)
         self._pending.clear()
+        self._commit_id = None
 
     def refresh(self) -> None:
         """Load the events stored since the aggregate's sequence (from a snapshot when newer)."""
@@ -161,11 +180,14 @@ class AggregateBase:
             f"(handles: {known}); define handle_<name>(self, command: {type(command).__name__})"
         )
 
-    def handle(self, command: Command) -> list[Event]:
+    def handle(self, command: Command, commit_id: str | None = None) -> list[Event]:
         """Refresh, run the command's handler, apply the events it returns, commit them.
 
-        If anything fails the aggregate is rolled back to its state before the command,
-        so the same instance can run the command again (as ``retry`` does).
+        Returns the events committed. If anything fails the aggregate is rolled back to
+        its state before the command, so the same instance can run the command again (as
+        ``retry`` does). ``commit_id`` (by default a new one) names the commit: sending a
+        command again with the commit id of one already stored (say after a lost reply)
+        writes nothing and returns ``[]``.
         """
         handler = self._find_handler(command)
         self.refresh()
@@ -177,10 +199,11 @@ class AggregateBase:
                     f"handler for {type(command).__name__} returned {type(events).__name__}; "
                     "it must return a list of events (an empty list for none)"
                 )
+            self._commit_id = commit_id
             for event in events:
                 self.apply_event(event)
             self.commit()
-            return list(events)
+            return [] if self._already_stored else list(events)
 
         return self._atomically(body)
 
@@ -196,23 +219,32 @@ class AggregateBase:
         return self._atomically(body)
 
     def _atomically(self, body: Callable[[], Any]) -> Any:
+        """Run ``body``; restore the state before it if it fails, or if its commit was
+        found already stored (then what is stored, not what ``body`` applied, is the truth)."""
         target = self.state()
         saved_sequence = self._sequence
         saved_state = copy.deepcopy(_public_vars(target))
         try:
-            return body()
+            result = body()
         except BaseException:
-            self._pending.clear()
-            self._sequence = saved_sequence
-            if isinstance(target, MutableMapping):
-                target.clear()
-                target.update(saved_state)
-                raise
-            for name in set(_public_vars(target)) - set(saved_state):
-                delattr(target, name)
-            for name, value in saved_state.items():
-                object.__setattr__(target, name, value)
+            self._restore(target, saved_sequence, saved_state)
             raise
+        if self._already_stored:
+            self._restore(target, saved_sequence, saved_state)
+        return result
+
+    def _restore(self, target: Any, sequence: int, state: dict[str, Any]) -> None:
+        self._pending.clear()
+        self._commit_id = None
+        self._sequence = sequence
+        if isinstance(target, MutableMapping):
+            target.clear()
+            target.update(state)
+            return
+        for name in set(_public_vars(target)) - set(state):
+            delattr(target, name)
+        for name, value in state.items():
+            object.__setattr__(target, name, value)
 
 
 def _public_vars(obj: Any) -> dict[str, Any]:

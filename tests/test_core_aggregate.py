@@ -520,3 +520,15 @@ def test_wireup_needs_only_the_parameter_annotation_to_resolve() -> None:
     assert set(agg.handled_commands()) == {"Deposit"}
     assert agg.handle(Deposit(3)) == [Deposited(3)]
     assert agg.total == 3
+
+
+def test_get_state_follows_an_overridden_state_method() -> None:
+    class Overridden(Account):
+        def state(self) -> Any:
+            return {"balance": self.balance}
+
+    store = TestStore()
+    account = Overridden("o", store)
+    account.handle(Deposit(2))
+    assert account.get_state() == {"balance": 2}
+    assert store.history[-1].state == {"balance": 2}
