@@ -532,3 +532,17 @@ def test_get_state_follows_an_overridden_state_method() -> None:
     account.handle(Deposit(2))
     assert account.get_state() == {"balance": 2}
     assert store.history[-1].state == {"balance": 2}
+
+
+def test_rollback_removes_attributes_added_by_a_failing_handler() -> None:
+    class Sloppy(Account):
+        def handle_deposit(self, command: Deposit) -> list[Any]:
+            self.scratch = command.amount
+            self.owner = "changed"
+            raise DomainFault(self.get_key(), "rejected")
+
+    account = Sloppy("s", TestStore())
+    with pytest.raises(DomainFault):
+        account.handle(Deposit(1))
+    assert not hasattr(account, "scratch")
+    assert account.owner == ""
