@@ -45,6 +45,7 @@ from kvsourcing.protocols import (
     StoreLoaderAdapter,
     StoreWriterAdapter,
 )
+from kvsourcing.publishing import InProcessDistributor, new_logging_middleware, new_publish_middleware
 from kvsourcing.registry import (
     EventDefinition,
     StandardCommandRegistry,
@@ -119,6 +120,7 @@ __all__ = [
     "EventStoreWithMiddleware",
     "EventType",
     "HandlerResultError",
+    "InProcessDistributor",
     "InvalidKeyError",
     "JsonCodec",
     "KvSourcingError",
@@ -145,7 +147,9 @@ __all__ = [
     "is_domain_fault",
     "new_concurrency_fault",
     "new_domain_fault",
+    "new_logging_middleware",
     "new_middleware_wrapper",
+    "new_publish_middleware",
     "new_standard_command_registry",
     "new_standard_event_registry",
     "new_test_store",

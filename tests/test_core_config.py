@@ -87,7 +87,7 @@ def test_codec_option_is_passed_through() -> None:
     writer.apply_event(Added(5))
     writer.commit()
     (record,) = store.driver.load("t", 0).records
-    assert record == b'["Added",{"n":5}]'
+    assert record == b'["Added",{"n":5},"config"]'
 
 
 def test_unknown_option_raises_configuration_error() -> None:

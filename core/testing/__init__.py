@@ -1,10 +1,10 @@
-"""Testing helpers: aggregate scenarios, and the store compliance suite (which needs pytest)."""
+"""Testing helpers: aggregate scenarios, and the store and feed compliance suites (which need pytest)."""
 
 from typing import Any
 
 from kvsourcing.testing.scenario import AggregateScenario, run_json
 
-__all__ = ["AggregateScenario", "StoreSuite", "run_json"]
+__all__ = ["AggregateScenario", "FeedSuite", "StoreSuite", "run_json"]
 
 
 def __getattr__(name: str) -> Any:
@@ -12,4 +12,8 @@ def __getattr__(name: str) -> Any:
         from kvsourcing.testing.suite import StoreSuite
 
         return StoreSuite
+    if name == "FeedSuite":
+        from kvsourcing.testing.feed_suite import FeedSuite
+
+        return FeedSuite
     raise AttributeError(f"module 'kvsourcing.testing' has no attribute {name!r}")

@@ -1,11 +1,25 @@
 """The generic key-value tablestore base: drivers supply ``append``/``load``, the base the rest."""
 
-from kvsourcing.stores.keyvalue.driver import Commit, Driver, Loaded, Snapshot, partition_bucket
+from kvsourcing.stores.keyvalue.consumer import FeedConsumer
+from kvsourcing.stores.keyvalue.driver import (
+    ALREADY_STORED,
+    Commit,
+    Driver,
+    FeedDriver,
+    FeedEntry,
+    Loaded,
+    Snapshot,
+    partition_bucket,
+)
 from kvsourcing.stores.keyvalue.store import KeyedEvent, KeyValueStore, new_store
 
 __all__ = [
+    "ALREADY_STORED",
     "Commit",
     "Driver",
+    "FeedConsumer",
+    "FeedDriver",
+    "FeedEntry",
     "KeyValueStore",
     "KeyedEvent",
     "Loaded",

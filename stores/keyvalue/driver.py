@@ -11,6 +11,10 @@ carry the whole contract, and each must be one atomic operation on the backend:
 * ``load(key, after, use_snapshot=...)`` returns the newest snapshot when it is newer
   than ``after`` (and ``use_snapshot`` is true), and every record after the later of
   the two, read consistently.
+
+A ``FeedDriver`` also keeps the durable global feed: in the same atomic write as the
+commit it appends a ``FeedEntry`` to the feed of the aggregate's partition bucket, and
+it keeps small named values (checkpoints, leases) with compare-and-swap.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
+
+ALREADY_STORED: Final = -1
+"""What ``append`` returns when the commit's ``commit_id`` is already stored for the aggregate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +44,7 @@ class Commit:
     expected: int
     records: Sequence[bytes]
     snapshot: bytes | None = None
+    commit_id: str | None = None
 
     @property
     def last(self) -> int:
@@ -66,6 +74,8 @@ class Driver(Protocol):
         """Write ``commit`` atomically if the aggregate is at ``commit.expected``.
 
         Return ``None`` when written, else the aggregate's actual sequence (nothing written).
+        When ``commit.commit_id`` is already stored for this aggregate, write nothing and
+        return ``ALREADY_STORED``: that check comes first, inside the same atomic operation.
         Raise ``StoreUnavailableError`` when the backend cannot be reached and
         ``CommitTooLargeError`` when the commit exceeds the backend's atomic limits.
         """
@@ -81,6 +91,50 @@ class Driver(Protocol):
 
     def close(self) -> None:
         """Release the driver's connections (idempotent)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """One commit as its bucket's feed recorded it: records ``first ..`` of aggregate ``key``.
+
+    ``position`` is the driver's token for the entry, increasing within its bucket:
+    what a consumer's checkpoint stores, and what ``read_feed`` reads after.
+    """
+
+    bucket: int
+    position: str
+    key: str
+    first: int
+    records: Sequence[bytes]
+
+
+@runtime_checkable
+class FeedDriver(Driver, Protocol):
+    """A driver that also keeps the durable feed and the consumers' small values.
+
+    Every successful ``append`` adds one ``FeedEntry`` (the commit's key, first sequence
+    and records) to the feed of bucket ``partition_bucket(key, buckets)`` in the same
+    atomic write, so no event is in the store but missing from the feed, or the reverse.
+    """
+
+    buckets: int
+
+    def read_feed(self, after: dict[int, str | None], limit: int) -> list[FeedEntry]:
+        """Up to ``limit`` entries of each bucket in ``after``, those after its position
+        (``None``: from the start), oldest first within each bucket."""
+        ...
+
+    def read_value(self, name: str) -> bytes | None:
+        """The value stored under ``name`` (``None`` when absent or expired)."""
+        ...
+
+    def swap_value(
+        self, name: str, expected: bytes | None, new: bytes | None, ttl: float | None = None
+    ) -> bool:
+        """Atomically replace ``name``'s value by ``new`` (``None`` deletes it) if it is
+        ``expected`` (``None``: absent or expired); ``ttl`` seconds makes ``new`` expire.
+        Returns whether it was replaced."""
         ...
 
 

@@ -2,7 +2,9 @@
 
 It validates keys, encodes events and snapshots with the store's codec, decides when
 a snapshot is due, hands the driver one atomic ``Commit``, and maps what the driver
-reports to ``ConcurrencyFault`` or ``SequenceGapError``. On load it restores the
+reports to ``ConcurrencyFault`` or ``SequenceGapError``. A commit whose id the driver
+finds already stored (a re-send after a lost reply) succeeds without writing, and the
+writer hears of it through ``commit_already_stored()`` when it has that method. On load it restores the
 snapshot and replays the records after it; a record whose type the aggregate's
 registry does not know is replayed as its mapping (and still bumps the sequence).
 """
@@ -23,7 +25,7 @@ from kvsourcing.errors import (
 )
 from kvsourcing.keys import validate_key
 from kvsourcing.protocols import EventRegistry, StoreLoaderAdapter, StoreWriterAdapter
-from kvsourcing.stores.keyvalue.driver import Commit, Driver
+from kvsourcing.stores.keyvalue.driver import ALREADY_STORED, Commit, Driver
 from kvsourcing.structure import public_attributes
 
 
@@ -35,6 +37,7 @@ class KeyedEvent:
     sequence: int
     event_type: str
     data: Any
+    domain: str = ""
 
 
 class KeyValueStore:
@@ -74,8 +77,14 @@ class KeyValueStore:
         snapshot = None
         if self._interval and last // self._interval > committed // self._interval:
             snapshot = self._encode_state(key, last, writer.get_state())
-        found = self._driver.append(Commit(key, committed, records, snapshot))
+        commit_id = getattr(writer, "get_commit_id", lambda: None)()
+        found = self._driver.append(Commit(key, committed, records, snapshot, commit_id))
         if found is None:
+            return
+        if found == ALREADY_STORED:
+            already_stored = getattr(writer, "commit_already_stored", None)
+            if already_stored is not None:
+                already_stored()
             return
         if found > committed:
             raise ConcurrencyFault(key, committed + 1)
@@ -92,7 +101,7 @@ class KeyValueStore:
                 f"in domain {registry.domain()!r}; call registry.register_event({type(event).__name__})"
             )
         try:
-            return self._codec.encode([event_type, event])
+            return self._codec.encode([event_type, event, registry.domain()])
         except EncodingError:
             detail = self._encoding_problem(event)
         raise EncodingError(f"cannot commit event {event_type} to {key!r} at sequence {sequence}: {detail}")
@@ -127,7 +136,7 @@ class KeyValueStore:
             reader.restore_snapshot(loaded.snapshot.sequence, state)
         registry = reader.get_event_registry()
         for sequence, record in enumerate(loaded.records, start=loaded.first):
-            event_type, data = self._decode(key, sequence, record)
+            event_type, data = self._decode(key, sequence, record)[:2]
             reader.replay_event(registry.create_event(event_type, data))
 
     def _decode(self, key: str, sequence: int, blob: bytes) -> Any:
@@ -142,9 +151,13 @@ class KeyValueStore:
         loaded = self._driver.load(key, after, use_snapshot=False)
         events = []
         for sequence, record in enumerate(loaded.records, start=loaded.first):
-            event_type, data = self._decode(key, sequence, record)
-            events.append(KeyedEvent(key, sequence, event_type, data))
+            events.append(self.decode_record(key, sequence, record))
         return events
+
+    def decode_record(self, key: str, sequence: int, record: bytes) -> KeyedEvent:
+        """A stored record as plain data (its domain in ``KeyedEvent.domain``)."""
+        event_type, data, domain = self._decode(key, sequence, record)
+        return KeyedEvent(key, sequence, event_type, data, domain)
 
     def read_snapshot(self, key: str) -> tuple[int, Any] | None:
         """``(sequence, state as plain data)`` of an aggregate's newest snapshot, or ``None``."""

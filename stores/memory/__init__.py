@@ -3,32 +3,60 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from kvsourcing.codecs import Codec
 from kvsourcing.errors import ConfigurationError
-from kvsourcing.stores.keyvalue import Commit, KeyValueStore, Loaded, Snapshot
+from kvsourcing.stores.keyvalue import (
+    ALREADY_STORED,
+    Commit,
+    FeedEntry,
+    KeyValueStore,
+    Loaded,
+    Snapshot,
+    partition_bucket,
+)
 from kvsourcing.stores.keyvalue import new_store as new_keyvalue_store
 
 __all__ = ["MemoryDriver", "from_url", "new_store"]
 
+DEFAULT_BUCKETS = 16
+
 
 class MemoryDriver:
-    """Keeps each aggregate's records in a list, under one lock: every call is atomic."""
+    """Keeps each aggregate's records in a list and each bucket's feed in another, under
+    one lock: every call is atomic."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, buckets: int = DEFAULT_BUCKETS) -> None:
+        if buckets < 1:
+            raise ValueError(f"buckets must be at least 1, got {buckets}")
+        self.buckets = buckets
         self._records: dict[str, list[bytes]] = {}
         self._snapshots: dict[str, Snapshot] = {}
+        self._commit_ids: dict[str, set[str]] = {}
+        self._feeds: list[list[FeedEntry]] = [[] for _ in range(buckets)]
+        self._values: dict[str, tuple[bytes, float | None]] = {}
         self._lock = threading.Lock()
 
     def append(self, commit: Commit) -> int | None:
         with self._lock:
+            commit_ids = self._commit_ids.setdefault(commit.key, set())
+            if commit.commit_id is not None and commit.commit_id in commit_ids:
+                return ALREADY_STORED
             records = self._records.setdefault(commit.key, [])
             if len(records) != commit.expected:
                 return len(records)
             records.extend(commit.records)
             if commit.snapshot is not None:
                 self._snapshots[commit.key] = Snapshot(commit.last, commit.snapshot)
+            if commit.commit_id is not None:
+                commit_ids.add(commit.commit_id)
+            bucket = partition_bucket(commit.key, self.buckets)
+            feed = self._feeds[bucket]
+            feed.append(
+                FeedEntry(bucket, str(len(feed) + 1), commit.key, commit.expected + 1, tuple(commit.records))
+            )
         return None
 
     def load(self, key: str, after: int, *, use_snapshot: bool = True) -> Loaded:
@@ -39,23 +67,55 @@ class MemoryDriver:
                 return Loaded(snapshot, snapshot.sequence + 1, records[snapshot.sequence :])
             return Loaded(None, after + 1, records[after:])
 
+    def read_feed(self, after: dict[int, str | None], limit: int) -> list[FeedEntry]:
+        with self._lock:
+            entries: list[FeedEntry] = []
+            for bucket, position in after.items():
+                start = int(position) if position else 0
+                entries.extend(self._feeds[bucket][start : start + limit])
+            return entries
+
+    def _live(self, name: str) -> bytes | None:
+        value = self._values.get(name)
+        if value is None or (value[1] is not None and value[1] <= time.monotonic()):
+            return None
+        return value[0]
+
+    def read_value(self, name: str) -> bytes | None:
+        with self._lock:
+            return self._live(name)
+
+    def swap_value(
+        self, name: str, expected: bytes | None, new: bytes | None, ttl: float | None = None
+    ) -> bool:
+        with self._lock:
+            if self._live(name) != expected:
+                return False
+            if new is None:
+                self._values.pop(name, None)
+            else:
+                self._values[name] = (new, None if ttl is None else time.monotonic() + ttl)
+            return True
+
     def close(self) -> None:
         """Nothing to release: the data lives as long as the driver."""
 
 
-def new_store(*, snapshot_interval: int = 0, codec: Codec | None = None) -> KeyValueStore:
-    """A new, empty in-memory event store."""
-    return new_keyvalue_store(MemoryDriver(), codec=codec, snapshot_interval=snapshot_interval)
+def new_store(
+    *, snapshot_interval: int = 0, codec: Codec | None = None, buckets: int = DEFAULT_BUCKETS
+) -> KeyValueStore:
+    """A new, empty in-memory event store (``buckets`` partitions its feed)."""
+    return new_keyvalue_store(MemoryDriver(buckets=buckets), codec=codec, snapshot_interval=snapshot_interval)
 
 
 def from_url(url: str, **options: Any) -> KeyValueStore:
     """``memory://``: a new, empty in-memory store (options go to ``new_store``)."""
     if url.rstrip("/") != "memory:":
         raise ConfigurationError(f"memory store URL takes no host or path: got {url!r}, use 'memory://'")
-    unknown = set(options) - {"snapshot_interval", "codec"}
+    unknown = set(options) - {"snapshot_interval", "codec", "buckets"}
     if unknown:
         raise ConfigurationError(
             f"memory store does not take option(s) {', '.join(sorted(unknown))}; "
-            "it takes snapshot_interval and codec"
+            "it takes snapshot_interval, codec and buckets"
         )
     return new_store(**options)
