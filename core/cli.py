@@ -81,6 +81,15 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dynamodb_create_table(args: argparse.Namespace) -> int:
+    from kvsourcing.stores import dynamodb
+
+    client = dynamodb.make_client(args.region, args.endpoint_url)
+    created = dynamodb.create_table(client, args.name)
+    print(f"table {args.name!r} {'created' if created else 'already exists'}, and ACTIVE")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``kvsourcing`` command."""
     parser = argparse.ArgumentParser(
@@ -116,6 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot.add_argument("--json", action="store_true", help="print JSON")
     _store_option(snapshot)
     snapshot.set_defaults(run=_cmd_snapshot)
+
+    dynamodb = commands.add_parser(
+        "dynamodb", help="DynamoDB administration", description="DynamoDB administration."
+    )
+    dynamodb_commands = dynamodb.add_subparsers(dest="dynamodb_command", required=True, metavar="COMMAND")
+    create = dynamodb_commands.add_parser(
+        "create-table",
+        help="create the store's table",
+        description="Create the store's table (on-demand billing) and wait until it is ACTIVE; "
+        "succeeds when it already exists with the right key schema.",
+    )
+    create.add_argument("name", help="the table name")
+    create.add_argument("--region", help="AWS region (default: boto3's, e.g. $AWS_DEFAULT_REGION)")
+    create.add_argument("--endpoint-url", metavar="URL", help="DynamoDB Local, moto or LocalStack endpoint")
+    create.set_defaults(run=_cmd_dynamodb_create_table)
     return parser
 
 

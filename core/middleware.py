@@ -70,9 +70,12 @@ class EventStoreWithMiddleware:
         _chain(self._refresh, reader, lambda: self._inner.refresh(reader))
 
     def close(self) -> None:
-        for cleanup in self._cleanup:
-            cleanup()
-        self._inner.close()
+        """Run the cleanups in order, then close the inner store (even if a cleanup raised)."""
+        try:
+            for cleanup in self._cleanup:
+                cleanup()
+        finally:
+            self._inner.close()
 
     def __enter__(self) -> EventStoreWithMiddleware:
         return self

@@ -9,11 +9,14 @@ name found in the data: the caller always names the class.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import enum
 import functools
 import types
 import typing
+import uuid
 from collections.abc import Callable, Mapping, MutableMapping
+from decimal import Decimal
 from typing import Any
 
 from kvsourcing.errors import EncodingError
@@ -51,6 +54,16 @@ def _hints(cls: type) -> dict[str, Any]:
         return {}
 
 
+_FROM_TEXT: dict[Any, Callable[[str], Any]] = {
+    dt.datetime: dt.datetime.fromisoformat,
+    dt.date: dt.date.fromisoformat,
+    dt.time: dt.time.fromisoformat,
+    Decimal: Decimal,
+    uuid.UUID: uuid.UUID,
+}
+"""Types a hand-written mapping (a JSON scenario, an upcaster's input) may give as text."""
+
+
 @functools.cache
 def converter_for(hint: Any) -> Converter:
     """A function that turns plain data into a value of type ``hint`` (identity when none needed)."""
@@ -58,6 +71,9 @@ def converter_for(hint: Any) -> Converter:
         return functools.partial(build_dataclass, hint)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return lambda value: value if isinstance(value, hint) else hint(value)
+    parse = _FROM_TEXT.get(hint)
+    if parse is not None:
+        return lambda value: parse(value) if isinstance(value, str) else value
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):

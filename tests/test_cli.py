@@ -55,3 +55,33 @@ def test_events_of_unknown_aggregate(capsys: pytest.CaptureFixture[str]) -> None
 def test_invalid_key_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["snapshot", "bad\nkey", "--store", "memory://"]) == 1
     assert "InvalidKeyError" in capsys.readouterr().err
+
+
+def test_dynamodb_create_table_then_events_and_snapshot(
+    aws_env: None, moto_server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dynamodb_fixtures import REGION, fresh_table_name
+
+    from kvsourcing import open_store
+    from kvsourcing.testing.domain import Counter, Increment
+
+    table = fresh_table_name()
+    args = ["dynamodb", "create-table", table, "--region", REGION, "--endpoint-url", moto_server_url]
+    assert main(args) == 0
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"table {table!r} created" in out and f"table {table!r} already exists" in out
+    url = f"dynamodb://{table}?region={REGION}&endpoint_url={moto_server_url}"
+    with open_store(url, snapshot_interval=2) as store:
+        counter = Counter("acct-1", store)
+        counter.handle(Increment(3))
+        counter.handle(Increment(4))
+    assert main(["events", "acct-1", "--store", url]) == 0
+    table_out = capsys.readouterr().out.splitlines()
+    assert table_out[0].split() == ["seq", "type", "data"]
+    assert table_out[1].split() == ["1", "Incremented", '{"by":', "3}"]
+    assert main(["events", "acct-1", "--json", "--store", url]) == 0
+    assert '"by": 4' in capsys.readouterr().out
+    assert main(["snapshot", "acct-1", "--store", url]) == 0
+    shown = capsys.readouterr().out
+    assert "at sequence 2" in shown and '"count": 7' in shown

@@ -140,3 +140,10 @@ def test_no_url_and_no_environment_raises_configuration_error(
         monkeypatch.setenv(ENVIRONMENT_VARIABLE, value)
     with pytest.raises(ConfigurationError, match=ENVIRONMENT_VARIABLE):
         open_store()
+
+
+def test_scheme_is_case_insensitive() -> None:
+    from kvsourcing import open_store
+    from kvsourcing.stores.keyvalue import KeyValueStore
+
+    assert isinstance(open_store("MEMORY://"), KeyValueStore)

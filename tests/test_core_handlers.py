@@ -330,3 +330,26 @@ def test_test_store_is_a_context_manager_that_closes() -> None:
         assert isinstance(store, TestStore)
     with pytest.raises(OSError, match="on close"), TestStore() as failing:
         failing.error_filter = test_store_failure_filter(OSError("on close"))
+
+
+def test_wrapper_closes_the_inner_store_even_when_a_cleanup_raises() -> None:
+    import pytest
+
+    from kvsourcing import new_middleware_wrapper
+
+    closed: list[str] = []
+
+    class Inner:
+        def commit_events(self, writer: object) -> None: ...
+        def refresh(self, reader: object) -> None: ...
+        def close(self) -> None:
+            closed.append("inner")
+
+    def failing() -> None:
+        raise RuntimeError("cleanup failed")
+
+    wrapper = new_middleware_wrapper(Inner())
+    wrapper.handle_cleanup(failing)
+    with pytest.raises(RuntimeError, match="cleanup failed"):
+        wrapper.close()
+    assert closed == ["inner"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
+import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -233,3 +236,23 @@ def test_command_registry_duplicate_name_of_another_class_raises() -> None:
     Other.__qualname__ = "Closed"
     with pytest.raises(ValueError, match="Closed"):
         reg.register_command(Other)
+
+
+_TEXT_REGISTRY = StandardEventRegistry("text")
+
+
+@_TEXT_REGISTRY.register_event
+@dataclass
+class Paid:
+    amount: Decimal
+    at: dt.datetime
+    order: uuid.UUID | None = None
+
+
+def test_create_event_parses_rich_values_given_as_text() -> None:
+    data = {"amount": "9.90", "at": "2026-05-01T10:00:00+00:00", "order": "12345678123456781234567812345678"}
+    assert _TEXT_REGISTRY.create_event("Paid", data) == Paid(
+        Decimal("9.90"),
+        dt.datetime(2026, 5, 1, 10, tzinfo=dt.UTC),
+        uuid.UUID(int=0x12345678123456781234567812345678),
+    )

@@ -110,7 +110,7 @@ def new_store(
 
 def from_url(url: str, **options: Any) -> KeyValueStore:
     """``memory://``: a new, empty in-memory store (options go to ``new_store``)."""
-    if url.rstrip("/") != "memory:":
+    if url.rstrip("/").lower() != "memory:":
         raise ConfigurationError(f"memory store URL takes no host or path: got {url!r}, use 'memory://'")
     unknown = set(options) - {"snapshot_interval", "codec", "buckets"}
     if unknown:
