@@ -13,7 +13,7 @@ from redis.crc import key_slot
 from redis_fixtures import HOST, NO_RETRY, RedisClusterNodes, RedisServer, free_port
 
 from kvsourcing.errors import ConfigurationError, StoreUnavailableError
-from kvsourcing.stores.keyvalue import Commit, Snapshot, partition_bucket
+from kvsourcing.stores.keyvalue import ALREADY_STORED, Commit, Snapshot, partition_bucket
 from kvsourcing.stores.redis import RedisDriver
 
 
@@ -61,6 +61,18 @@ def test_clash_writes_nothing_and_returns_the_actual_head(driver: RedisDriver) -
     assert (loaded.snapshot, list(loaded.records)) == (None, records(1, 2))
 
 
+def test_a_resent_commit_id_writes_nothing_and_says_so(driver: RedisDriver) -> None:
+    key = fresh_key()
+    assert driver.append(Commit(key, 0, [b"a"], commit_id="cmd-1")) is None
+    assert driver.append(Commit(key, 1, [b"b"], snapshot=b"s", commit_id="cmd-2")) is None
+    assert driver.append(Commit(key, 0, [b"a"], commit_id="cmd-1")) == ALREADY_STORED
+    assert driver.append(Commit(key, 2, [b"a"], commit_id="cmd-1")) == ALREADY_STORED
+    assert driver.append(Commit(key, 0, [b"x"], commit_id="cmd-3")) == 2
+    assert driver.append(Commit(fresh_key(), 0, [b"other"], commit_id="cmd-1")) is None
+    assert list(driver.load(key, 0, use_snapshot=False).records) == [b"a", b"b"]
+    assert driver.load(key, 0).snapshot == Snapshot(2, b"s")
+
+
 def test_snapshot_is_written_at_the_commit_last_and_skips_older_records(driver: RedisDriver) -> None:
     key = fresh_key()
     driver.append(Commit(key, 0, records(1, 3)))
@@ -102,9 +114,9 @@ def test_commit_beyond_lua_unpack_limit_is_atomic_and_complete(driver: RedisDriv
 @pytest.mark.parametrize("key", ["a{b}c", "{x}", "}{", "a:b:c", "{kvsourcing:b1}:e:x", "ünï{}"])
 def test_keys_with_braces_and_colons_stay_in_their_bucket_slot(driver: RedisDriver, key: str) -> None:
     key = key + str(uuid.uuid4())
-    events, snapshots = driver.keys(key)
+    events, snapshots, commit_ids = driver.keys(key)
     tag = f"kvsourcing:b{partition_bucket(key, driver.buckets)}".encode()
-    assert key_slot(events) == key_slot(snapshots) == key_slot(b"{" + tag + b"}")
+    assert key_slot(events) == key_slot(snapshots) == key_slot(commit_ids) == key_slot(b"{" + tag + b"}")
     driver.append(Commit(key, 0, [b"mine"], snapshot=b"snap"))
     loaded = driver.load(key, 0, use_snapshot=False)
     assert list(loaded.records) == [b"mine"]
@@ -122,10 +134,11 @@ def test_keys_that_look_like_other_keys_do_not_collide(driver: RedisDriver) -> N
 def test_the_layout_is_the_documented_one(redis_client: redis.Redis) -> None:
     driver = RedisDriver(redis_client, prefix="app:v1", buckets=16)
     key = fresh_key("a:{b}")
-    driver.append(Commit(key, 0, [b"r1", b"r2"], snapshot=b"snap"))
+    driver.append(Commit(key, 0, [b"r1", b"r2"], snapshot=b"snap", commit_id="cmd-1"))
     tag = f"{{app:v1:b{partition_bucket(key, 16)}}}:"
     assert redis_client.lrange(f"{tag}e:{key}", 0, -1) == [b"r1", b"r2"]
     assert redis_client.hgetall(f"{tag}s:{key}") == {b"s": b"2", b"d": b"snap"}
+    assert redis_client.smembers(f"{tag}c:{key}") == {b"cmd-1"}
 
 
 @pytest.mark.parametrize("prefix", ["", "a{b", "a}b", None, 3])
@@ -148,7 +161,7 @@ def test_client_must_be_a_redis_client() -> None:
 def test_script_errors_surface_with_the_redis_message(redis_client: redis.Redis) -> None:
     driver = RedisDriver(redis_client)
     key = fresh_key()
-    events, _ = driver.keys(key)
+    events, _, _ = driver.keys(key)
     redis_client.set(events, b"not a list")
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         driver.append(Commit(key, 0, [b"r"]))
@@ -198,7 +211,7 @@ def test_ten_thousand_keys_spread_evenly_over_the_cluster_nodes(redis_cluster: R
     nodes = client.get_primaries()
     per_node: Counter[str] = Counter()
     for n in range(10_000):
-        events, _ = driver.keys(f"order-{uuid.UUID(int=n * 7919 + 13)}")
+        events, _, _ = driver.keys(f"order-{uuid.UUID(int=n * 7919 + 13)}")
         per_node[client.get_node_from_key(events).name] += 1
     assert len(per_node) == 3 == len(nodes)
     even = 10_000 / 3

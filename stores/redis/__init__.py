@@ -1,8 +1,8 @@
 """The Redis (and Redis Cluster) driver of the keyvalue event store.
 
 Each commit is one Lua script call (EVALSHA, falling back to loading the script on
-NOSCRIPT) that checks the aggregate's head, appends the records and writes the snapshot
-atomically; each load is one script call that returns the snapshot and the records
+NOSCRIPT) that checks the commit id and the aggregate's head, appends the records and
+writes the snapshot atomically; each load is one script call that returns the snapshot and the records
 after it. Encoding, validation and faults are the keyvalue base's; this driver only
 stores bytes.
 
@@ -16,6 +16,8 @@ slot (and later per-bucket records, such as a feed, can join the same script)::
                               so the aggregate's head is the list's length
     {<prefix>:b<b>}:s:<key>   hash: field ``s`` the snapshot's sequence,
                               field ``d`` the encoded snapshot (the newest only)
+    {<prefix>:b<b>}:c:<key>   set: the ids of the aggregate's commits that carried one,
+                              so that a re-sent commit is found and not written twice
 
 ``<key>`` is the aggregate key as UTF-8, verbatim. Redis hashes only what lies between
 the first ``{`` and the next ``}``; the prefix has no braces, so the tag always ends
