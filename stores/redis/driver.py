@@ -150,10 +150,6 @@ class RedisDriver:
         self._where = describe_client(client)
         self._password = client_password(client)
 
-    def bucket_tag(self, bucket: int) -> bytes:
-        """The key prefix, hash tag included, that every key of ``bucket`` starts with."""
-        return self._tags[bucket]
-
     def keys(self, key: str) -> tuple[bytes, bytes, bytes]:
         """The events list, snapshot hash and commit-id set of ``key``, in one hash slot."""
         tag = self._tags[partition_bucket(key, self.buckets)]
