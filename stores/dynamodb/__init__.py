@@ -23,7 +23,8 @@ from kvsourcing.stores.dynamodb.driver import (
 )
 
 if TYPE_CHECKING:
-    from kvsourcing import EventStore
+    from kvsourcing.codecs import Codec
+    from kvsourcing.protocols import EventStore
 
 __all__ = [
     "ITEM_BYTES",
@@ -81,7 +82,7 @@ def new_store(
     *,
     client: Any = None,
     snapshot_interval: int = 0,
-    codec: Any = None,
+    codec: Codec | None = None,
     region: str | None = None,
     endpoint_url: str | None = None,
 ) -> EventStore:

@@ -15,6 +15,9 @@ commit's records, all or nothing. The condition lives on one item, so the check 
 append cannot be separated. Records are stored together, one item per commit, so a commit
 costs one request whatever its size; records beyond one item's 400 KB are spread over
 several items of the same transaction, each keyed by the sequence of its last record.
+A commit holds at most a transaction's 4 MB (counted with the head item at its largest
+unless the commit carries the snapshot, so about 3.6 MB of records) and a record at most
+one item; beyond that ``CommitTooLargeError`` is raised before anything is sent.
 When the head's condition fails, ``ReturnValuesOnConditionCheckFailure=ALL_OLD`` hands the
 real head back inside the cancellation, so the clash is reported without another read.
 Cancellations for any other reason (``TransactionConflict``: another transaction touched
