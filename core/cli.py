@@ -90,6 +90,41 @@ def _cmd_dynamodb_create_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from kvsourcing import benchmark
+
+    url = args.store or os.environ.get(ENVIRONMENT_VARIABLE) or "memory://"
+    snapshots = f"snapshots every {args.snapshot_interval}" if args.snapshot_interval else "no snapshots"
+    with open_store(url, snapshot_interval=args.snapshot_interval) as store:
+        print(f"kvsourcing bench on {url.split('@')[-1]}: {args.seconds:g} s per phase, {snapshots}\n")
+        sys.stdout.flush()
+        results = benchmark.run(store, seconds=args.seconds, load_events=args.events)
+    print(benchmark.format_table(results))
+    print("\naggregates written: " + ", ".join(r.key for r in results))
+    return 0
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or positive, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``kvsourcing`` command."""
     parser = argparse.ArgumentParser(
@@ -125,6 +160,34 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot.add_argument("--json", action="store_true", help="print JSON")
     _store_option(snapshot)
     snapshot.set_defaults(run=_cmd_snapshot)
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure commit and load speed of a store",
+        description="Measure a store from this machine: commits of 1 and of 10 events, then reloads of "
+        "an aggregate with --events events, each phase for --seconds; prints throughput and latency "
+        "percentiles. It writes real aggregates (keys kvsourcing-bench-*, listed at the end) and "
+        "leaves them in the store.",
+    )
+    bench.add_argument(
+        "--seconds", type=_positive_float, default=1.0, metavar="S", help="time per phase (default: 1)"
+    )
+    bench.add_argument(
+        "--events",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="events in the aggregate the load phase reloads (default: 1000)",
+    )
+    bench.add_argument(
+        "--snapshot-interval",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="snapshot every N events (default: 0, no snapshots)",
+    )
+    _store_option(bench, "memory://")
+    bench.set_defaults(run=_cmd_bench)
 
     dynamodb = commands.add_parser(
         "dynamodb", help="DynamoDB administration", description="DynamoDB administration."
