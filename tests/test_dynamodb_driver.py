@@ -254,3 +254,36 @@ def test_no_credentials(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     client = make_client(endpoint_url="http://127.0.0.1:9")
     with pytest.raises(ConfigurationError, match="credentials"):
         DynamoDBDriver(client, "t-creds").load(key(), 0)
+
+
+def test_torn_view_of_a_split_commit_is_read_again(
+    driver: DynamoDBDriver, moto_client: Any, moto_table: str
+) -> None:
+    k = key()
+    big = records(1, 5, size=130_000)  # items ending at 3 (with e=5) and 5, in one page
+    driver.append(Commit(k, 0, big))
+    items = {int(i["s"]["N"]): i for i in table_items(moto_client, moto_table) if i["k"]["S"] == k}
+    assert items[3]["e"] == {"N": "5"} and "e" not in items[5]
+    # What each Query sees: the first item only, then the last only (a gap), then both.
+    views = [[3], [5], [3, 5]]
+
+    def show(**_: Any) -> None:
+        visible = views.pop(0)
+        for end, item in items.items():
+            if end in visible:
+                moto_client.put_item(TableName=moto_table, Item=item)
+            else:
+                moto_client.delete_item(TableName=moto_table, Key={"k": item["k"], "s": item["s"]})
+
+    counts = count_requests(moto_client)
+    moto_client.meta.events.register("before-call.dynamodb.Query", show)
+    assert list(driver.load(k, 0, use_snapshot=False).records) == big
+    assert counts["Query"] == 3
+
+
+def test_persistent_gap_is_reported(driver: DynamoDBDriver, moto_client: Any, moto_table: str) -> None:
+    k = key()
+    driver.append(Commit(k, 0, records(1, 5, size=130_000)))
+    moto_client.delete_item(TableName=moto_table, Key={"k": {"S": k}, "s": {"N": "3"}})
+    with pytest.raises(StoreUnavailableError, match="gap"):
+        DynamoDBDriver(moto_client, moto_table, conflict_attempts=2).load(k, 0)

@@ -6,6 +6,8 @@ Table layout (partition key ``k``, string; sort key ``s``, number)::
                                       [n=<snapshot sequence>, b=<snapshot state>]
     k=<aggregate key>, s=<last seq>   a commit item: r=[<record>, ...], the records
                                       <last seq>-len(r)+1 .. <last seq>
+                                      [e=<commit's last seq>, when a commit is split
+                                      and this is not its final item]
 
 Attribute names are one letter because DynamoDB counts names in every item's size.
 
@@ -34,8 +36,10 @@ fit the head item (400 KB with the key and the numbers) fails the commit with
 Loading reads the head (``ConsistentRead``) for the head sequence and the snapshot, then
 ``Query``s ``s > start`` (``ConsistentRead``, following ``LastEvaluatedKey``): every item
 holding a record after ``start`` has a sort key above it, and the first one's earlier
-records are dropped. An up-to-date or fresh aggregate costs the ``GetItem`` alone; loading
-without snapshots costs the ``Query`` alone.
+records are dropped. A ``Query`` is read-committed per item, so it might see part of a
+split commit being applied: a gap in the sequences, or a final item still carrying ``e``,
+means the view was torn, and the ``Query`` is read again. An up-to-date or fresh aggregate
+costs the ``GetItem`` alone; loading without snapshots costs the ``Query`` alone.
 """
 
 from __future__ import annotations
@@ -262,18 +266,14 @@ class DynamoDBDriver:
         total = head_bytes
         for end, group, size in _pack(commit.records, commit.expected, item_base, commit.key):
             total += size
-            actions.append(
-                {
-                    "Put": {
-                        "TableName": self.table_name,
-                        "Item": {
-                            "k": {"S": commit.key},
-                            "s": {"N": str(end)},
-                            "r": {"L": [{"B": record} for record in group]},
-                        },
-                    }
-                }
-            )
+            item = {
+                "k": {"S": commit.key},
+                "s": {"N": str(end)},
+                "r": {"L": [{"B": record} for record in group]},
+            }
+            if end != commit.last:
+                item["e"] = last
+            actions.append({"Put": {"TableName": self.table_name, "Item": item}})
         if len(actions) > TRANSACTION_ACTIONS or total > TRANSACTION_BYTES:
             raise CommitTooLargeError(
                 f"commit of {len(commit.records)} records to {commit.key!r} needs "
@@ -307,6 +307,25 @@ class DynamoDBDriver:
         return Loaded(snapshot, start + 1, self._records_after(key, start))
 
     def _records_after(self, key: str, start: int) -> list[bytes]:
+        """The records after ``start``, re-read while the view is torn (see ``_read_after``)."""
+        for attempt in range(self._conflict_attempts):
+            records = self._read_after(key, start)
+            if records is not None:
+                return records
+            time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
+        raise StoreUnavailableError(
+            f"the records of {key!r} in DynamoDB table {self.table_name!r} after sequence "
+            f"{start} kept reading with a gap or a partly visible commit "
+            f"({self._conflict_attempts} attempts); the table may have been edited by hand"
+        )
+
+    def _read_after(self, key: str, start: int) -> list[bytes] | None:
+        """One paged ``Query``; ``None`` when it saw a gap or only part of a split commit.
+
+        A ``Query`` is read-committed per item, so while a split commit is being applied it
+        may see some of its items and not others: items not ending their commit carry the
+        commit's end in ``e``, and sequences must follow on without a gap.
+        """
         request: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "k = :k AND s > :s",
@@ -314,6 +333,7 @@ class DynamoDBDriver:
             "ConsistentRead": True,
         }
         records: list[bytes] = []
+        unfinished = False
         while True:
             try:
                 page = self.client.query(**request)
@@ -321,10 +341,14 @@ class DynamoDBDriver:
                 raise self._fail(err) from err
             for item in page["Items"]:
                 values = item["r"]["L"]
-                first = int(item["s"]["N"]) - len(values) + 1
-                records.extend(value["B"] for value in values[max(0, start + 1 - first) :])
+                last = int(item["s"]["N"])
+                skip = start + 1 + len(records) - (last - len(values) + 1)
+                if skip < 0 or (records and skip):
+                    return None
+                records.extend(value["B"] for value in values[skip:])
+                unfinished = "e" in item
             if "LastEvaluatedKey" not in page:
-                return records
+                return None if unfinished else records
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def close(self) -> None:
@@ -345,7 +369,7 @@ def _pack(
     records: Sequence[bytes], expected: int, item_base: int, key: str
 ) -> list[tuple[int, list[bytes], int]]:
     """Group records in order into items under ``ITEM_BYTES``: ``(last seq, records, size)``."""
-    empty = item_base + len("r") + _LIST_BYTES
+    empty = item_base + len("r") + _LIST_BYTES + len("e") + _NUMBER_BYTES
     groups: list[tuple[int, list[bytes], int]] = []
     group: list[bytes] = []
     size = empty
