@@ -1,0 +1,640 @@
+"""kvsourcing against its Python peers, side by side in one run (a script, not a test).
+
+Three pairs, each on the same machine in the same process:
+
+* our memory store against pyeventsourcing's POPO (plain objects in memory);
+* our Redis store, on a ``redis-server`` spawned on a free port, against pyeventsourcing
+  on SQLite (a file in a temporary directory: its nearest local durable store);
+* our DynamoDB store against eventsourcing-dynamodb, both on moto in-process, each
+  measurement on a fresh, small table (moto copies and scans the table per request).
+
+The same workload for each: an aggregate with one event type (``Deposited``); commands
+that apply 1 or 10 events to an aggregate held in memory and commit them (neither side
+reloads between commits); the reload of an aggregate with 1 000 events by a fresh
+instance; and the 10-event commit and the reload again with snapshots every 100 events,
+where both sides support snapshots. Each row is the median ops/s over interleaved rounds,
+and the ratio is ours / theirs: above 1 we are faster.
+
+It then checks correctness that speed must not buy: two writers at the same version
+(does the peer refuse the second, or silently keep one?), and on DynamoDB a commit torn
+by a failure between requests.
+
+Run: ``python bench/peers.py [--rounds N] [--budget S] [--json PATH] [--profile]``.
+Peers come from ``pip install 'kvsourcing[bench]'``; a peer that does not import is
+reported and its rows skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import functools
+import io
+import json
+import os
+import platform
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from redis_bench import redis_server
+
+from kvsourcing import AggregateBase, ConcurrencyFault, StandardEventRegistry
+from kvsourcing.protocols import EventStore
+
+REGION = "us-east-1"
+LOAD_EVENTS = 1000
+SNAPSHOT_INTERVAL = 100
+FILL_BATCH = 10
+
+registry = StandardEventRegistry("peers")
+
+
+@registry.register_event
+@dataclass
+class Deposited:
+    amount: int
+    note: str
+
+
+class Account(AggregateBase):
+    """Our side of the workload: the balance is the sum of the deposits."""
+
+    balance: int
+
+    def __init__(self, key: str, store: EventStore) -> None:
+        super().__init__()
+        self.balance = 0
+        self.initialize(key, registry, store)
+        self.automatic_wireup()
+
+    def replay_deposited(self, event: Deposited) -> None:
+        self.balance += event.amount
+
+
+class Contender:
+    """One system in a pair: a fresh store per ``setup``, then commits and loads."""
+
+    name = ""
+    initial_events = 0
+    """Events a new aggregate already has (pyeventsourcing records its creation)."""
+
+    def setup(self, snapshot_interval: int) -> None:
+        raise NotImplementedError
+
+    def new_aggregate(self) -> Any:
+        raise NotImplementedError
+
+    def commit(self, aggregate: Any, events: int) -> None:
+        raise NotImplementedError
+
+    def load(self, aggregate: Any) -> int:
+        """Reload ``aggregate`` into a fresh instance; returns its event count."""
+        raise NotImplementedError
+
+    def race(self) -> str:
+        """Two writers at the same version: what happens to the second?"""
+        raise NotImplementedError
+
+
+class Ours(Contender):
+    """kvsourcing on a store made by ``make_store(snapshot_interval)``."""
+
+    def __init__(self, name: str, make_store: Callable[[int], EventStore]) -> None:
+        self.name, self._make_store = name, make_store
+
+    def setup(self, snapshot_interval: int) -> None:
+        self.store = self._make_store(snapshot_interval)
+
+    def new_aggregate(self) -> Account:
+        return Account(f"acc-{uuid.uuid4()}", self.store)
+
+    def commit(self, aggregate: Account, events: int) -> None:
+        for _ in range(events):
+            aggregate.apply_event(Deposited(1, "bench"))
+        aggregate.commit()
+
+    def load(self, aggregate: Account) -> int:
+        fresh = Account(aggregate.get_key(), self.store)
+        fresh.refresh()
+        return fresh.sequence_number()
+
+    def race(self) -> str:
+        self.setup(0)
+        first = self.new_aggregate()
+        self.commit(first, 1)
+        second = Account(first.get_key(), self.store)
+        second.refresh()
+        self.commit(first, 1)
+        try:
+            self.commit(second, 1)
+        except ConcurrencyFault as fault:
+            outcome = f"second writer refused ({fault})"
+        else:
+            outcome = "SECOND WRITER ACCEPTED"
+        return f"{outcome}; stored events: {self.load(first)} (expected 2)"
+
+
+@functools.cache
+def peer_classes() -> tuple[type, type]:
+    """pyeventsourcing's ``Application`` and our workload's aggregate in its style, defined once
+    (it registers each aggregate class under a topic, and refuses a second class of one name)."""
+    from eventsourcing.application import Application
+    from eventsourcing.domain import Aggregate, event
+
+    class PeerAccount(Aggregate):
+        def __init__(self) -> None:
+            self.balance = 0
+
+        @event("Deposited")
+        def deposit(self, amount: int, note: str) -> None:
+            self.balance += amount
+
+    return Application, PeerAccount
+
+
+class PyEventsourcing(Contender):
+    """pyeventsourcing 9 with a persistence module given by ``env``."""
+
+    initial_events = 1
+
+    def __init__(self, name: str, env: Callable[[], dict[str, str]]) -> None:
+        self.name, self._env = name, env
+        self._application, self._account = peer_classes()
+
+    def setup(self, snapshot_interval: int) -> None:
+        intervals = {self._account: snapshot_interval} if snapshot_interval else {}
+        app_class = type("Bank", (self._application,), {"snapshotting_intervals": intervals})
+        self.app = app_class(env=self._env())
+
+    def new_aggregate(self) -> Any:
+        account = self._account()
+        self.app.save(account)
+        return account
+
+    def commit(self, aggregate: Any, events: int) -> None:
+        for _ in range(events):
+            aggregate.deposit(1, "bench")
+        self.app.save(aggregate)
+
+    def load(self, aggregate: Any) -> int:
+        return self.app.repository.get(aggregate.id).version
+
+    def race(self) -> str:
+        from eventsourcing.persistence import RecordConflictError
+
+        self.setup(0)
+        account = self.new_aggregate()
+        first = self.app.repository.get(account.id)
+        second = self.app.repository.get(account.id)
+        first.deposit(1, "first")
+        self.app.save(first)
+        second.deposit(2, "second")
+        try:
+            self.app.save(second)
+        except RecordConflictError as err:
+            outcome = f"second writer refused ({type(err).__name__})"
+        else:
+            outcome = "SECOND WRITER ACCEPTED SILENTLY"
+        kept = self.app.repository.get(account.id)
+        return (
+            f"{outcome}; stored events: {kept.version} (expected 2), "
+            f"balance {kept.balance} (first writer's deposit of 1 {'kept' if kept.balance == 1 else 'LOST'})"
+        )
+
+
+def peer_versions() -> dict[str, str]:
+    versions = {}
+    for name in ("kvsourcing", "eventsourcing", "eventsourcing-dynamodb", "redis", "moto", "boto3"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+@dataclass
+class Row:
+    """One measured row: ours and theirs in ops/s, and ours / theirs."""
+
+    pair: str
+    operation: str
+    ours: float | None
+    theirs: float | None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        return self.ours / self.theirs if self.ours and self.theirs else None
+
+
+def timed_rate(body: Callable[[], object], budget: float, minimum: int) -> float:
+    """Ops/s of ``body`` run for ``budget`` seconds (and at least ``minimum`` times)."""
+    done, start = 0, time.perf_counter()
+    while True:
+        body()
+        done += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= budget and done >= minimum:
+            return done / elapsed
+
+
+def filled(contender: Contender, events: int) -> Any:
+    """A new aggregate holding ``events`` events, written ``FILL_BATCH`` at a time."""
+    aggregate = contender.new_aggregate()
+    remaining = events - contender.initial_events
+    while remaining:
+        batch = min(FILL_BATCH, remaining)
+        contender.commit(aggregate, batch)
+        remaining -= batch
+    return aggregate
+
+
+def commit_case(events: int) -> Callable[[Contender, float], float]:
+    def case(contender: Contender, budget: float) -> float:
+        aggregate = contender.new_aggregate()
+        return timed_rate(lambda: contender.commit(aggregate, events), budget, 3)
+
+    return case
+
+
+def load_case(contender: Contender, budget: float) -> float:
+    aggregate = filled(contender, LOAD_EVENTS)
+
+    def load() -> None:
+        if contender.load(aggregate) != LOAD_EVENTS:
+            raise AssertionError(f"{contender.name} did not reload {LOAD_EVENTS} events")
+
+    return timed_rate(load, budget, 2)
+
+
+CASES: list[tuple[str, int, Callable[[Contender, float], float]]] = [
+    ("commit 1 event", 0, commit_case(1)),
+    ("commit 10 events", 0, commit_case(10)),
+    ("load 1 000 events", 0, load_case),
+    (f"commit 10 events, snapshots/{SNAPSHOT_INTERVAL}", SNAPSHOT_INTERVAL, commit_case(10)),
+    (f"load 1 000 events, snapshots/{SNAPSHOT_INTERVAL}", SNAPSHOT_INTERVAL, load_case),
+]
+
+
+def compare(
+    ours: Contender,
+    theirs: Contender,
+    case: Callable[[Contender, float], float],
+    snapshots: int,
+    rounds: int,
+    budget: float,
+) -> tuple[float, float]:
+    """Median ops/s of each side, the sides alternating round by round on fresh stores."""
+    samples: dict[str, list[float]] = {"ours": [], "theirs": []}
+    for index in range(rounds):
+        order = [("ours", ours), ("theirs", theirs)]
+        for side, contender in order if index % 2 == 0 else reversed(order):
+            contender.setup(snapshots)
+            samples[side].append(case(contender, budget))
+    return statistics.median(samples["ours"]), statistics.median(samples["theirs"])
+
+
+def profile_ours(ours: Contender, budget: float) -> str:
+    """Where our side's time goes, for each operation (cProfile, top functions by own time)."""
+    out = io.StringIO()
+    for label, snapshots, case in CASES[:3]:
+        ours.setup(snapshots)
+        profiler = cProfile.Profile()
+        profiler.runcall(case, ours, budget)
+        print(f"--- {ours.name}: {label} ---", file=out)
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(8)
+    return out.getvalue()
+
+
+@contextmanager
+def moto_dynamodb() -> Iterator[Any]:
+    """moto in-process with throwaway credentials; yields a boto3 client."""
+    for variable, value in (
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", REGION),
+    ):
+        os.environ[variable] = value
+    for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        os.environ.pop(variable, None)
+    from moto import mock_aws
+
+    from kvsourcing.stores.dynamodb import make_client
+
+    with mock_aws():
+        yield make_client(REGION)
+
+
+def fresh_table() -> str:
+    return f"peers-{uuid.uuid4().hex[:12]}"
+
+
+def peer_dynamodb_env(client: Any) -> Callable[[], dict[str, str]]:
+    """eventsourcing-dynamodb's settings, each call on a new table of its key schema."""
+
+    def env() -> dict[str, str]:
+        table = fresh_table()
+        client.create_table(
+            TableName=table,
+            KeySchema=[
+                {"AttributeName": "originator_id", "KeyType": "HASH"},
+                {"AttributeName": "originator_version", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "originator_id", "AttributeType": "S"},
+                {"AttributeName": "originator_version", "AttributeType": "N"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        return {"PERSISTENCE_MODULE": "eventsourcing_dynamodb", "DYNAMO_TABLE": table}
+
+    return env
+
+
+class FailingCall:
+    """A botocore ``before-call`` hook that fails the ``nth`` call of ``operation``, once."""
+
+    def __init__(self, client: Any, operation: str, nth: int) -> None:
+        self._client, self._operation, self._left = client, operation, nth
+        client.meta.events.register(f"before-call.dynamodb.{operation}", self)
+
+    def __call__(self, **_: Any) -> None:
+        self._left -= 1
+        if self._left == 0:
+            from botocore.exceptions import EndpointConnectionError
+
+            raise EndpointConnectionError(endpoint_url="injected failure")
+
+    def remove(self) -> None:
+        self._client.meta.events.unregister(f"before-call.dynamodb.{self._operation}", self)
+
+
+def torn_commit(contender: Contender, client: Any, operation: str, nth: int) -> str:
+    """Commit 30 events while the ``nth`` request of ``operation`` fails; what was stored?"""
+    aggregate = contender.new_aggregate()
+    before = contender.load(aggregate)
+    failing = FailingCall(client, operation, nth)
+    try:
+        contender.commit(aggregate, 30)
+        outcome = "commit succeeded despite the failure"
+    except Exception as err:
+        outcome = f"commit failed ({type(err).__name__})"
+    finally:
+        failing.remove()
+    stored = contender.load(aggregate) - before
+    verdict = "atomic" if stored in (0, 30) else "TORN: part of the commit is stored"
+    return f"{outcome}; {stored} of 30 events stored: {verdict}"
+
+
+def peer_snapshot_check(client: Any) -> str:
+    """eventsourcing-dynamodb with snapshots on: are the events still intact?"""
+    from eventsourcing.application import Application
+    from eventsourcing.domain import Aggregate, event
+
+    class Counted(Aggregate):
+        def __init__(self) -> None:
+            self.total = 0
+
+        @event("Added")
+        def add(self) -> None:
+            self.total += 1
+
+    class App(Application):
+        snapshotting_intervals = {Counted: 10}  # noqa: RUF012 - pyeventsourcing's class setting
+
+    app = App(env=peer_dynamodb_env(client)())
+    aggregate = Counted()
+    for _ in range(14):
+        aggregate.add()
+    try:
+        app.save(aggregate)
+        saved = "save succeeded"
+    except Exception as err:
+        saved = f"save raised {type(err).__name__} {err}".strip()
+    stored = app.events.recorder.select_events(aggregate.id)
+    topics = sorted({e.topic.rsplit(".", 1)[-1] for e in stored})
+    try:
+        total = app.repository.get(aggregate.id).total
+    except Exception as err:
+        total = f"{type(err).__name__} {err}".strip()
+    return (
+        f"15 events, a snapshot due at 10: {saved}; the table holds {len(stored)} items "
+        f"({', '.join(topics)}); reload total: {total} (expected 14)"
+    )
+
+
+@dataclass
+class Pair:
+    """A row group: our contender against a peer (``None`` when the peer is missing)."""
+
+    name: str
+    ours: Contender
+    theirs: Contender | None
+    missing: str = ""
+    snapshots: bool = True
+    snapshot_note: str = ""
+    client: Any = None
+    """The boto3 client of the DynamoDB pair, for the failure checks."""
+    prepare: Callable[[], None] | None = None
+    """Run before the pair's rows (e.g. to switch the server's durability)."""
+
+
+def fsync_always(client: Any) -> None:
+    """Make the Redis server durable per commit, as SQLite is: AOF with ``appendfsync always``."""
+    client.config_set("appendfsync", "always")
+    client.config_set("appendonly", "yes")
+    deadline = time.monotonic() + 30
+    while client.info("persistence")["aof_rewrite_in_progress"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def make_pairs(stack: ExitStack) -> list[Pair]:
+    from kvsourcing.stores import dynamodb, memory
+    from kvsourcing.stores import redis as redis_store
+
+    pairs = []
+
+    def peer(name: str, env: Callable[[], dict[str, str]]) -> tuple[Contender | None, str]:
+        try:
+            return PyEventsourcing(name, env), ""
+        except ImportError as err:
+            return None, f"{name} skipped: {err}"
+
+    theirs, missing = peer("pyeventsourcing POPO", lambda: {"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    pairs.append(
+        Pair(
+            "memory",
+            Ours("kvsourcing memory", lambda s: memory.new_store(snapshot_interval=s)),
+            theirs,
+            missing,
+        )
+    )
+
+    import redis
+
+    port = stack.enter_context(redis_server())
+    client = redis.Redis(port=port)
+    stack.callback(client.close)
+    workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+
+    def sqlite_env() -> dict[str, str]:
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(workdir / f"{uuid.uuid4().hex}.sqlite"),
+        }
+
+    theirs, missing = peer("pyeventsourcing SQLite file", sqlite_env)
+    ours = Ours("kvsourcing Redis", lambda s: redis_store.new_store(client, snapshot_interval=s))
+    pairs.append(Pair("Redis vs SQLite", ours, theirs, missing))
+    durable = Ours("kvsourcing Redis fsync", lambda s: redis_store.new_store(client, snapshot_interval=s))
+    pairs.append(
+        Pair("Redis fsync vs SQLite", durable, theirs, missing, prepare=lambda: fsync_always(client))
+    )
+
+    aws = stack.enter_context(moto_dynamodb())
+
+    def our_dynamodb(snapshot_interval: int) -> EventStore:
+        table = fresh_table()
+        dynamodb.create_table(aws, table)
+        return dynamodb.new_store(table, client=aws, snapshot_interval=snapshot_interval)
+
+    try:
+        import eventsourcing_dynamodb  # noqa: F401 - only whether it imports
+    except ImportError as err:
+        theirs, missing = None, f"eventsourcing-dynamodb skipped: {err}"
+    else:
+        theirs, missing = peer("eventsourcing-dynamodb", peer_dynamodb_env(aws))
+    pairs.append(
+        Pair(
+            "DynamoDB (moto)",
+            Ours("kvsourcing DynamoDB", our_dynamodb),
+            theirs,
+            missing,
+            snapshots=False,
+            snapshot_note="eventsourcing-dynamodb: snapshots unusable (they share the events table)",
+            client=aws,
+        )
+    )
+    return pairs
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
+        "versions": peer_versions(),
+        "settings": {"rounds": args.rounds, "budget_seconds": args.budget},
+        "rows": [],
+        "correctness": [],
+        "skipped": [],
+    }
+    with ExitStack() as stack:
+        pairs = make_pairs(stack)
+        for pair in pairs:
+            if pair.prepare is not None:
+                pair.prepare()
+            if pair.theirs is None:
+                print(pair.missing, file=sys.stderr)
+                report["skipped"].append(pair.missing)
+                continue
+            for label, snapshots, case in CASES:
+                if snapshots and not pair.snapshots:
+                    report["rows"].append(
+                        {**asdict(Row(pair.name, label, None, None, pair.snapshot_note)), "ratio": None}
+                    )
+                    continue
+                rounds = args.rounds if "DynamoDB" not in pair.name else max(3, args.rounds // 2)
+                print(f"  {pair.name}: {label} ...", file=sys.stderr, flush=True)
+                ours, theirs = compare(pair.ours, pair.theirs, case, snapshots, rounds, args.budget)
+                row = Row(pair.name, label, ours, theirs, f"{pair.ours.name} vs {pair.theirs.name}")
+                report["rows"].append({**asdict(row), "ratio": row.ratio})
+            for contender in (pair.ours, pair.theirs):
+                report["correctness"].append(
+                    {
+                        "system": contender.name,
+                        "check": "two writers at one version",
+                        "result": contender.race(),
+                    }
+                )
+        dynamo = pairs[-1]
+        if dynamo.theirs is not None:
+            checks = [
+                (dynamo.ours, dynamo.client, "TransactWriteItems", 1),
+                (dynamo.theirs, None, "BatchWriteItem", 2),
+            ]
+            for contender, client, operation, nth in checks:
+                contender.setup(0)
+                client = client or contender.app.recorder.dynamo_resource.meta.client
+                report["correctness"].append(
+                    {
+                        "system": contender.name,
+                        "check": f"commit of 30 events, {operation} request {nth} failing",
+                        "result": torn_commit(contender, client, operation, nth),
+                    }
+                )
+            report["correctness"].append(
+                {
+                    "system": dynamo.theirs.name,
+                    "check": "snapshots on",
+                    "result": peer_snapshot_check(dynamo.client),
+                }
+            )
+        if args.profile:
+            report["profile"] = {pair.name: profile_ours(pair.ours, args.budget) for pair in pairs}
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(
+        f"Python {report['machine']['python']}, {report['machine']['cpus']} CPUs; "
+        + ", ".join(f"{name} {version}" for name, version in report["versions"].items())
+    )
+    print("medians of interleaved rounds; ratio = our ops/s / theirs (> 1: we are faster; target >= 2)\n")
+    print(f"{'pair':<23}{'operation':<36}{'ours ops/s':>12}{'theirs ops/s':>14}{'ratio':>8}")
+    for row in report["rows"]:
+        if row["ratio"] is None:
+            print(f"{row['pair']:<23}{row['operation']:<36}{'-':>12}{'-':>14}{'-':>8}  {row['note']}")
+            continue
+        flag = "" if row["ratio"] >= 2 else "  < 2x"
+        print(
+            f"{row['pair']:<23}{row['operation']:<36}{row['ours']:>12.1f}{row['theirs']:>14.1f}"
+            f"{row['ratio']:>8.2f}{flag}"
+        )
+    for skipped in report["skipped"]:
+        print(f"(skipped) {skipped}")
+    print("\ncorrectness")
+    for finding in report["correctness"]:
+        print(f"  {finding['system']:<30}{finding['check']}: {finding['result']}")
+    for name, text in report.get("profile", {}).items():
+        print(f"\nprofile of our side, {name}\n{text}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per row (default 5)")
+    parser.add_argument("--budget", type=float, default=0.3, help="seconds per side per round (default 0.3)")
+    parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    parser.add_argument("--profile", action="store_true", help="cProfile our side of each pair")
+    args = parser.parse_args()
+    report = run(args)
+    print_report(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwritten: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
