@@ -42,6 +42,7 @@ class AggregateBase:
         self._commit_id: str | None = None
         self._already_stored = False
         self._replayers: dict[str, Callable[[Any], Any]] = {}
+        self._replay_by_class: dict[type, Callable[[Any], Any] | None] = {}
         self._handlers: dict[type, Callable[[Any], Any]] = {}
 
     def initialize(
@@ -56,6 +57,7 @@ class AggregateBase:
             AggregateBase.__init__(self)
         self._key = validate_key(key)
         self._registry = registry
+        self._replay_by_class.clear()
         self._store = store
         self._state_fn = state
 
@@ -77,6 +79,7 @@ class AggregateBase:
     def define_replay_method(self, event_type: str, replay: Callable[[Any], Any]) -> None:
         """Replay events of ``event_type`` with ``replay(event)``."""
         self._replayers[event_type] = replay
+        self._replay_by_class.clear()
 
     def define_command_handler(self, command_cls: type, handler: Callable[[Any], Any]) -> None:
         """Handle commands of ``command_cls`` with ``handler(command) -> list[event]``."""
@@ -111,14 +114,20 @@ class AggregateBase:
 
     def replay_event(self, event: Event) -> None:
         """Apply an already stored event; events with no replay method only bump the sequence."""
-        if self._registry is not None:
-            event_type, found = self._registry.get_event_type(event)
-            replay = self._replayers.get(event_type) if found else None
-        else:
-            replay = self._replayers.get(normalize_type_name(type(event).__qualname__))
+        cls = type(event)
+        try:
+            replay = self._replay_by_class[cls]
+        except KeyError:
+            replay = self._replay_by_class[cls] = self._replayer_of(cls)
         if replay is not None:
             replay(event)
         self._sequence += 1
+
+    def _replayer_of(self, cls: type) -> Callable[[Any], Any] | None:
+        if self._registry is None:
+            return self._replayers.get(normalize_type_name(cls.__qualname__))
+        event_type, found = self._registry.get_event_type(cls)
+        return self._replayers.get(event_type) if found else None
 
     def restore_snapshot(self, sequence: int, state: Any) -> None:
         """Set the state from a stored snapshot taken at ``sequence``."""

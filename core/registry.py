@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kvsourcing.structure import build
+from kvsourcing.structure import build, constructor_for
 from kvsourcing.types import (
     CommandType,
     EventDetector,
@@ -39,6 +38,7 @@ class _TypeTable:
         self._domain = domain
         self._kind = kind
         self._by_name: dict[str, type] = {}
+        self._by_class: dict[type, str] = {}
         self._lock = threading.Lock()
 
     def add(self, cls: type, name: str | None) -> str:
@@ -53,15 +53,15 @@ class _TypeTable:
                     f"by {known.__module__}.{known.__qualname__}; pass name= to register it under another"
                 )
             self._by_name[name] = cls
+            self._by_class[cls] = name
         return name
 
     def name_of(self, obj_or_cls: Any) -> tuple[str, bool]:
         cls = obj_or_cls if isinstance(obj_or_cls, type) else type(obj_or_cls)
-        name = getattr(cls, "__kvsourcing_type__", None)
-        if name is not None and self._by_name.get(name) is cls:
+        name = self._by_class.get(cls)
+        if name is not None:
             return name, True
-        name = _type_name(cls)
-        return name, self._by_name.get(name) is cls
+        return _type_name(cls), False
 
     def get(self, name: str) -> type | None:
         return self._by_name.get(name)
@@ -73,7 +73,7 @@ class StandardEventRegistry:
     def __init__(self, domain: str) -> None:
         self._domain = domain
         self._table = _TypeTable(domain, "event")
-        self._definitions: dict[str, tuple[EventDefinition, ...]] = {}
+        self._readers: dict[str, Callable[[Any], Any]] = {}
 
     def domain(self) -> str:
         return self._domain
@@ -81,9 +81,7 @@ class StandardEventRegistry:
     def register_event(self, cls: type, *definitions: EventDefinition, name: str | None = None) -> type:
         """Register ``cls`` (and readers of its older revisions); returns ``cls``, so it decorates."""
         type_name = self._table.add(cls, name)
-        if name is not None:
-            cls.__kvsourcing_type__ = type_name  # type: ignore[attr-defined]
-        self._definitions[type_name] = definitions
+        self._readers[type_name] = _reader(cls, definitions)
         return cls
 
     def get_event_type(self, event: Any) -> tuple[EventType, bool]:
@@ -97,17 +95,28 @@ class StandardEventRegistry:
 
     def create_event(self, event_type: str, data: Any = None) -> Any:
         """Build the event ``event_type`` from stored data; an unknown type gives the data back."""
-        cls = self._table.get(event_type)
-        if cls is None:
+        read = self._readers.get(event_type)
+        if read is None:
             return {} if data is None else data
+        return read(data)
+
+
+def _reader(cls: type, definitions: tuple[EventDefinition, ...]) -> Callable[[Any], Any]:
+    """How ``create_event`` builds ``cls`` from stored data: older revisions first, then
+    the class's own constructor, worked out once at registration."""
+    construct = constructor_for(cls)
+
+    def read(data: Any) -> Any:
         if data is None:
             return cls()
-        for definition in self._definitions.get(event_type, ()):
+        for definition in definitions:
             if definition.detector(data):
                 return definition.factory(data)
-        if not isinstance(data, Mapping):
-            return data
-        return build(cls, data) if dataclasses.is_dataclass(cls) else cls(**data)
+        if type(data) is dict or isinstance(data, Mapping):
+            return construct(data)
+        return data
+
+    return read
 
 
 class StandardCommandRegistry:

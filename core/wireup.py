@@ -6,6 +6,7 @@ A prefixed method of another shape is skipped, as the Go package does.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Iterator
@@ -17,23 +18,36 @@ def prefixed_methods(
 ) -> Iterator[tuple[type, Callable[..., Any]]]:
     """Yield ``(annotated class, bound method)`` for each method of ``subject`` named
     ``<prefix>_*`` taking exactly ``arity`` positional parameters, the last annotated
-    with a class (string annotations included)."""
-    for name in dir(type(subject)):
+    with a class (string annotations included). The search is made once per class."""
+    for target, name in _wired_names(type(subject), prefix, arity, skip):
+        yield target, getattr(subject, name)
+
+
+@functools.cache
+def _wired_names(cls: type, prefix: str, arity: int, skip: frozenset[str]) -> tuple[tuple[type, str], ...]:
+    found = []
+    for name in dir(cls):
         if not name.startswith(prefix + "_") or name in skip:
             continue
-        method = getattr(subject, name, None)
-        if not callable(method):
+        attribute = inspect.getattr_static(cls, name, None)
+        if isinstance(attribute, (staticmethod, classmethod)):
+            attribute = attribute.__func__
+            expected = arity
+        else:
+            expected = arity + 1
+        if not inspect.isfunction(attribute):
             continue
         try:
-            params = list(inspect.signature(method).parameters.values())
+            params = list(inspect.signature(attribute).parameters.values())
         except (TypeError, ValueError):
             continue
         positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        if len(positional) != arity or len(params) != arity:
+        if len(positional) != expected or len(params) != expected:
             continue
-        target = _parameter_hint(method, positional[-1].name)
+        target = _parameter_hint(attribute, positional[-1].name)
         if isinstance(target, type) and target is not typing.Any:
-            yield target, method
+            found.append((target, name))
+    return tuple(found)
 
 
 def _parameter_hint(method: Callable[..., Any], name: str) -> Any:

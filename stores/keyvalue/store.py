@@ -11,11 +11,12 @@ registry does not know is replayed as its mapping (and still bumps the sequence)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from kvsourcing.codecs import DEFAULT_CODEC, Codec
+from kvsourcing.codecs import DEFAULT_CODEC, Codec, decode_all, encode_all
 from kvsourcing.errors import (
     ConcurrencyFault,
     DirtyAggregateError,
@@ -68,11 +69,7 @@ class KeyValueStore:
         committed, events = writer.get_uncommitted_events()
         if not events:
             return
-        registry = writer.get_event_registry()
-        records = [
-            self._encode_event(registry, key, sequence, event)
-            for sequence, event in enumerate(events, start=committed + 1)
-        ]
+        records = self._encode_events(writer.get_event_registry(), key, committed, events)
         last = committed + len(records)
         snapshot = None
         if self._interval and last // self._interval > committed // self._interval:
@@ -93,25 +90,31 @@ class KeyValueStore:
             f"{found} event(s) for it; refresh the aggregate before committing"
         )
 
-    def _encode_event(self, registry: EventRegistry, key: str, sequence: int, event: Any) -> bytes:
-        event_type, known = registry.get_event_type(event)
-        if not known:
-            raise UnknownEventTypeError(
-                f"cannot commit {type(event).__qualname__} to {key!r}: its type is not registered "
-                f"in domain {registry.domain()!r}; call registry.register_event({type(event).__name__})"
-            )
+    def _encode_events(
+        self, registry: EventRegistry, key: str, committed: int, events: list[Any]
+    ) -> list[bytes]:
+        domain = registry.domain()
+        items = []
+        for event in events:
+            event_type, known = registry.get_event_type(event)
+            if not known:
+                raise UnknownEventTypeError(
+                    f"cannot commit {type(event).__qualname__} to {key!r}: its type is not registered "
+                    f"in domain {domain!r}; call registry.register_event({type(event).__name__})"
+                )
+            items.append([event_type, event, domain])
         try:
-            return self._codec.encode([event_type, event, registry.domain()])
+            return encode_all(self._codec, items)
         except EncodingError:
-            detail = self._encoding_problem(event)
-        raise EncodingError(f"cannot commit event {event_type} to {key!r} at sequence {sequence}: {detail}")
-
-    def _encoding_problem(self, value: Any) -> str:
-        try:
-            self._codec.encode(value)
-        except EncodingError as exc:
-            return str(exc)
-        return "the codec rejected it"
+            pass
+        for sequence, (event_type, event, _) in enumerate(items, start=committed + 1):
+            try:
+                self._codec.encode(event)
+            except EncodingError as exc:
+                raise EncodingError(
+                    f"cannot commit event {event_type} to {key!r} at sequence {sequence}: {exc}"
+                ) from exc
+        raise EncodingError(f"cannot commit {len(items)} event(s) to {key!r}: the codec rejected them")
 
     def _encode_state(self, key: str, sequence: int, state: Any) -> bytes:
         plain = public_attributes(state)
@@ -134,10 +137,16 @@ class KeyValueStore:
         if loaded.snapshot is not None:
             state = self._decode(key, loaded.snapshot.sequence, loaded.snapshot.state)
             reader.restore_snapshot(loaded.snapshot.sequence, state)
-        registry = reader.get_event_registry()
-        for sequence, record in enumerate(loaded.records, start=loaded.first):
-            event_type, data = self._decode(key, sequence, record)[:2]
-            reader.replay_event(registry.create_event(event_type, data))
+        create_event = reader.get_event_registry().create_event
+        replay_event = reader.replay_event
+        for event_type, data, *_ in self._decode_records(key, loaded.first, loaded.records):
+            replay_event(create_event(event_type, data))
+
+    def _decode_records(self, key: str, first: int, records: Sequence[bytes]) -> list[Any]:
+        try:
+            return decode_all(self._codec, records)
+        except EncodingError:
+            return [self._decode(key, sequence, record) for sequence, record in enumerate(records, first)]
 
     def _decode(self, key: str, sequence: int, blob: bytes) -> Any:
         try:
@@ -150,8 +159,10 @@ class KeyValueStore:
         key = validate_key(key)
         loaded = self._driver.load(key, after, use_snapshot=False)
         events = []
-        for sequence, record in enumerate(loaded.records, start=loaded.first):
-            events.append(self.decode_record(key, sequence, record))
+        for sequence, (event_type, data, domain) in enumerate(
+            self._decode_records(key, loaded.first, loaded.records), loaded.first
+        ):
+            events.append(KeyedEvent(key, sequence, event_type, data, domain))
         return events
 
     def decode_record(self, key: str, sequence: int, record: bytes) -> KeyedEvent:
