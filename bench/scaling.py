@@ -1,0 +1,209 @@
+"""How commit and load cost grow with the stream, with and without snapshots (a script, not a test).
+
+For each store (memory, and Redis on a ``redis-server`` spawned on a free port) and each
+stream length, it writes an aggregate of that many events (commits of 100), then times
+150 commits of one event on the aggregate held in memory, then reloads by a fresh
+instance. With snapshots every 100 events the reload reads the snapshot and the 50
+events after it, so its cost should not depend on the stream's length: the script says
+whether it stays flat (largest over smallest within 1.5x).
+
+Run: ``python bench/scaling.py [--quick] [--plot out.png]`` (the plot needs matplotlib:
+``pip install 'kvsourcing[bench]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from redis_bench import redis_server
+
+from kvsourcing.benchmark import Tally
+from kvsourcing.protocols import EventStore
+
+SIZES = (100, 1_000, 10_000, 100_000)
+QUICK_SIZES = (100, 1_000, 5_000)
+SNAPSHOT_INTERVAL = 100
+FILL_BATCH = 100
+COMMITS = 150
+FLAT = 1.5
+"""Snapshot loads count as flat when the largest stream's is within this factor of the smallest's."""
+
+
+@dataclass
+class Point:
+    """One measurement: a store, a snapshot setting and a stream length."""
+
+    store: str
+    snapshots: int
+    events: int
+    commit_us: float
+    load_ms: float
+    replayed: int
+
+    @property
+    def series(self) -> str:
+        return f"{self.store}, " + (f"snapshots/{self.snapshots}" if self.snapshots else "no snapshots")
+
+
+class CountingTally(Tally):
+    """Counts the events a refresh replays (after the snapshot, if any)."""
+
+    def __init__(self, key: str, store: EventStore) -> None:
+        super().__init__(key, store)
+        self.replayed = 0
+
+    def replay_event(self, event: object) -> None:
+        self.replayed += 1
+        super().replay_event(event)
+
+
+def median_seconds(body: Callable[[], object], minimum: int, budget: float) -> float:
+    """Median duration of ``body``: at least ``minimum`` runs, more while within ``budget`` seconds."""
+    samples: list[float] = []
+    start = time.perf_counter()
+    while len(samples) < minimum or time.perf_counter() - start < budget:
+        before = time.perf_counter()
+        body()
+        samples.append(time.perf_counter() - before)
+        if len(samples) >= 1000:
+            break
+    return statistics.median(samples)
+
+
+def measure(name: str, store: EventStore, snapshots: int, events: int) -> Point:
+    key = f"scaling-{uuid.uuid4().hex[:8]}"
+    writer = Tally(key, store)
+    for start in range(0, events, FILL_BATCH):
+        writer.add(min(FILL_BATCH, events - start))
+        writer.commit()
+    commits: list[float] = []
+    for _ in range(COMMITS):
+        writer.add(1)
+        before = time.perf_counter()
+        writer.commit()
+        commits.append(time.perf_counter() - before)
+    total = events + COMMITS
+    replayed = [0]
+
+    def load() -> None:
+        reader = CountingTally(key, store)
+        reader.refresh()
+        if reader.total != total:
+            raise AssertionError(f"reloaded a total of {reader.total}, expected {total}")
+        replayed[0] = reader.replayed
+
+    load_seconds = median_seconds(load, 3, 0.5)
+    return Point(name, snapshots, events, statistics.median(commits) * 1e6, load_seconds * 1e3, replayed[0])
+
+
+def stores(stack: ExitStack) -> Iterator[tuple[str, Callable[[int], EventStore]]]:
+    from kvsourcing.stores import memory
+
+    yield "memory", lambda interval: memory.new_store(snapshot_interval=interval)
+    import redis
+
+    from kvsourcing.stores import redis as redis_store
+
+    client = redis.Redis(port=stack.enter_context(redis_server()))
+    stack.callback(client.close)
+    yield "Redis", lambda interval: redis_store.new_store(client, snapshot_interval=interval)
+
+
+def run(sizes: tuple[int, ...]) -> list[Point]:
+    points = []
+    with ExitStack() as stack:
+        for name, make in stores(stack):
+            for snapshots in (0, SNAPSHOT_INTERVAL):
+                store = make(snapshots)
+                for events in sizes:
+                    print(f"  {name}, snapshots {snapshots or 'off'}, {events} events ...", file=sys.stderr)
+                    points.append(measure(name, store, snapshots, events))
+    return points
+
+
+def print_table(points: list[Point]) -> None:
+    print("commit = one 1-event commit at that length; load = reload by a fresh aggregate (medians)\n")
+    print(f"{'series':<28}{'events':>9}{'commit us':>11}{'load ms':>11}{'replayed':>10}")
+    for p in points:
+        print(f"{p.series:<28}{p.events:>9}{p.commit_us:>11.1f}{p.load_ms:>11.3f}{p.replayed:>10}")
+    print()
+    series = {p.series: [q for q in points if q.series == p.series] for p in points}
+    for name, line in series.items():
+        first, last = line[0], line[-1]
+        growth = last.load_ms / first.load_ms
+        commit_growth = last.commit_us / first.commit_us
+        verdict = ""
+        if first.snapshots:
+            verdict = "  flat" if growth <= FLAT else f"  NOT flat (> {FLAT}x)"
+        print(
+            f"{name:<28} {first.events} -> {last.events} events: load x{growth:.2f}, "
+            f"commit x{commit_growth:.2f}{verdict}"
+        )
+
+
+def load_pyplot() -> Any:
+    """matplotlib's pyplot (headless), or exit with how to install it."""
+    try:
+        import matplotlib
+    except ImportError:
+        sys.exit("scaling.py: --plot needs matplotlib: pip install matplotlib (or 'kvsourcing[bench]')")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot(plt: Any, points: list[Point], path: Path) -> None:
+    """Draw commit and load cost against stream length, log-log, one line per series."""
+    figure, (commit_axes, load_axes) = plt.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
+    styles = {"memory": "tab:blue", "Redis": "tab:red"}
+    for name in dict.fromkeys(p.series for p in points):
+        line = [p for p in points if p.series == name]
+        sizes = [p.events for p in line]
+        style = {
+            "color": styles.get(line[0].store, "black"),
+            "linestyle": "-" if line[0].snapshots else "--",
+            "marker": "o",
+            "label": name,
+        }
+        commit_axes.plot(sizes, [p.commit_us for p in line], **style)
+        load_axes.plot(sizes, [p.load_ms for p in line], **style)
+    for axes, title, unit in (
+        (commit_axes, "Commit of 1 event", "median microseconds"),
+        (load_axes, "Reload by a fresh aggregate", "median milliseconds"),
+    ):
+        axes.set_xscale("log")
+        axes.set_yscale("log")
+        axes.set_title(title)
+        axes.set_xlabel("events in the stream")
+        axes.set_ylabel(unit)
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend()
+    figure.suptitle("kvsourcing: cost as the stream grows (snapshots every 100 events: solid lines)")
+    figure.savefig(path, dpi=110)
+    print(f"\nplot written: {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help=f"lengths {QUICK_SIZES} instead of {SIZES}")
+    parser.add_argument("--plot", metavar="PNG", type=Path, help="draw the table with matplotlib")
+    args = parser.parse_args()
+    plt = load_pyplot() if args.plot else None
+    points = run(QUICK_SIZES if args.quick else SIZES)
+    print_table(points)
+    if args.plot:
+        plot(plt, points, args.plot)
+
+
+if __name__ == "__main__":
+    main()
