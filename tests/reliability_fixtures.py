@@ -1,0 +1,1 @@
+"""Fixtures for the reliability and security suite (servers with persistence, proxies, ACLs)."""
