@@ -1,12 +1,16 @@
-"""``RedisDriver``: the keyvalue primitives as one Lua script per commit and per load.
+"""``RedisDriver``: the keyvalue primitives as one Lua script per commit and per load,
+plus the durable feed (a stream per bucket) and the consumers' small values.
 
 The key layout is described in the package docstring (``kvsourcing.stores.redis``).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
+from msgpack import packb, unpackb
 from redis import Redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
@@ -20,7 +24,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from kvsourcing.errors import ConfigurationError, StoreUnavailableError
-from kvsourcing.stores.keyvalue.driver import ALREADY_STORED, Commit, Loaded, Snapshot, partition_bucket
+from kvsourcing.stores.keyvalue.driver import (
+    ALREADY_STORED,
+    Commit,
+    FeedEntry,
+    Loaded,
+    Snapshot,
+    partition_bucket,
+)
 
 DEFAULT_PREFIX = "kvsourcing"
 DEFAULT_BUCKETS = 1024
@@ -34,11 +45,16 @@ UNAVAILABLE = (
     SlotNotCoveredError,
 )
 
-# KEYS: events list, snapshot hash, commit-id set. ARGV: expected head, "1" if a snapshot
-# is given, the snapshot (or ""), "1" if a commit id is given, the id (or ""), then the
-# records. A stored commit id wins over everything (a re-send after a lost reply). The
-# head is the list's length: sequence s is list index s-1. RPUSH goes in chunks because
-# Lua's unpack() has a stack limit.
+# KEYS: events list, snapshot hash, commit-id set, the bucket's feed stream. ARGV:
+# expected head, "1" if a snapshot is given, the snapshot (or ""), "1" if a commit id is
+# given, the id (or ""), the records as one msgpack array of raw strings (what
+# ``pack_records`` makes). A stored commit id wins over everything (a re-send after a lost
+# reply). The head is the list's length: sequence s is list index s-1. The array is
+# unpacked with Lua's cmsgpack and RPUSHed in chunks (Lua's unpack() has a stack limit),
+# and the same bytes become the feed entry: XADD fields k (the aggregate key, cut out of
+# KEYS[1], which is the feed key's tag + "e:" + key), s (the first sequence), r (the
+# array). Sending the records packed rather than as separate arguments, then reusing
+# them, was the cheapest of the encodings measured (bench/README.md).
 APPEND_SCRIPT = f"""
 if ARGV[4] == '1' and redis.call('SISMEMBER', KEYS[3], ARGV[5]) == 1 then
   return {ALREADY_STORED}
@@ -47,16 +63,18 @@ local head = redis.call('LLEN', KEYS[1])
 if head ~= tonumber(ARGV[1]) then
   return head
 end
-local n = #ARGV
-for i = 6, n, 4096 do
-  redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 4095, n)))
+local records = cmsgpack.unpack(ARGV[6])
+local n = #records
+for i = 1, n, 4096 do
+  redis.call('RPUSH', KEYS[1], unpack(records, i, math.min(i + 4095, n)))
 end
 if ARGV[2] == '1' then
-  redis.call('HSET', KEYS[2], 's', head + n - 5, 'd', ARGV[3])
+  redis.call('HSET', KEYS[2], 's', head + n, 'd', ARGV[3])
 end
 if ARGV[4] == '1' then
   redis.call('SADD', KEYS[3], ARGV[5])
 end
+redis.call('XADD', KEYS[4], '*', 'k', string.sub(KEYS[1], #KEYS[4] + 2), 's', head + 1, 'r', ARGV[6])
 return nil
 """
 
@@ -73,6 +91,28 @@ if snap[1] then
   end
 end
 return {seq, state, redis.call('LRANGE', KEYS[1], from, -1)}
+"""
+
+# KEYS: the value. ARGV: "1" if a value is expected (else it must be absent), the
+# expected value (or ""), "1" if a new value is given (else delete), the new value (or
+# ""), its time to live in milliseconds (or "" for none). Returns 1 if swapped, else 0.
+SWAP_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if ARGV[1] == '1' then
+  if current ~= ARGV[2] then
+    return 0
+  end
+elseif current then
+  return 0
+end
+if ARGV[3] ~= '1' then
+  redis.call('DEL', KEYS[1])
+elseif ARGV[5] == '' then
+  redis.call('SET', KEYS[1], ARGV[4])
+else
+  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
+end
+return 1
 """
 
 
@@ -119,8 +159,24 @@ def unavailable(where: str, err: BaseException, password: str | None) -> StoreUn
     return StoreUnavailableError(f"Redis at {where} is unavailable: {cause}")
 
 
+def pack_records(records: Sequence[bytes]) -> bytes:
+    """Records as the append script takes them and the feed keeps them: one msgpack array
+    of raw strings (the pre-2013 ``raw`` family, the one Lua's cmsgpack decodes)."""
+    return packb(records, use_bin_type=False)
+
+
+def unpack_records(packed: bytes) -> list[bytes]:
+    """The records of a feed entry's ``r`` field (what ``pack_records`` made)."""
+    return unpackb(packed, raw=True, use_list=True)
+
+
 class RedisDriver:
     """The keyvalue driver on Redis or Redis Cluster: one script call per commit and per load.
+
+    It is a ``FeedDriver``: each commit also adds an entry to its bucket's feed stream
+    in the same script, ``read_feed`` reads the streams of many buckets in one pipeline
+    (one round trip per node), and ``read_value``/``swap_value`` keep small values with
+    compare-and-swap in a script.
 
     ``client`` is used as given; ``close`` closes it only when ``owns_client`` is true
     (the client was built by ``from_url``), since a caller's client may serve others.
@@ -144,8 +200,12 @@ class RedisDriver:
         self._owns_client = owns_client
         self._closed = False
         self._tags = [f"{{{prefix}:b{bucket}}}:".encode() for bucket in range(self.buckets)]
+        self._feeds = [tag + b"f" for tag in self._tags]
+        self._value_prefix = f"{{{prefix}:v:".encode()
         self._append = client.register_script(APPEND_SCRIPT)
         self._load = client.register_script(LOAD_SCRIPT)
+        self._swap = client.register_script(SWAP_SCRIPT)
+        self._cluster = isinstance(client, RedisCluster)
         self._evalsha = client.evalsha
         self._where = describe_client(client)
         self._password = client_password(client)
@@ -156,6 +216,14 @@ class RedisDriver:
         raw = key.encode("utf-8", "surrogatepass")
         return tag + b"e:" + raw, tag + b"s:" + raw, tag + b"c:" + raw
 
+    def feed_key(self, bucket: int) -> bytes:
+        """The stream that is bucket ``bucket``'s feed (in the bucket's hash slot)."""
+        return self._feeds[bucket]
+
+    def value_key(self, name: str) -> bytes:
+        """The string key holding the small value ``name`` (its own hash tag)."""
+        return self._value_prefix + name.encode("utf-8", "surrogatepass") + b"}"
+
     def append(self, commit: Commit) -> int | None:
         """Append ``commit`` atomically if the aggregate is at ``commit.expected``.
 
@@ -164,16 +232,20 @@ class RedisDriver:
         written in either case).
         """
         snapshot, commit_id = commit.snapshot, commit.commit_id
+        bucket = partition_bucket(commit.key, self.buckets)
+        tag = self._tags[bucket]
+        raw = commit.key.encode("utf-8", "surrogatepass")
+        keys = (tag + b"e:" + raw, tag + b"s:" + raw, tag + b"c:" + raw, self._feeds[bucket])
         args = [
             commit.expected,
             b"0" if snapshot is None else b"1",
             b"" if snapshot is None else snapshot,
             b"0" if commit_id is None else b"1",
             "" if commit_id is None else commit_id,
-            *commit.records,
+            packb(commit.records, use_bin_type=False),
         ]
         try:
-            return self._run(self._append, self.keys(commit.key), args)
+            return self._run(self._append, keys, args)
         except UNAVAILABLE as err:
             raise unavailable(self._where, err, self._password) from err
 
@@ -193,6 +265,72 @@ class RedisDriver:
         if state is None:
             return Loaded(None, after + 1, records)
         return Loaded(Snapshot(sequence, state), sequence + 1, records)
+
+    def read_feed(self, after: dict[int, str | None], limit: int) -> list[FeedEntry]:
+        """Up to ``limit`` entries of each bucket in ``after`` after its position (a stream
+        id; ``None``: from the start), oldest first within each bucket.
+
+        One exclusive ``XRANGE`` per bucket, all in one pipeline: one round trip to a
+        single node; on a Cluster, redis-py's pipeline sends one batch per node.
+        """
+        if not after:
+            return []
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        buckets = list(after)
+        pipe = self.client.pipeline() if self._cluster else self.client.pipeline(transaction=False)
+        count = self.buckets
+        for bucket in buckets:
+            if not 0 <= bucket < count:
+                raise ValueError(f"bucket {bucket} is not in 0 .. {count - 1}")
+            position = after[bucket]
+            start = "-" if position is None else "(" + position
+            pipe.execute_command("XRANGE", self._feeds[bucket], start, "+", "COUNT", limit)
+        try:
+            replies = pipe.execute()
+        except UNAVAILABLE as err:
+            raise unavailable(self._where, err, self._password) from err
+        finally:
+            pipe.reset()
+        entries: list[FeedEntry] = []
+        for bucket, reply in zip(buckets, replies, strict=True):
+            for position, fields in reply:
+                entries.append(
+                    FeedEntry(
+                        bucket,
+                        position.decode(),
+                        fields[b"k"].decode("utf-8", "surrogatepass"),
+                        int(fields[b"s"]),
+                        unpack_records(fields[b"r"]),
+                    )
+                )
+        return entries
+
+    def read_value(self, name: str) -> bytes | None:
+        """The value stored under ``name`` (``None`` when absent or expired)."""
+        try:
+            return self.client.get(self.value_key(name))
+        except UNAVAILABLE as err:
+            raise unavailable(self._where, err, self._password) from err
+
+    def swap_value(
+        self, name: str, expected: bytes | None, new: bytes | None, ttl: float | None = None
+    ) -> bool:
+        """Atomically replace ``name``'s value by ``new`` (``None`` deletes it) if it is
+        ``expected`` (``None``: absent or expired); ``ttl`` seconds makes ``new`` expire
+        (``SET ... PX``, rounded up to a millisecond). Returns whether it was replaced."""
+        milliseconds = "" if ttl is None or new is None else max(1, math.ceil(ttl * 1000))
+        args = (
+            b"0" if expected is None else b"1",
+            b"" if expected is None else expected,
+            b"0" if new is None else b"1",
+            b"" if new is None else new,
+            milliseconds,
+        )
+        try:
+            return self._run(self._swap, (self.value_key(name),), args) == 1
+        except UNAVAILABLE as err:
+            raise unavailable(self._where, err, self._password) from err
 
     def _run(self, script: Script, keys: tuple[bytes, ...], args: list[Any] | tuple[Any, ...]) -> Any:
         """EVALSHA ``script``; on NOSCRIPT (a new, flushed or failed-over server) load it and retry.
