@@ -440,6 +440,7 @@ class CuttingProxy:
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind((HOST, 0))
         self.listener.listen(64)
+        self.listener.settimeout(0.1)
         self.port = self.listener.getsockname()[1]
         self.marker: bytes | None = None
         self.mode = "after-reply"
@@ -471,8 +472,11 @@ class CuttingProxy:
         while not self._closed:
             try:
                 client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            client.settimeout(None)
             try:
                 upstream = socket.create_connection(self.upstream, timeout=5)
             except OSError:
