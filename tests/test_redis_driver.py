@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 
+import msgpack
 import pytest
 import redis
+from redis.cluster import RedisCluster
 from redis.connection import AbstractConnection
 from redis.crc import key_slot
 from redis_fixtures import HOST, NO_RETRY, RedisClusterNodes, RedisServer, free_port
 
 from kvsourcing.errors import ConfigurationError, StoreUnavailableError
-from kvsourcing.stores.keyvalue import ALREADY_STORED, Commit, Snapshot, partition_bucket
+from kvsourcing.stores.keyvalue import (
+    ALREADY_STORED,
+    Commit,
+    FeedDriver,
+    FeedEntry,
+    Snapshot,
+    partition_bucket,
+)
 from kvsourcing.stores.redis import RedisDriver
+from kvsourcing.stores.redis.driver import unpack_records
 
 
 def fresh_key(text: str = "") -> str:
@@ -272,3 +283,172 @@ def test_close_is_idempotent_and_leaves_a_callers_client_open(redis_client: redi
     driver.close()
     driver.close()
     assert redis_client.ping()
+
+
+# --- the durable feed and the small values ----------------------------------------------
+
+
+@pytest.fixture(params=["single", "cluster"])
+def feed_driver(
+    request: pytest.FixtureRequest, redis_server: RedisServer, redis_cluster: RedisClusterNodes
+) -> Iterator[RedisDriver]:
+    """A driver with a prefix of its own (so its feeds start empty), on a node then a cluster."""
+    client = redis_server.client() if request.param == "single" else redis_cluster.client()
+    driver = RedisDriver(client, prefix=f"feed-{uuid.uuid4().hex[:8]}", owns_client=True)
+    yield driver
+    driver.close()
+
+
+def feed_of(driver: RedisDriver, key: str) -> list[FeedEntry]:
+    return driver.read_feed({partition_bucket(key, driver.buckets): None}, 1000)
+
+
+def test_a_commit_adds_one_entry_to_its_bucket_feed(feed_driver: RedisDriver) -> None:
+    key = fresh_key("ü{x}:")
+    bucket = partition_bucket(key, feed_driver.buckets)
+    blobs = [bytes(range(256)), b"", b"\x00\r\n$*-", b"x" * 70_000]
+    assert feed_driver.append(Commit(key, 0, blobs, snapshot=b"s", commit_id="cmd-1")) is None
+    assert feed_driver.append(Commit(key, 4, [b"fifth"])) is None
+    first, second = feed_of(feed_driver, key)
+    assert (first.bucket, first.key, first.first, list(first.records)) == (bucket, key, 1, blobs)
+    assert (second.bucket, second.key, second.first, list(second.records)) == (bucket, key, 5, [b"fifth"])
+    assert isinstance(first.position, str)
+    assert feed_driver.read_feed({bucket: first.position}, 10) == [second]
+    assert feed_driver.read_feed({bucket: second.position}, 10) == []
+    assert feed_driver.read_feed({bucket: None}, 1) == [first]
+
+
+def test_a_clash_or_a_resent_commit_writes_nothing_to_the_feed(feed_driver: RedisDriver) -> None:
+    key = fresh_key()
+    feed_driver.append(Commit(key, 0, [b"a"], commit_id="cmd-1"))
+    before = feed_of(feed_driver, key)
+    assert feed_driver.append(Commit(key, 0, [b"clash"])) == 1
+    assert feed_driver.append(Commit(key, 0, [b"a"], commit_id="cmd-1")) == ALREADY_STORED
+    assert feed_of(feed_driver, key) == before
+    assert len(before) == 1
+
+
+def test_a_commit_beyond_lua_limits_is_one_feed_entry(feed_driver: RedisDriver) -> None:
+    key = fresh_key()
+    many = records(1, 10_000)
+    assert feed_driver.append(Commit(key, 0, many)) is None
+    (entry,) = feed_of(feed_driver, key)
+    assert (entry.first, list(entry.records)) == (1, many)
+
+
+def test_read_feed_follows_every_bucket_in_order_across_the_nodes(
+    feed_driver: RedisDriver, round_trips: list[bytes]
+) -> None:
+    keys = [fresh_key() for _ in range(60)]
+    for key in keys:
+        feed_driver.append(Commit(key, 0, [b"1"]))
+    for key in keys[::2]:
+        feed_driver.append(Commit(key, 1, [b"2", b"3"]))
+    positions: dict[int, str | None] = dict.fromkeys(range(feed_driver.buckets))
+    round_trips.clear()
+    entries = feed_driver.read_feed(positions, 1)
+    nodes = len(feed_driver.client.get_primaries()) if isinstance(feed_driver.client, RedisCluster) else 1
+    assert len(round_trips) <= nodes  # one batch of 1024 XRANGEs per node
+    seen: list[FeedEntry] = []
+    while entries:
+        seen.extend(entries)
+        for entry in entries:
+            positions[entry.bucket] = entry.position
+        entries = feed_driver.read_feed(positions, 1)
+    assert sorted((e.key, e.first, tuple(e.records)) for e in seen) == sorted(
+        [(key, 1, (b"1",)) for key in keys] + [(key, 2, (b"2", b"3")) for key in keys[::2]]
+    )
+    for bucket in {e.bucket for e in seen}:
+        in_bucket = [e for e in seen if e.bucket == bucket]
+        ids = [tuple(map(int, e.position.split("-"))) for e in in_bucket]
+        assert ids == sorted(ids) and len(set(ids)) == len(ids)
+        assert all(partition_bucket(e.key, feed_driver.buckets) == bucket for e in in_bucket)
+    for key in keys[::2]:
+        assert [e.first for e in seen if e.key == key] == [1, 2]
+
+
+def test_read_feed_of_no_bucket_is_no_round_trip(feed_driver: RedisDriver, round_trips: list[bytes]) -> None:
+    assert feed_driver.read_feed({}, 10) == []
+    assert round_trips == []
+
+
+@pytest.mark.parametrize(("after", "limit"), [({-1: None}, 1), ({1024: None}, 1), ({0: None}, 0)])
+def test_read_feed_rejects_unknown_buckets_and_empty_limits(
+    feed_driver: RedisDriver, after: dict[int, str | None], limit: int
+) -> None:
+    with pytest.raises(ValueError, match=r"bucket|limit"):
+        feed_driver.read_feed(after, limit)
+
+
+def test_swap_value_compares_then_sets_or_deletes(feed_driver: RedisDriver) -> None:
+    name = f"consumer/{uuid.uuid4().hex}/checkpoint/3"
+    assert feed_driver.read_value(name) is None
+    assert not feed_driver.swap_value(name, b"other", b"v1")
+    assert feed_driver.swap_value(name, None, b"v1")
+    assert not feed_driver.swap_value(name, None, b"v2")
+    assert not feed_driver.swap_value(name, b"v2", b"v3")
+    assert not feed_driver.swap_value(name, b"v", b"v3")
+    assert feed_driver.read_value(name) == b"v1"
+    assert feed_driver.swap_value(name, b"v1", b"")
+    assert feed_driver.read_value(name) == b""
+    assert not feed_driver.swap_value(name, None, b"v4")  # empty is a value, not absence
+    assert not feed_driver.swap_value(name, b"v1", None)
+    assert feed_driver.swap_value(name, b"", None)
+    assert feed_driver.read_value(name) is None
+    assert feed_driver.swap_value(name, None, None)  # deleting what is absent succeeds
+    assert feed_driver.swap_value(name, None, bytes(range(256)))
+    assert feed_driver.read_value(name) == bytes(range(256))
+
+
+def test_swap_value_ttl_expires_and_a_swap_without_ttl_keeps_the_value(feed_driver: RedisDriver) -> None:
+    name = f"lease-{uuid.uuid4().hex}"
+    assert feed_driver.swap_value(name, None, b"mine", ttl=0.2)
+    assert 0 < feed_driver.client.pttl(feed_driver.value_key(name)) <= 200
+    assert feed_driver.swap_value(name, b"mine", b"mine", ttl=0.2)  # a renewal
+    assert not feed_driver.swap_value(name, None, b"yours", ttl=0.2)
+    time.sleep(0.25)
+    assert feed_driver.read_value(name) is None
+    assert not feed_driver.swap_value(name, b"mine", b"mine", ttl=0.2)  # too late to renew
+    assert feed_driver.swap_value(name, None, b"yours", ttl=0.0001)  # rounded up to 1 ms
+    time.sleep(0.01)
+    assert feed_driver.read_value(name) is None
+    assert feed_driver.swap_value(name, None, b"kept", ttl=0.2)
+    assert feed_driver.swap_value(name, b"kept", b"forever")
+    assert feed_driver.client.pttl(feed_driver.value_key(name)) == -1
+
+
+@pytest.mark.parametrize("name", ["plain", "a{b}c", "}{", "{x}", "consumer/ü/lease/1"])
+def test_value_keys_are_distinct_and_single_slot(feed_driver: RedisDriver, name: str) -> None:
+    other = name + "-other"
+    assert feed_driver.swap_value(name, None, b"1")
+    assert feed_driver.swap_value(other, None, b"2")
+    assert (feed_driver.read_value(name), feed_driver.read_value(other)) == (b"1", b"2")
+    assert feed_driver.value_key(name) == b"{" + feed_driver.prefix.encode() + b":v:" + name.encode() + b"}"
+
+
+def test_the_feed_and_value_layout_is_the_documented_one(redis_client: redis.Redis) -> None:
+    prefix = f"app:{uuid.uuid4().hex[:6]}"
+    driver = RedisDriver(redis_client, prefix=prefix, buckets=16)
+    key = fresh_key("a:{b}")
+    driver.append(Commit(key, 0, [b"r1", b"r2"]))
+    (_, fields), *_ = redis_client.xrange(f"{{{prefix}:b{partition_bucket(key, 16)}}}:f")
+    assert fields == {b"k": key.encode(), b"s": b"1", b"r": msgpack.packb([b"r1", b"r2"], use_bin_type=False)}
+    assert unpack_records(fields[b"r"]) == [b"r1", b"r2"]
+    driver.swap_value("consumer/x/lease/0", None, b"owner", ttl=5)
+    assert redis_client.get(f"{{{prefix}:v:consumer/x/lease/0}}") == b"owner"
+
+
+def test_the_feed_primitives_raise_store_unavailable() -> None:
+    port = free_port()
+    driver = RedisDriver(redis.Redis(host=HOST, port=port, retry=NO_RETRY), owns_client=True)
+    with pytest.raises(StoreUnavailableError, match=rf"{HOST}:{port}"):
+        driver.read_feed({0: None}, 10)
+    with pytest.raises(StoreUnavailableError, match=rf"{HOST}:{port}"):
+        driver.read_value("x")
+    with pytest.raises(StoreUnavailableError, match=rf"{HOST}:{port}"):
+        driver.swap_value("x", None, b"v")
+    driver.close()
+
+
+def test_the_driver_is_a_feed_driver(redis_client: redis.Redis) -> None:
+    assert isinstance(RedisDriver(redis_client), FeedDriver)
