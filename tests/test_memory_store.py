@@ -1,4 +1,4 @@
-"""The memory driver runs the whole compliance suite."""
+"""The memory driver runs the whole compliance suite and the feed suite."""
 
 import pytest
 
@@ -11,14 +11,15 @@ class TestMemoryStore(StoreSuite):
         return memory.new_store(snapshot_interval=snapshot_interval)
 
 
-class TestMemoryFeed(FeedSuite):
-    @pytest.fixture(scope="class")
-    def shared(self):
-        return memory.new_store()
+@pytest.fixture(scope="module")
+def shared_memory_store():
+    return memory.new_store()
 
+
+class TestMemoryFeed(FeedSuite):
     @pytest.fixture(autouse=True)
-    def _bind(self, shared):
-        self.shared = shared
+    def _bind(self, shared_memory_store):
+        self.shared = shared_memory_store
 
     def new_store(self, *, snapshot_interval: int = 0):
         return self.shared
