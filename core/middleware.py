@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
+from kvsourcing.closing import ClosesOnExit
 from kvsourcing.protocols import EventStore, StoreLoaderAdapter, StoreWriterAdapter
 from kvsourcing.types import CloseMiddleware, CommitMiddleware, RefreshMiddleware
 
@@ -23,7 +23,7 @@ def _chain(
     call()
 
 
-class EventStoreWithMiddleware:
+class EventStoreWithMiddleware(ClosesOnExit):
     """An ``EventStore`` whose commits and refreshes pass through middleware first."""
 
     def __init__(self, inner: EventStore) -> None:
@@ -76,17 +76,6 @@ class EventStoreWithMiddleware:
                 cleanup()
         finally:
             self._inner.close()
-
-    def __enter__(self) -> EventStoreWithMiddleware:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def new_middleware_wrapper(inner: EventStore) -> EventStoreWithMiddleware:

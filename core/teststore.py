@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
+from kvsourcing.closing import ClosesOnExit
 from kvsourcing.protocols import StoreLoaderAdapter, StoreWriterAdapter
 from kvsourcing.types import Event
 
@@ -39,7 +39,7 @@ class TestStoreHistoryItem:
 
 
 @dataclass
-class TestStore:
+class TestStore(ClosesOnExit):
     """Records commits in ``history`` and replays them (and ``when`` items) on refresh.
 
     ``error_filter`` is consulted by every operation, ``close()`` included: when it
@@ -78,17 +78,6 @@ class TestStore:
 
     def close(self) -> None:
         self._check()
-
-    def __enter__(self) -> TestStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def new_test_store() -> TestStore:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
+from kvsourcing.closing import ClosesOnExit
 from kvsourcing.codecs import DEFAULT_CODEC, Codec, decode_all, encode_all
 from kvsourcing.errors import (
     ConcurrencyFault,
@@ -41,7 +41,7 @@ class KeyedEvent:
     domain: str = ""
 
 
-class KeyValueStore:
+class KeyValueStore(ClosesOnExit):
     """An ``EventStore`` over a key-value ``Driver``; see the module docstring."""
 
     def __init__(self, driver: Driver, *, codec: Codec | None = None, snapshot_interval: int = 0) -> None:
@@ -181,17 +181,6 @@ class KeyValueStore:
     def close(self) -> None:
         """Close the driver."""
         self._driver.close()
-
-    def __enter__(self) -> KeyValueStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def new_store(driver: Driver, *, codec: Codec | None = None, snapshot_interval: int = 0) -> KeyValueStore:
