@@ -201,6 +201,7 @@ class RedisDriver:
         self._closed = False
         self._tags = [f"{{{prefix}:b{bucket}}}:".encode() for bucket in range(self.buckets)]
         self._feeds = [tag + b"f" for tag in self._tags]
+        self._bucket_of_feed = {feed: bucket for bucket, feed in enumerate(self._feeds)}
         self._value_prefix = f"{{{prefix}:v:".encode()
         self._append = client.register_script(APPEND_SCRIPT)
         self._load = client.register_script(LOAD_SCRIPT)
@@ -270,41 +271,55 @@ class RedisDriver:
         """Up to ``limit`` entries of each bucket in ``after`` after its position (a stream
         id; ``None``: from the start), oldest first within each bucket.
 
-        One exclusive ``XRANGE`` per bucket, all in one pipeline: one round trip to a
-        single node; on a Cluster, redis-py's pipeline sends one batch per node.
+        One round trip per node: on a single node one ``XREAD COUNT limit STREAMS`` of
+        every bucket's stream (exclusive of the positions; ``0-0`` reads from the start);
+        on a Cluster, where one command may not span slots, one exclusive ``XRANGE`` per
+        bucket in a pipeline, which redis-py sends as one batch per node.
         """
         if not after:
             return []
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
-        buckets = list(after)
-        pipe = self.client.pipeline() if self._cluster else self.client.pipeline(transaction=False)
         count = self.buckets
-        for bucket in buckets:
+        for bucket in after:
             if not 0 <= bucket < count:
                 raise ValueError(f"bucket {bucket} is not in 0 .. {count - 1}")
-            position = after[bucket]
-            start = "-" if position is None else "(" + position
-            pipe.execute_command("XRANGE", self._feeds[bucket], start, "+", "COUNT", limit)
         try:
-            replies = pipe.execute()
+            replies = self._read_cluster(after, limit) if self._cluster else self._read_node(after, limit)
         except UNAVAILABLE as err:
             raise unavailable(self._where, err, self._password) from err
+        return [
+            FeedEntry(
+                bucket,
+                position.decode(),
+                fields[b"k"].decode("utf-8", "surrogatepass"),
+                int(fields[b"s"]),
+                unpack_records(fields[b"r"]),
+            )
+            for bucket, reply in replies
+            for position, fields in reply
+        ]
+
+    def _read_node(self, after: dict[int, str | None], limit: int) -> list[tuple[int, Any]]:
+        feeds = self._feeds
+        keys = [feeds[bucket] for bucket in after]
+        positions = ["0-0" if position is None else position for position in after.values()]
+        replies = self.client.execute_command("XREAD", "COUNT", limit, "STREAMS", *keys, *positions)
+        if not replies:
+            return []
+        buckets = self._bucket_of_feed
+        return [(buckets[key], entries) for key, entries in replies]
+
+    def _read_cluster(self, after: dict[int, str | None], limit: int) -> list[tuple[int, Any]]:
+        pipe = self.client.pipeline()
+        feeds = self._feeds
+        try:
+            for bucket, position in after.items():
+                start = "-" if position is None else "(" + position
+                pipe.execute_command("XRANGE", feeds[bucket], start, "+", "COUNT", limit)
+            return list(zip(after, pipe.execute(), strict=True))
         finally:
             pipe.reset()
-        entries: list[FeedEntry] = []
-        for bucket, reply in zip(buckets, replies, strict=True):
-            for position, fields in reply:
-                entries.append(
-                    FeedEntry(
-                        bucket,
-                        position.decode(),
-                        fields[b"k"].decode("utf-8", "surrogatepass"),
-                        int(fields[b"s"]),
-                        unpack_records(fields[b"r"]),
-                    )
-                )
-        return entries
 
     def read_value(self, name: str) -> bytes | None:
         """The value stored under ``name`` (``None`` when absent or expired)."""
