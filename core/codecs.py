@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import datetime as dt
 import enum
+import itertools
 import json
 import math
 import uuid
@@ -149,6 +150,8 @@ class MsgpackCodec:
         except RecursionError as exc:
             raise EncodingError("value is nested too deeply to encode") from exc
         except (TypeError, ValueError, OverflowError) as exc:
+            if "recursion limit" in str(exc):  # msgpack's nesting limit: locating it costs O(depth²)
+                raise EncodingError(f"value is nested too deeply to encode ({exc})") from exc
             try:
                 where = _locate(obj, self._fits)
             except RecursionError:
@@ -183,8 +186,15 @@ class MsgpackCodec:
             ext_hook=self._ext_hook, strict_map_key=False, max_buffer_size=max(len(joined), 1024)
         )
         unpacker.feed(joined)
+        ends = itertools.accumulate(map(len, blobs))
+        values = []
         try:
-            values = list(unpacker)
+            # Each value must end exactly where its blob does: a corrupt blob must not
+            # borrow bytes from the next one and decode as something it does not hold.
+            for value, end in zip(unpacker, ends):
+                if unpacker.tell() != end:
+                    break
+                values.append(value)
         except Exception:
             values = []
         if len(values) != len(blobs):

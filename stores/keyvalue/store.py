@@ -144,9 +144,13 @@ class KeyValueStore(ClosesOnExit):
 
     def _decode_records(self, key: str, first: int, records: Sequence[bytes]) -> list[Any]:
         try:
-            return decode_all(self._codec, records)
+            values = decode_all(self._codec, records)
         except EncodingError:
-            return [self._decode(key, sequence, record) for sequence, record in enumerate(records, first)]
+            values = [self._decode(key, sequence, record) for sequence, record in enumerate(records, first)]
+        for sequence, value in enumerate(values, first):
+            if type(value) is not list or len(value) != 3 or type(value[0]) is not str:
+                raise _not_a_record(key, sequence)
+        return values
 
     def _decode(self, key: str, sequence: int, blob: bytes) -> Any:
         try:
@@ -167,7 +171,10 @@ class KeyValueStore(ClosesOnExit):
 
     def decode_record(self, key: str, sequence: int, record: bytes) -> KeyedEvent:
         """A stored record as plain data (its domain in ``KeyedEvent.domain``)."""
-        event_type, data, domain = self._decode(key, sequence, record)
+        value = self._decode(key, sequence, record)
+        if type(value) is not list or len(value) != 3 or type(value[0]) is not str:
+            raise _not_a_record(key, sequence)
+        event_type, data, domain = value
         return KeyedEvent(key, sequence, event_type, data, domain)
 
     def read_snapshot(self, key: str) -> tuple[int, Any] | None:
@@ -181,6 +188,13 @@ class KeyValueStore(ClosesOnExit):
     def close(self) -> None:
         """Close the driver."""
         self._driver.close()
+
+
+def _not_a_record(key: str, sequence: int) -> EncodingError:
+    return EncodingError(
+        f"cannot read {key!r} at sequence {sequence}: the stored record is not an event "
+        "([type, data, domain]); it was not written by kvsourcing, or is corrupt"
+    )
 
 
 def new_store(driver: Driver, *, codec: Codec | None = None, snapshot_interval: int = 0) -> KeyValueStore:
