@@ -191,7 +191,7 @@ class MsgpackCodec:
         try:
             # Each value must end exactly where its blob does: a corrupt blob must not
             # borrow bytes from the next one and decode as something it does not hold.
-            for value, end in zip(unpacker, ends):
+            for value, end in zip(unpacker, ends, strict=False):
                 if unpacker.tell() != end:
                     break
                 values.append(value)
