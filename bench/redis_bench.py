@@ -3,8 +3,11 @@
 Spawns its own ``redis-server`` on a free loopback port, and prints ops/s (medians of
 interleaved rounds) and the ratio ours/floor for:
 
-* commits of 1 and of 10 events: the kvsourcing store (encode + one script call)
-  against EVALSHA of a minimal check-and-RPUSH script on ``msgpack.packb`` records;
+* commits of 1 and of 10 events: the kvsourcing store (encode + one script call that
+  also appends the commit to its bucket's feed stream) against EVALSHA of a minimal
+  check-and-RPUSH script on ``msgpack.packb`` records (the target's floor), and, for
+  information, against a floor that keeps a feed too (the same script plus an ``XADD``
+  of the key, first sequence and records packed by the client);
 * loads of a 1 000-event aggregate: ``store.refresh`` (one script call + decode into
   event objects) against ``LRANGE`` + ``msgpack.unpackb`` per element; the driver's
   ``load`` alone is shown against ``LRANGE`` alone;
@@ -46,6 +49,16 @@ from kvsourcing.stores.keyvalue.store import KeyValueStore
 FLOOR_APPEND = """
 if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return 0 end
 redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
+
+# The floor with a feed: KEYS events list, feed stream; ARGV head, key, packed records,
+# records.
+FLOOR_APPEND_FEED = """
+local head = redis.call('LLEN', KEYS[1])
+if head ~= tonumber(ARGV[1]) then return 0 end
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 4))
+redis.call('XADD', KEYS[2], '*', 'k', ARGV[2], 's', head + 1, 'r', ARGV[3])
 return 1
 """
 
@@ -198,6 +211,7 @@ def run(port: int, rounds: int, profile: bool) -> None:
     store = redis_store.new_store(client)
     snap_store = redis_store.new_store(client, snapshot_interval=100)
     floor_append = client.register_script(FLOOR_APPEND)
+    floor_append_feed = client.register_script(FLOOR_APPEND_FEED)
     unpack = msgpack.unpackb
 
     def floor_committer(size: int) -> Callable[[], object]:
@@ -206,6 +220,18 @@ def run(port: int, rounds: int, profile: bool) -> None:
         def commit() -> None:
             records = [floor_record(head[0] + n) for n in range(size)]
             assert floor_append([key], [head[0], *records]) == 1
+            head[0] += size
+
+        return commit
+
+    def floor_feed_committer(size: int) -> Callable[[], object]:
+        key, head = f"floor:{uuid.uuid4()}", [0]
+        keys = [f"{{floor:b1}}:e:{key}", "{floor:b1}:f"]
+
+        def commit() -> None:
+            records = [floor_record(head[0] + n) for n in range(size)]
+            packed = msgpack.packb(records)
+            assert floor_append_feed(keys, [head[0], key, packed, *records]) == 1
             head[0] += size
 
         return commit
@@ -252,6 +278,8 @@ def run(port: int, rounds: int, profile: bool) -> None:
         {
             "commit 1 event": (our_committer(1), floor_committer(1)),
             "commit 10 events": (our_committer(10), floor_committer(10)),
+            "commit 1 event, floor with feed": (our_committer(1), floor_feed_committer(1)),
+            "commit 10 events, floor with feed": (our_committer(10), floor_feed_committer(10)),
         },
     )
     results |= compare(
@@ -273,13 +301,15 @@ def run(port: int, rounds: int, profile: bool) -> None:
     targets = {
         "commit 1 event": ">= 0.8",
         "commit 10 events": ">= 0.8",
+        "commit 1 event, floor with feed": "",
+        "commit 10 events, floor with feed": "",
         "load 1 000 events (decoded)": ">= 0.7",
         "driver load 1 000 (bytes only)": "",
         "snapshot load 10 000 vs 100": ">= 0.67 (time <= 1.5x)",
     }
-    print(f"{'case':<32}{'ours ops/s':>12}{'floor ops/s':>13}{'ratio':>8}  target")
+    print(f"{'case':<36}{'ours ops/s':>12}{'floor ops/s':>13}{'ratio':>8}  target")
     for name, (ours, floor, ratio) in results.items():
-        print(f"{name:<32}{ours:>12.0f}{floor:>13.0f}{ratio:>8.2f}  {targets[name]}")
+        print(f"{name:<36}{ours:>12.0f}{floor:>13.0f}{ratio:>8.2f}  {targets[name]}")
     if profile:
         profiler = cProfile.Profile()
         profiler.runcall(lambda: [our_load() for _ in range(50)])
