@@ -34,6 +34,7 @@ QUICK_SIZES = (100, 1_000, 5_000)
 SNAPSHOT_INTERVAL = 100
 FILL_BATCH = 100
 COMMITS = 50
+LOAD_ROUNDS = 7
 FLAT = 1.5
 """Snapshot loads count as flat when the largest stream's is within this factor of the smallest's."""
 
@@ -74,12 +75,12 @@ def median_seconds(body: Callable[[], object], minimum: int, budget: float) -> f
         before = time.perf_counter()
         body()
         samples.append(time.perf_counter() - before)
-        if len(samples) >= 1000:
-            break
     return statistics.median(samples)
 
 
-def measure(name: str, store: EventStore, snapshots: int, events: int) -> Point:
+def write(store: EventStore, events: int) -> tuple[str, float]:
+    """A new aggregate of ``events`` events plus ``COMMITS`` timed 1-event commits;
+    returns its key and the commits' median seconds."""
     key = f"scaling-{uuid.uuid4().hex[:8]}"
     writer = Tally(key, store)
     for start in range(0, events, FILL_BATCH):
@@ -91,20 +92,46 @@ def measure(name: str, store: EventStore, snapshots: int, events: int) -> Point:
         before = time.perf_counter()
         writer.commit()
         commits.append(time.perf_counter() - before)
-    total = events + COMMITS
-    replayed = [0]
+    return key, statistics.median(commits)
 
-    def load() -> None:
+
+def loader(store: EventStore, key: str, total: int) -> Callable[[], int]:
+    """Reload ``key`` by a fresh aggregate; returns how many events the refresh replayed."""
+
+    def load() -> int:
         reader = CountingTally(key, store)
         reader.refresh()
         if reader.total != total:
             raise AssertionError(f"reloaded a total of {reader.total}, expected {total}")
-        replayed[0] = reader.replayed
+        return reader.replayed
 
-    for _ in range(2):
-        load()
-    load_seconds = median_seconds(load, 5, 0.5)
-    return Point(name, snapshots, events, statistics.median(commits) * 1e6, load_seconds * 1e3, replayed[0])
+    return load
+
+
+def measure_series(name: str, store: EventStore, snapshots: int, sizes: tuple[int, ...]) -> list[Point]:
+    """All lengths of one series; the loads interleaved round by round, so that a burst of
+    load from another process on the machine spreads over every length instead of one."""
+    written = {}
+    for events in sizes:
+        print(f"  {name}, snapshots {snapshots or 'off'}: {events} events ...", file=sys.stderr)
+        written[events] = write(store, events)
+    loads = {events: loader(store, key, events + COMMITS) for events, (key, _) in written.items()}
+    replayed = {events: load() for events, load in loads.items()}
+    samples: dict[int, list[float]] = {events: [] for events in sizes}
+    for _ in range(LOAD_ROUNDS):
+        for events, load in loads.items():
+            samples[events].append(median_seconds(load, 1, 0.05))
+    return [
+        Point(
+            name,
+            snapshots,
+            events,
+            written[events][1] * 1e6,
+            statistics.median(samples[events]) * 1e3,
+            replayed[events],
+        )
+        for events in sizes
+    ]
 
 
 def stores(stack: ExitStack) -> Iterator[tuple[str, Callable[[int], EventStore]]]:
@@ -125,10 +152,7 @@ def run(sizes: tuple[int, ...]) -> list[Point]:
     with ExitStack() as stack:
         for name, make in stores(stack):
             for snapshots in (0, SNAPSHOT_INTERVAL):
-                store = make(snapshots)
-                for events in sizes:
-                    print(f"  {name}, snapshots {snapshots or 'off'}, {events} events ...", file=sys.stderr)
-                    points.append(measure(name, store, snapshots, events))
+                points.extend(measure_series(name, make(snapshots), snapshots, sizes))
     return points
 
 
