@@ -174,8 +174,8 @@ class RedisDriver:
     """The keyvalue driver on Redis or Redis Cluster: one script call per commit and per load.
 
     It is a ``FeedDriver``: each commit also adds an entry to its bucket's feed stream
-    in the same script, ``read_feed`` reads the streams of many buckets in one pipeline
-    (one round trip per node), and ``read_value``/``swap_value`` keep small values with
+    in the same script, ``read_feed`` reads the streams of many buckets in one round
+    trip per node, and ``read_value``/``swap_value`` keep small values with
     compare-and-swap in a script.
 
     ``client`` is used as given; ``close`` closes it only when ``owns_client`` is true
@@ -243,7 +243,7 @@ class RedisDriver:
             b"" if snapshot is None else snapshot,
             b"0" if commit_id is None else b"1",
             "" if commit_id is None else commit_id,
-            packb(commit.records, use_bin_type=False),
+            pack_records(commit.records),
         ]
         try:
             return self._run(self._append, keys, args)
