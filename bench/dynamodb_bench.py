@@ -6,6 +6,8 @@ memory: no load), and the load of a 1 000-event aggregate (written as 100 commit
 as 1 000 commits of 1). Every system gets fresh, small tables for every measurement, since
 moto copies the whole table on each transaction. Prints medians over rounds, ratios to the
 raw floor, and DynamoDB requests per operation (counted by botocore's ``before-call``).
+Times are the process's CPU time (``time.process_time``), client and in-process moto alike:
+on a shared 2-core machine wall-clock times swing 2-3x with the neighbours' load.
 
 Run: ``python bench/dynamodb_bench.py``. eventsourcing-dynamodb is compared when importable,
 e.g. from a throwaway venv::
@@ -18,6 +20,7 @@ e.g. from a throwaway venv::
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import time
@@ -262,10 +265,11 @@ def commit_round(system: System, events: int, commits: int) -> tuple[float, floa
     system.setup()
     aggregate = system.new_aggregate()
     before = sum(system.requests().values())
-    start = time.perf_counter()
+    gc.collect()
+    start = time.process_time()
     for _ in range(commits):
         system.commit(aggregate, events)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     return commits / elapsed, (sum(system.requests().values()) - before) / commits
 
 
@@ -276,10 +280,11 @@ def load_round(system: System, per_commit: int, total: int, loads: int) -> tuple
     for _ in range(total // per_commit):
         system.commit(aggregate, per_commit)
     before = sum(system.requests().values())
-    start = time.perf_counter()
+    gc.collect()
+    start = time.process_time()
     for _ in range(loads):
         assert system.load(aggregate) == total
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     return loads / elapsed, (sum(system.requests().values()) - before) / loads
 
 
@@ -331,7 +336,7 @@ def main() -> None:
             ("load 1000 (100x10)", args.rounds, lambda s: load_round(s, 10, 1000, args.loads)),
             ("load 1000 (1000x1)", max(1, args.rounds // 2), lambda s: load_round(s, 1, 1000, args.loads)),
         ]
-        print(f"moto in-process, medians of {args.rounds} rounds; ratio = ops/s over raw boto3's")
+        print(f"moto in-process, CPU time, medians of {args.rounds} rounds; ratio = ops/s over raw boto3's")
         print(f"{'operation':<20} {'system':<24} {'ops/s':>9} {'ratio':>7} {'requests/op':>12}")
         for label, rounds, run in cases:
             results = compare(systems, rounds, run)
