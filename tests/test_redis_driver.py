@@ -6,6 +6,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import msgpack
 import pytest
@@ -15,7 +16,7 @@ from redis.connection import AbstractConnection
 from redis.crc import key_slot
 from redis_fixtures import HOST, NO_RETRY, RedisClusterNodes, RedisServer, free_port
 
-from kvsourcing.errors import ConfigurationError, StoreUnavailableError
+from kvsourcing.errors import ConfigurationError, EncodingError, StoreUnavailableError
 from kvsourcing.stores.keyvalue import (
     ALREADY_STORED,
     Commit,
@@ -452,3 +453,24 @@ def test_the_feed_primitives_raise_store_unavailable() -> None:
 
 def test_the_driver_is_a_feed_driver(redis_client: redis.Redis) -> None:
     assert isinstance(RedisDriver(redis_client), FeedDriver)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"k": "k", "s": 1, "r": b"\x80\x03cos\nsystem\n"},  # a pickle
+        {"k": "k", "s": 1, "r": msgpack.packb([b"a"], use_bin_type=False) + b"extra"},
+        {"k": "k", "s": 1, "r": msgpack.packb(7)},
+        {"k": "k", "s": 1, "r": msgpack.packb([1, 2])},
+        {"k": "k", "s": "one", "r": msgpack.packb([b"a"], use_bin_type=False)},
+        {"k": b"\xff\xfe", "s": 1, "r": msgpack.packb([b"a"], use_bin_type=False)},
+        {"s": 1, "r": msgpack.packb([b"a"], use_bin_type=False)},
+    ],
+)
+def test_a_corrupt_feed_entry_raises_encoding_error(
+    redis_client: redis.Redis, fields: dict[str, Any]
+) -> None:
+    driver = RedisDriver(redis_client, prefix=f"corrupt-{uuid.uuid4().hex[:6]}", buckets=1)
+    redis_client.xadd(driver.feed_key(0), fields)
+    with pytest.raises(EncodingError, match="bucket 0 is corrupt"):
+        driver.read_feed({0: None}, 10)

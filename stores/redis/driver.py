@@ -23,7 +23,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from kvsourcing.errors import ConfigurationError, StoreUnavailableError
+from kvsourcing.errors import ConfigurationError, EncodingError, StoreUnavailableError
 from kvsourcing.stores.keyvalue.driver import (
     ALREADY_STORED,
     Commit,
@@ -166,8 +166,30 @@ def pack_records(records: Sequence[bytes]) -> bytes:
 
 
 def unpack_records(packed: bytes) -> list[bytes]:
-    """The records of a feed entry's ``r`` field (what ``pack_records`` made)."""
-    return unpackb(packed, raw=True, use_list=True)
+    """The records of a feed entry's ``r`` field (what ``pack_records`` made); raises
+    ``ValueError`` (msgpack's errors are ``ValueError``s) unless it is an array of strings."""
+    records = unpackb(packed, raw=True, use_list=True)
+    if not isinstance(records, list) or not all(isinstance(record, bytes) for record in records):
+        raise ValueError(f"not an array of raw strings: {type(records).__name__}")
+    return records
+
+
+def feed_entry(bucket: int, position: bytes, fields: dict[bytes, bytes]) -> FeedEntry:
+    """The ``FeedEntry`` of a stream entry as redis-py parses it; ``EncodingError`` when
+    the entry is not one the append script wrote (its fields missing or corrupt)."""
+    try:
+        return FeedEntry(
+            bucket,
+            position.decode(),
+            fields[b"k"].decode("utf-8", "surrogatepass"),
+            int(fields[b"s"]),
+            unpack_records(fields[b"r"]),
+        )
+    except (KeyError, ValueError, TypeError) as err:
+        raise EncodingError(
+            f"feed entry {position.decode(errors='replace')} of bucket {bucket} is corrupt: "
+            f"{type(err).__name__}: {err}"
+        ) from err
 
 
 class RedisDriver:
@@ -289,15 +311,7 @@ class RedisDriver:
         except UNAVAILABLE as err:
             raise unavailable(self._where, err, self._password) from err
         return [
-            FeedEntry(
-                bucket,
-                position.decode(),
-                fields[b"k"].decode("utf-8", "surrogatepass"),
-                int(fields[b"s"]),
-                unpack_records(fields[b"r"]),
-            )
-            for bucket, reply in replies
-            for position, fields in reply
+            feed_entry(bucket, position, fields) for bucket, reply in replies for position, fields in reply
         ]
 
     def _read_node(self, after: dict[int, str | None], limit: int) -> list[tuple[int, Any]]:
