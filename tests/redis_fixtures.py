@@ -28,11 +28,24 @@ STARTUP_TIMEOUT = 15.0
 NO_RETRY = Retry(NoBackoff(), 0)
 
 
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now, whose cluster bus port (+10000)
+    is free too, so that any server started on it can join a cluster."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((HOST, 0))
+            port = sock.getsockname()[1]
+        if port + 10000 <= 65535 and _bindable(port + 10000):
+            return port
 
 
 @dataclass

@@ -450,13 +450,6 @@ def test_pickle_bytes_in_the_redis_feed_are_not_unpickled(redis_server: RedisSer
         store.driver.client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: stores/redis/driver.py unpack_records lets msgpack's ExtraData/ValueError out of "
-        "read_feed for a corrupt feed entry, instead of EncodingError"
-    ),
-)
 def test_a_corrupt_redis_feed_entry_fails_with_encoding_error(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
