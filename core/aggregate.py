@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-import uuid
+import os
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -137,7 +137,7 @@ class AggregateBase:
     def apply_event(self, event: Event) -> None:
         """Record a new event and apply it to the state; ``commit()`` stores it."""
         if not self._pending and self._commit_id is None:
-            self._commit_id = uuid.uuid4().hex
+            self._commit_id = os.urandom(16).hex()
         self.replay_event(event)
         self._pending.append(event)
 

@@ -47,11 +47,19 @@ def public_attributes(obj: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
 
 
+_resolved_hints: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(cls)
-    except Exception:
-        return {}
+    """``cls``'s evaluated type hints, cached once they resolve (a forward reference
+    that does not resolve yet is tried again next time)."""
+    hints = _resolved_hints.get(cls)
+    if hints is None:
+        try:
+            hints = _resolved_hints[cls] = typing.get_type_hints(cls)
+        except Exception:
+            return {}
+    return hints
 
 
 _FROM_TEXT: dict[Any, Callable[[str], Any]] = {
