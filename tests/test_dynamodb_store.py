@@ -32,7 +32,7 @@ class TestDynamoDBOnMoto(StoreSuite):
             assert counts == {"GetItem": 1}
             counts.clear()
             counter.handle(Increment(3))
-            assert counts == {"GetItem": 1, "TransactWriteItems": 1}
+            assert counts == {"GetItem": 1, "UpdateItem": 1, "TransactWriteItems": 1}
             for _ in range(6):
                 counter.handle(Increment())
             counts.clear()

@@ -1,6 +1,7 @@
 """The DynamoDB store: ``new_store``, ``create_table``, ``from_url`` and ``make_client``.
 
-The storage design (head item, one transaction per commit) is described in
+The storage design (head item, one feed-position reservation and one transaction per
+commit, the durable feed in per-bucket partitions) is described in
 ``kvsourcing.stores.dynamodb.driver``. Clients made here use boto3's usual credential chain
 and region, with botocore's standard retry mode, which retries throttling and transient
 faults with backoff.
@@ -14,6 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from kvsourcing.errors import ConfigurationError
 from kvsourcing.stores.dynamodb.driver import (
+    DEFAULT_BUCKETS,
+    DEFAULT_FEED_GRACE,
     ITEM_BYTES,
     KEY_SCHEMA,
     TRANSACTION_ACTIONS,
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
     from kvsourcing.protocols import EventStore
 
 __all__ = [
+    "DEFAULT_BUCKETS",
+    "DEFAULT_FEED_GRACE",
     "ITEM_BYTES",
     "TRANSACTION_ACTIONS",
     "TRANSACTION_BYTES",
@@ -40,7 +45,7 @@ __all__ = [
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _URL_EXAMPLE = "dynamodb://my-events?region=eu-west-1&endpoint_url=http://localhost:8000"
 _URL_PARAMETERS = ("region", "endpoint_url")
-_URL_OPTIONS = frozenset({"snapshot_interval", "codec", "client"})
+_URL_OPTIONS = frozenset({"snapshot_interval", "codec", "client", "buckets", "feed_grace"})
 
 
 def _check_table_name(table_name: object) -> str:
@@ -85,11 +90,16 @@ def new_store(
     codec: Codec | None = None,
     region: str | None = None,
     endpoint_url: str | None = None,
+    buckets: int = DEFAULT_BUCKETS,
+    feed_grace: float = DEFAULT_FEED_GRACE,
 ) -> EventStore:
     """An event store on DynamoDB table ``table_name`` (see ``create_table``).
 
     Without ``client``, one is made by ``make_client(region, endpoint_url)`` and closed with
-    the store; a given client stays the caller's to close.
+    the store; a given client stays the caller's to close. ``buckets`` partitions the
+    durable feed (every process using the table must pass the same count); ``feed_grace``
+    is the age in seconds after which a feed position reserved by a commit that never
+    landed is tombstoned by readers.
     """
     from kvsourcing.stores import keyvalue
 
@@ -101,7 +111,14 @@ def new_store(
     owns_client = client is None
     if owns_client:
         client = make_client(region, endpoint_url)
-    driver = DynamoDBDriver(client, table_name, owns_client=owns_client)
+    try:
+        driver = DynamoDBDriver(
+            client, table_name, owns_client=owns_client, buckets=buckets, feed_grace=feed_grace
+        )
+    except BaseException:
+        if owns_client:
+            client.close()
+        raise
     return keyvalue.new_store(driver, codec=codec, snapshot_interval=snapshot_interval)
 
 
@@ -161,7 +178,7 @@ def _check_existing_schema(table: dict[str, Any]) -> None:
 def from_url(url: str, **options: Any) -> EventStore:
     """The store for ``dynamodb://TABLE?region=R&endpoint_url=U`` (as ``open_store`` uses).
 
-    ``options`` are ``snapshot_interval``, ``codec`` and ``client``.
+    ``options`` are ``snapshot_interval``, ``codec``, ``client``, ``buckets`` and ``feed_grace``.
     """
     parts = urlsplit(url)
     if parts.scheme != "dynamodb":

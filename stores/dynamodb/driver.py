@@ -1,4 +1,5 @@
-"""The DynamoDB driver: one ``TransactWriteItems`` per commit, one ``GetItem`` + ``Query`` per load.
+"""The DynamoDB driver: one ``UpdateItem`` + one ``TransactWriteItems`` per commit, one
+``GetItem`` + ``Query`` per load, and the durable feed in per-bucket partitions.
 
 Table layout (partition key ``k``, string; sort key ``s``, number)::
 
@@ -8,25 +9,91 @@ Table layout (partition key ``k``, string; sort key ``s``, number)::
                                       <last seq>-len(r)+1 .. <last seq>
                                       [e=<commit's last seq>, when a commit is split
                                       and this is not its final item]
+    k=<key>␟id␟<commit id>, s=0       a commit-id marker (when the commit carried an id;
+                                      ``␟h␟<sha256>`` when that is over 2 048 bytes)
+    k=␟f␟<bucket>, s=0                the bucket's feed counter: c=<last reserved position>
+    k=␟f␟<bucket>, s=<position>       a feed entry: t=<write time, epoch seconds>,
+                                      a=<aggregate key>, f=<first sequence>, and either
+                                      r=[<record>, ...] (inline) or l=<last sequence>
+                                      (a reference to the commit items); a tombstone
+                                      has ``t`` only
+    k=␟v␟<name>, s=0                  a small value: d=<bytes> [x=<expiry, epoch seconds>]
 
+(``␟`` is U+001F, the unit separator.) Aggregate keys cannot hold control characters
+(``kvsourcing.keys``; the driver refuses U+001F too), so no marker, feed or value key can
+ever equal an aggregate's, and the three kinds differ in their first characters.
 Attribute names are one letter because DynamoDB counts names in every item's size.
 
-A commit is a single transaction: an ``Update`` of the head, conditioned on ``v`` being the
-expected sequence (or the head being absent for a new aggregate), plus the ``Put`` of the
-commit's records, all or nothing. The condition lives on one item, so the check and the
-append cannot be separated. Records are stored together, one item per commit, so a commit
-costs one request whatever its size; records beyond one item's 400 KB are spread over
-several items of the same transaction, each keyed by the sequence of its last record.
-A commit holds at most a transaction's 4 MB (counted with the head item at its largest
-unless the commit carries the snapshot, so about 3.6 MB of records) and a record at most
-one item; beyond that ``CommitTooLargeError`` is raised before anything is sent.
-When the head's condition fails, ``ReturnValuesOnConditionCheckFailure=ALL_OLD`` hands the
-real head back inside the cancellation, so the clash is reported without another read.
+Commits
+-------
+A commit is a single transaction: the ``Put`` of the commit-id marker conditioned on its
+absence (when the commit carries an id), an ``Update`` of the head conditioned on ``v``
+being the expected sequence (or the head being absent for a new aggregate), the ``Put`` of
+the feed entry conditioned on its absence, and the ``Put`` of the commit's records, all or
+nothing. The conditions live on single items, so the checks and the append cannot be
+separated. When the cancellation reasons show the marker's condition failed, the commit
+was stored before (a re-send after a lost reply, or a command handled twice) and ``append``
+returns ``ALREADY_STORED`` whatever the head; when the head's failed,
+``ReturnValuesOnConditionCheckFailure=ALL_OLD`` hands the real head back inside the
+cancellation, so the clash is reported without another read.
+Records are stored together, one item per commit, so a commit costs one transaction
+whatever its size; records beyond one item's 400 KB are spread over several items of the
+same transaction, each keyed by the sequence of its last record. A commit holds at most a
+transaction's 100 actions and 4 MB (counted with the head item at its largest unless the
+commit carries the snapshot, and with the feed entry) and a record at most one item;
+beyond that ``CommitTooLargeError`` is raised before anything is sent.
 Cancellations for any other reason (``TransactionConflict``: another transaction touched
-the head at that moment) wrote nothing and are retried here, a bounded number of times;
-throttling and transient faults are retried by botocore's standard retry mode, and a
-``ClientRequestToken`` keeps botocore's resend of a transaction that did land idempotent.
+one of the items at that moment) wrote nothing and are retried here, a bounded number of
+times; throttling and transient faults are retried by botocore's standard retry mode, and
+a ``ClientRequestToken`` keeps botocore's resend of a transaction that did land idempotent.
 
+The feed
+--------
+Every commit is recorded in the feed of its aggregate's bucket
+(``partition_bucket(key, buckets)``, 32 buckets by default) in the same transaction as its
+records, so the feed is spread over ``buckets`` partition keys rather than one hot key,
+and commits on different aggregates never fail each other. Before its transaction a commit
+reserves the next position of its bucket with an ``UpdateItem ADD c 1`` of the bucket's
+counter item (outside the transaction, so that racing commits do not conflict on it), and
+its transaction ``Put``s the feed entry at that position with ``attribute_not_exists``.
+A small commit (one commit item, and room for its records twice in the transaction) keeps
+its records inline in the entry; a split commit's entry holds a reference (``l``), and
+``read_feed`` loads its records with a ``Query`` of the aggregate (``s BETWEEN f AND l``),
+re-read while the view is torn.
+
+A reserved position whose transaction does not land is a gap. A commit that fails for a
+clash, an id already stored, or a cancellation that kept coming back fills its own gap at
+once with a tombstone (a third request, on that path only). A writer that dies between
+the reservation and the transaction, or a reservation that botocore resent, leaves a gap
+that ``read_feed`` resolves: when a position is missing but a later entry exists whose
+write time is older than ``feed_grace`` seconds (5 by default), the in-flight commit that
+reserved the missing position (before the later one was reserved) has been pending at
+least that long, and ``read_feed`` writes a tombstone there with ``attribute_not_exists``.
+That is the very item the late commit's transaction would write, so exactly one of the
+two wins: a commit that loses to a tombstone sees its feed condition fail, reserves a new
+position and runs its transaction again, transparently. ``read_feed`` never returns an
+entry past an unresolved young gap, and skips tombstones, so within a bucket the feed is
+complete and in position order, and one aggregate's commits are in sequence order (a
+commit is only possible once the one before it landed, so it reserves a later position).
+Write times come from the writers' clocks: a skewed clock only moves when gaps are
+resolved, never what the feed holds. The highest entry of a bucket is never a tombstone
+(a tombstone needs a later entry), so the tombstones a reader pages over are bounded.
+
+``read_feed`` first reads the counters of the requested buckets with ``BatchGetItem``
+(100 a request) and then ``Query``s (``ConsistentRead``) only the buckets whose counter is
+past the consumer's position: an idle consumer of 32 buckets costs one request a poll.
+Positions are the entries' sort keys as decimal strings. Each bucket takes one counter
+update per commit; a DynamoDB partition takes about 1 000 writes a second, so raise
+``buckets`` (fixed for the life of the table, the same in every process) for more.
+
+Small values (``read_value``/``swap_value``: consumers' checkpoints, leases and member
+lists) are items of their own; a swap is a ``PutItem`` or ``DeleteItem`` conditioned on
+the current value (``d = :expected``, or its absence) and on the expiry ``x`` compared
+with the writer's clock: an expired value counts as absent. Expired values stay in the
+table until overwritten (they are a handful per consumer).
+
+Snapshots and loads
+-------------------
 The snapshot lives in the head item, written in the same ``Update`` as the head sequence,
 so the newest snapshot and the sequence it belongs to always agree. A snapshot that does not
 fit the head item (400 KB with the key and the numbers) fails the commit with
@@ -44,6 +111,8 @@ costs the ``GetItem`` alone; loading without snapshots costs the ``Query`` alone
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import random
 import time
 import uuid
@@ -65,14 +134,24 @@ from botocore.exceptions import (
 from kvsourcing.errors import (
     CommitTooLargeError,
     ConfigurationError,
+    EncodingError,
     InvalidKeyError,
     KvSourcingError,
     StoreUnavailableError,
     TableNotFoundError,
 )
-from kvsourcing.stores.keyvalue.driver import Commit, Loaded, Snapshot
+from kvsourcing.stores.keyvalue.driver import (
+    ALREADY_STORED,
+    Commit,
+    FeedEntry,
+    Loaded,
+    Snapshot,
+    partition_bucket,
+)
 
 __all__ = [
+    "DEFAULT_BUCKETS",
+    "DEFAULT_FEED_GRACE",
     "ITEM_BYTES",
     "KEY_SCHEMA",
     "TRANSACTION_ACTIONS",
@@ -98,7 +177,16 @@ _NUMBER_BYTES = 21
 _LIST_BYTES = 3
 _ELEMENT_BYTES = 1
 
+#: The feed's default bucket count and the age (seconds) after which a gap is tombstoned.
+DEFAULT_BUCKETS = 32
+DEFAULT_FEED_GRACE = 5.0
+
 _HEAD = {"N": "0"}
+_SEPARATOR = "\x1f"
+_FEED_PREFIX = "\x1ff\x1f"
+_VALUE_PREFIX = "\x1fv\x1f"
+_HASHED_MARKER_PREFIX = "\x1fh\x1f"
+_BATCH_GET_KEYS = 100
 _TRANSIENT_REASONS = frozenset(
     {
         "TransactionConflict",
@@ -168,6 +256,11 @@ def _key_bytes(key: str) -> int:
         size = len(key.encode("utf-8"))
     except UnicodeEncodeError:
         raise InvalidKeyError(f"aggregate key {key!r} is not valid UTF-8 text") from None
+    if _SEPARATOR in key:
+        raise InvalidKeyError(
+            f"aggregate key {key!r} holds the control character '\\x1f', which the DynamoDB "
+            "driver keeps for its own items"
+        )
     if size > PARTITION_KEY_BYTES:
         raise InvalidKeyError(
             f"aggregate key of {size} bytes exceeds DynamoDB's partition key limit of "
@@ -176,11 +269,65 @@ def _key_bytes(key: str) -> int:
     return size
 
 
+class _Transaction:
+    """A commit's ``TransactItems`` and where its conditioned actions sit in them."""
+
+    __slots__ = ("actions", "feed_index", "feed_item", "head_index", "marker_index")
+
+    def __init__(
+        self,
+        actions: list[dict[str, Any]],
+        feed_item: dict[str, Any],
+        marker_index: int | None,
+        head_index: int,
+        feed_index: int,
+    ) -> None:
+        self.actions = actions
+        self.feed_item = feed_item
+        self.marker_index = marker_index
+        self.head_index = head_index
+        self.feed_index = feed_index
+
+
+def _failed(reasons: list[dict[str, Any]], index: int | None) -> bool:
+    """Whether the action at ``index`` was cancelled because its condition failed."""
+    return (
+        index is not None and index < len(reasons) and reasons[index].get("Code") == "ConditionalCheckFailed"
+    )
+
+
+def _number(value: float) -> dict[str, str]:
+    return {"N": f"{value:.6f}"}
+
+
+def _code(err: ClientError) -> str:
+    return err.response.get("Error", {}).get("Code", "")
+
+
+def feed_partition(bucket: int) -> str:
+    """The partition key of bucket ``bucket``'s feed (its counter and its entries)."""
+    return f"{_FEED_PREFIX}{bucket}"
+
+
+def marker_key(key: str, commit_id: str) -> str:
+    """The partition key of the marker recording that ``key`` stored commit ``commit_id``."""
+    plain = f"{key}{_SEPARATOR}id{_SEPARATOR}{commit_id}"
+    try:
+        if len(plain.encode("utf-8")) <= PARTITION_KEY_BYTES:
+            return plain
+    except UnicodeEncodeError:
+        pass
+    digest = hashlib.sha256(f"{key}{_SEPARATOR}{commit_id}".encode("utf-8", "surrogatepass")).hexdigest()
+    return _HASHED_MARKER_PREFIX + digest
+
+
 class DynamoDBDriver:
-    """The keyvalue ``Driver`` primitives on one DynamoDB table (see the module docstring).
+    """The keyvalue ``FeedDriver`` primitives on one DynamoDB table (see the module docstring).
 
     ``client`` is a boto3 DynamoDB client; the driver closes it on ``close()`` only when
-    ``owns_client`` is true (it made the client itself).
+    ``owns_client`` is true (it made the client itself). ``buckets`` is the feed's bucket
+    count (the same for every process using the table); ``feed_grace`` the seconds after
+    which ``read_feed`` tombstones a reserved feed position that was never written.
     """
 
     def __init__(
@@ -190,11 +337,21 @@ class DynamoDBDriver:
         *,
         owns_client: bool = False,
         conflict_attempts: int = 8,
+        buckets: int = DEFAULT_BUCKETS,
+        feed_grace: float = DEFAULT_FEED_GRACE,
     ) -> None:
         if conflict_attempts < 1:
             raise ValueError(f"conflict_attempts must be at least 1, got {conflict_attempts}")
+        if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1:
+            raise ConfigurationError(f"DynamoDB feed bucket count must be an int >= 1, not {buckets!r}")
+        if isinstance(feed_grace, bool) or not isinstance(feed_grace, int | float) or feed_grace < 0:
+            raise ConfigurationError(
+                f"DynamoDB feed_grace must be a number of seconds >= 0, not {feed_grace!r}"
+            )
         self.client = client
         self.table_name = table_name
+        self.buckets = buckets
+        self.feed_grace = float(feed_grace)
         self._owns_client = owns_client
         self._conflict_attempts = conflict_attempts
         self._closed = False
@@ -202,44 +359,132 @@ class DynamoDBDriver:
     def _fail(self, err: Exception) -> KvSourcingError:
         return translate_error(err, self.table_name, self.client.meta.endpoint_url)
 
-    def append(self, commit: Commit) -> int | None:
-        """Write ``commit`` in one transaction if the head is at ``commit.expected``.
+    # ------------------------------------------------------------------ commits
 
-        Return ``None`` when written, else the head's real sequence (nothing written).
+    def append(self, commit: Commit) -> int | None:
+        """Reserve a feed position, then write ``commit`` in one transaction if its id is not
+        stored and the head is at ``commit.expected``.
+
+        Return ``None`` when written, ``ALREADY_STORED`` when the commit id was stored, else
+        the head's real sequence (nothing written in either case).
         """
-        actions = self._transaction(commit)
-        for attempt in range(self._conflict_attempts):
+        transaction = self._transaction(commit)
+        bucket = partition_bucket(commit.key, self.buckets)
+        position = self._reserve(bucket)
+        feed_item = transaction.feed_item
+        conflicts = tombstoned = 0
+        while True:
+            feed_item["s"] = {"N": str(position)}
+            feed_item["t"] = _number(time.time())
             try:
-                self.client.transact_write_items(TransactItems=actions, ClientRequestToken=str(uuid.uuid4()))
+                self.client.transact_write_items(
+                    TransactItems=transaction.actions, ClientRequestToken=str(uuid.uuid4())
+                )
                 return None
             except ClientError as err:
-                if err.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                if _code(err) != "TransactionCanceledException":
                     raise self._fail(err) from err
                 reasons = err.response.get("CancellationReasons") or []
-                head = reasons[0] if reasons else {}
-                if head.get("Code") == "ConditionalCheckFailed":
-                    return _head_sequence(head.get("Item"))
+                if _failed(reasons, transaction.marker_index):
+                    self._abandon(bucket, position)
+                    return ALREADY_STORED
+                if _failed(reasons, transaction.head_index):
+                    self._abandon(bucket, position)
+                    return _head_sequence(reasons[transaction.head_index].get("Item"))
+                if _failed(reasons, transaction.feed_index):
+                    # A reader tombstoned our position while we were late: take a new one.
+                    tombstoned += 1
+                    if tombstoned >= self._conflict_attempts:
+                        raise StoreUnavailableError(
+                            f"the commit to {commit.key!r} on DynamoDB table {self.table_name!r} "
+                            f"lost its feed position to a tombstone {tombstoned} times: its "
+                            f"transactions take longer than feed_grace ({self.feed_grace} s)"
+                        ) from err
+                    position = self._reserve(bucket)
+                    continue
                 codes = {r.get("Code") for r in reasons} - {"None", None}
                 if codes & _MISSING_TABLE:
                     raise _table_not_found(self.table_name) from err
                 if not codes <= _TRANSIENT_REASONS:
                     raise self._fail(err) from err
-                time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
+                conflicts += 1
+                if conflicts >= self._conflict_attempts:
+                    self._abandon(bucket, position)
+                    raise StoreUnavailableError(
+                        f"DynamoDB kept cancelling the commit to {commit.key!r} on table "
+                        f"{self.table_name!r} ({self._conflict_attempts} attempts): the head item "
+                        "is contended by other transactions; try again"
+                    ) from None
+                time.sleep(random.uniform(0, min(0.5, 0.01 * 2**conflicts)))
             except BotoCoreError as err:
                 raise self._fail(err) from err
-        raise StoreUnavailableError(
-            f"DynamoDB kept cancelling the commit to {commit.key!r} on table "
-            f"{self.table_name!r} ({self._conflict_attempts} attempts): the head item is "
-            "contended by other transactions; try again"
-        )
 
-    def _transaction(self, commit: Commit) -> list[dict[str, Any]]:
-        """The commit's ``TransactItems``, or ``CommitTooLargeError`` beyond DynamoDB's limits."""
+    def _reserve(self, bucket: int) -> int:
+        """The next position of ``bucket``'s feed (``UpdateItem ADD`` on its counter)."""
+        try:
+            reply = self.client.update_item(
+                TableName=self.table_name,
+                Key={"k": {"S": feed_partition(bucket)}, "s": _HEAD},
+                UpdateExpression="ADD c :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+                ReturnValues="UPDATED_NEW",
+            )
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail(err) from err
+        return int(reply["Attributes"]["c"]["N"])
+
+    def _tombstone(self, bucket: int, position: int) -> bool:
+        """Write a tombstone at ``position`` unless something is there; whether it was written."""
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item={
+                    "k": {"S": feed_partition(bucket)},
+                    "s": {"N": str(position)},
+                    "t": _number(time.time()),
+                },
+                ConditionExpression="attribute_not_exists(k)",
+            )
+        except ClientError as err:
+            if _code(err) == "ConditionalCheckFailedException":
+                return False
+            raise self._fail(err) from err
+        except BotoCoreError as err:
+            raise self._fail(err) from err
+        return True
+
+    def _abandon(self, bucket: int, position: int) -> None:
+        """Tombstone a position our transaction did not write, so readers need not wait for
+        ``feed_grace``; best effort (a reader resolves the gap otherwise)."""
+        with contextlib.suppress(KvSourcingError):
+            self._tombstone(bucket, position)
+
+    def _transaction(self, commit: Commit) -> _Transaction:
+        """The commit's ``TransactItems``, or ``CommitTooLargeError`` beyond DynamoDB's limits.
+
+        The feed entry's position and time are filled in per attempt by ``append``.
+        """
         key_bytes = _key_bytes(commit.key)
         item_base = len("k") + key_bytes + len("s") + _NUMBER_BYTES
         head_bytes = item_base + len("v") + _NUMBER_BYTES
         expected = {"N": str(commit.expected)}
         last = {"N": str(commit.last)}
+        actions: list[dict[str, Any]] = []
+        total = 0
+        marker_index = None
+        if commit.commit_id is not None:
+            marker = marker_key(commit.key, commit.commit_id)
+            marker_index = len(actions)
+            actions.append(
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": {"k": {"S": marker}, "s": _HEAD},
+                        "ConditionExpression": "attribute_not_exists(k)",
+                    }
+                }
+            )
+            total += len("k") + len(marker.encode("utf-8")) + len("s") + _NUMBER_BYTES
         update: dict[str, Any] = {
             "TableName": self.table_name,
             "Key": {"k": {"S": commit.key}, "s": _HEAD},
@@ -262,9 +507,31 @@ class DynamoDBDriver:
                 )
             update["UpdateExpression"] = "SET v = :v, n = :v, b = :b"
             update["ExpressionAttributeValues"][":b"] = {"B": commit.snapshot}
-        actions: list[dict[str, Any]] = [{"Update": update}]
-        total = head_bytes
-        for end, group, size in _pack(commit.records, commit.expected, item_base, commit.key):
+        head_index = len(actions)
+        actions.append({"Update": update})
+        total += head_bytes
+        partition = feed_partition(partition_bucket(commit.key, self.buckets))
+        feed_item: dict[str, Any] = {
+            "k": {"S": partition},
+            "a": {"S": commit.key},
+            "f": {"N": str(commit.expected + 1)},
+        }
+        feed_bytes = (
+            len("k") + len(partition) + len("s") + len("t") + 2 * _NUMBER_BYTES
+            + len("a") + key_bytes + len("f") + _NUMBER_BYTES
+        )  # fmt: skip
+        feed_index = len(actions)
+        actions.append(
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": feed_item,
+                    "ConditionExpression": "attribute_not_exists(k)",
+                }
+            }
+        )
+        groups = _pack(commit.records, commit.expected, item_base, commit.key)
+        for end, group, size in groups:
             total += size
             item = {
                 "k": {"S": commit.key},
@@ -274,15 +541,26 @@ class DynamoDBDriver:
             if end != commit.last:
                 item["e"] = last
             actions.append({"Put": {"TableName": self.table_name, "Item": item}})
+        inline_bytes = (
+            feed_bytes + len("r") + _LIST_BYTES + sum(_ELEMENT_BYTES + len(r) for r in commit.records)
+        )
+        if len(groups) == 1 and inline_bytes <= ITEM_BYTES and total + inline_bytes <= TRANSACTION_BYTES:
+            feed_item["r"] = actions[-1]["Put"]["Item"]["r"]
+            total += inline_bytes
+        else:
+            feed_item["l"] = last
+            total += feed_bytes + len("l") + _NUMBER_BYTES
         if len(actions) > TRANSACTION_ACTIONS or total > TRANSACTION_BYTES:
             raise CommitTooLargeError(
                 f"commit of {len(commit.records)} records to {commit.key!r} needs "
                 f"{len(actions)} items of {total} bytes in all (head counted at up to "
-                f"{ITEM_BYTES}); one DynamoDB transaction holds at most "
-                f"{TRANSACTION_ACTIONS} items and {TRANSACTION_BYTES} bytes: commit fewer "
-                "or smaller events"
+                f"{ITEM_BYTES}, with the feed entry and any commit-id marker); one DynamoDB "
+                f"transaction holds at most {TRANSACTION_ACTIONS} items and "
+                f"{TRANSACTION_BYTES} bytes: commit fewer or smaller events"
             )
-        return actions
+        return _Transaction(actions, feed_item, marker_index, head_index, feed_index)
+
+    # ------------------------------------------------------------------ loads
 
     def load(self, key: str, after: int, *, use_snapshot: bool = True) -> Loaded:
         """Read the head (for the snapshot) and the records after ``after``, consistently."""
@@ -306,10 +584,11 @@ class DynamoDBDriver:
                 return Loaded(snapshot, start + 1, [])
         return Loaded(snapshot, start + 1, self._records_after(key, start))
 
-    def _records_after(self, key: str, start: int) -> list[bytes]:
-        """The records after ``start``, re-read while the view is torn (see ``_read_after``)."""
+    def _records_after(self, key: str, start: int, last: int | None = None) -> list[bytes]:
+        """The records after ``start`` (up to ``last``: then exactly those), re-read while the
+        view is torn (see ``_read_after``)."""
         for attempt in range(self._conflict_attempts):
-            records = self._read_after(key, start)
+            records = self._read_after(key, start, last)
             if records is not None:
                 return records
             time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
@@ -319,17 +598,24 @@ class DynamoDBDriver:
             f"({self._conflict_attempts} attempts); the table may have been edited by hand"
         )
 
-    def _read_after(self, key: str, start: int) -> list[bytes] | None:
+    def _read_after(self, key: str, start: int, last: int | None = None) -> list[bytes] | None:
         """One paged ``Query``; ``None`` when it saw a gap or only part of a split commit.
 
         A ``Query`` is read-committed per item, so while a split commit is being applied it
         may see some of its items and not others: items not ending their commit carry the
-        commit's end in ``e``, and sequences must follow on without a gap.
+        commit's end in ``e``, and sequences must follow on without a gap. With ``last``
+        (the end of one commit, as a feed entry refers to it) the ``Query`` stops there and
+        must find every record up to it.
         """
+        values = {":k": {"S": key}, ":s": {"N": str(start)}}
+        condition = "k = :k AND s > :s"
+        if last is not None:
+            values = {":k": {"S": key}, ":s": {"N": str(start + 1)}, ":l": {"N": str(last)}}
+            condition = "k = :k AND s BETWEEN :s AND :l"
         request: dict[str, Any] = {
             "TableName": self.table_name,
-            "KeyConditionExpression": "k = :k AND s > :s",
-            "ExpressionAttributeValues": {":k": {"S": key}, ":s": {"N": str(start)}},
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
             "ConsistentRead": True,
         }
         records: list[bytes] = []
@@ -341,15 +627,204 @@ class DynamoDBDriver:
                 raise self._fail(err) from err
             for item in page["Items"]:
                 values = item["r"]["L"]
-                last = int(item["s"]["N"])
-                skip = start + 1 + len(records) - (last - len(values) + 1)
+                end = int(item["s"]["N"])
+                skip = start + 1 + len(records) - (end - len(values) + 1)
                 if skip < 0 or (records and skip):
                     return None
                 records.extend(value["B"] for value in values[skip:])
                 unfinished = "e" in item
             if "LastEvaluatedKey" not in page:
-                return None if unfinished else records
+                if unfinished or (last is not None and len(records) != last - start):
+                    return None
+                return records
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # ------------------------------------------------------------------ the feed
+
+    def read_feed(self, after: dict[int, str | None], limit: int) -> list[FeedEntry]:
+        """Up to ``limit`` entries of each bucket in ``after`` after its position (``None``:
+        from the start), oldest first within each bucket; tombstones skipped, old gaps
+        tombstoned, nothing returned past a young gap (see the module docstring)."""
+        if not after:
+            return []
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        starts: dict[int, int] = {}
+        for bucket, position in after.items():
+            if not 0 <= bucket < self.buckets:
+                raise ValueError(f"bucket {bucket} is not in 0 .. {self.buckets - 1}")
+            try:
+                starts[bucket] = 0 if position is None else int(position)
+            except ValueError:
+                raise ValueError(f"{position!r} is not a DynamoDB feed position (bucket {bucket})") from None
+        counters = self._counters(list(starts))
+        entries: list[FeedEntry] = []
+        for bucket, start in starts.items():
+            if counters.get(bucket, 0) > start:
+                entries.extend(self._read_bucket(bucket, start, limit))
+        return entries
+
+    def _counters(self, buckets: list[int]) -> dict[int, int]:
+        """The feed counters (last reserved positions) of ``buckets``, by ``BatchGetItem``."""
+        by_partition = {feed_partition(bucket): bucket for bucket in buckets}
+        keys = [{"k": {"S": partition}, "s": _HEAD} for partition in by_partition]
+        counters: dict[int, int] = {}
+        for offset in range(0, len(keys), _BATCH_GET_KEYS):
+            request: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": keys[offset : offset + _BATCH_GET_KEYS],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "k, c",
+                }
+            }
+            for attempt in range(100):
+                try:
+                    reply = self.client.batch_get_item(RequestItems=request)
+                except (ClientError, BotoCoreError) as err:
+                    raise self._fail(err) from err
+                for item in reply.get("Responses", {}).get(self.table_name, []):
+                    counters[by_partition[item["k"]["S"]]] = int(item.get("c", {"N": "0"})["N"])
+                request = reply.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
+            else:
+                raise StoreUnavailableError(
+                    f"DynamoDB kept leaving feed counters of table {self.table_name!r} unprocessed"
+                )
+        return counters
+
+    def _read_bucket(self, bucket: int, start: int, limit: int) -> list[FeedEntry]:
+        """Up to ``limit`` entries of ``bucket`` after ``start``, resolving old gaps."""
+        partition = feed_partition(bucket)
+        entries: list[FeedEntry] = []
+        expected = start + 1
+        restarts = 0
+
+        def query_from(position: int) -> dict[str, Any]:
+            return {
+                "TableName": self.table_name,
+                "KeyConditionExpression": "k = :k AND s > :s",
+                "ExpressionAttributeValues": {":k": {"S": partition}, ":s": {"N": str(position)}},
+                "ConsistentRead": True,
+                "Limit": limit,
+            }
+
+        request = query_from(start)
+        while True:
+            try:
+                page = self.client.query(**request)
+            except (ClientError, BotoCoreError) as err:
+                raise self._fail(err) from err
+            raced = False
+            for item in page["Items"]:
+                position = int(item["s"]["N"])
+                if position > expected:
+                    written = float(item["t"]["N"]) if "t" in item else 0.0
+                    if time.time() - written < self.feed_grace:
+                        return entries  # a young gap: its commit may still land
+                    if not all(self._tombstone(bucket, gap) for gap in range(expected, position)):
+                        raced = True  # the late commit landed (or another reader was first)
+                        break
+                expected = position + 1
+                if "a" in item:
+                    entries.append(self._entry(bucket, position, item))
+                    if len(entries) >= limit:
+                        return entries
+            if raced:
+                restarts += 1
+                if restarts > self._conflict_attempts:
+                    return entries
+                request = query_from(expected - 1)
+                continue
+            if "LastEvaluatedKey" not in page:
+                return entries
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _entry(self, bucket: int, position: int, item: dict[str, Any]) -> FeedEntry:
+        """The ``FeedEntry`` of a feed item; ``EncodingError`` when it is not one we wrote."""
+        try:
+            key = item["a"]["S"]
+            first = int(item["f"]["N"])
+            if "r" in item:
+                records = [value["B"] for value in item["r"]["L"]]
+            else:
+                records = self._records_after(key, first - 1, int(item["l"]["N"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise EncodingError(
+                f"feed entry {position} of bucket {bucket} in DynamoDB table {self.table_name!r} "
+                f"is corrupt: {type(err).__name__}: {err}"
+            ) from err
+        return FeedEntry(bucket, str(position), key, first, records)
+
+    # ------------------------------------------------------------------ small values
+
+    def _value_key(self, name: str) -> dict[str, Any]:
+        partition = _VALUE_PREFIX + name
+        try:
+            size = len(partition.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidKeyError(f"value name {name!r} is not valid UTF-8 text") from None
+        if size > PARTITION_KEY_BYTES:
+            raise InvalidKeyError(
+                f"value name of {size - len(_VALUE_PREFIX)} bytes exceeds DynamoDB's partition "
+                f"key limit ({PARTITION_KEY_BYTES} bytes with the driver's 3-byte prefix)"
+            )
+        return {"k": {"S": partition}, "s": _HEAD}
+
+    def read_value(self, name: str) -> bytes | None:
+        """The value stored under ``name`` (``None`` when absent or expired)."""
+        try:
+            item = self.client.get_item(
+                TableName=self.table_name, Key=self._value_key(name), ConsistentRead=True
+            ).get("Item")
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail(err) from err
+        if item is None or "d" not in item:
+            return None
+        if "x" in item and float(item["x"]["N"]) <= time.time():
+            return None
+        return item["d"]["B"]
+
+    def swap_value(
+        self, name: str, expected: bytes | None, new: bytes | None, ttl: float | None = None
+    ) -> bool:
+        """Atomically replace ``name``'s value by ``new`` (``None`` deletes it) if it is
+        ``expected`` (``None``: absent or expired); ``ttl`` seconds makes ``new`` expire.
+        One conditional ``PutItem`` or ``DeleteItem``; returns whether it was replaced."""
+        key = self._value_key(name)
+        now = time.time()
+        values: dict[str, Any] = {":now": _number(now)}
+        if expected is None:
+            condition = "attribute_not_exists(d) OR x <= :now"
+        else:
+            condition = "d = :e AND (attribute_not_exists(x) OR x > :now)"
+            values[":e"] = {"B": expected}
+        try:
+            if new is None:
+                self.client.delete_item(
+                    TableName=self.table_name,
+                    Key=key,
+                    ConditionExpression=condition,
+                    ExpressionAttributeValues=values,
+                )
+            else:
+                item = {**key, "d": {"B": new}}
+                if ttl is not None:
+                    item["x"] = _number(now + ttl)
+                self.client.put_item(
+                    TableName=self.table_name,
+                    Item=item,
+                    ConditionExpression=condition,
+                    ExpressionAttributeValues=values,
+                )
+        except ClientError as err:
+            if _code(err) == "ConditionalCheckFailedException":
+                return False
+            raise self._fail(err) from err
+        except BotoCoreError as err:
+            raise self._fail(err) from err
+        return True
 
     def close(self) -> None:
         """Close the client if this driver made it (idempotent)."""
