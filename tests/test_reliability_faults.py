@@ -280,17 +280,6 @@ def test_dynamodb_cancellation_that_persists_is_unavailable_not_a_fault(
     assert store.read_events("hot") == []
 
 
-DYNAMODB_IGNORES_COMMIT_IDS = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: stores/dynamodb/driver.py ignores Commit.commit_id (the keyvalue Driver contract "
-        "says a stored id returns ALREADY_STORED): a command re-sent with its commit id is "
-        "written twice, and a commit re-sent after a lost reply raises ConcurrencyFault"
-    ),
-)
-
-
-@DYNAMODB_IGNORES_COMMIT_IDS
 def test_dynamodb_resent_commit_id_is_not_written_twice(moto_client: Any, moto_table: str) -> None:
     """The keyvalue Driver contract: a commit whose id is stored returns ALREADY_STORED."""
     store = dynamodb.new_store(moto_table, client=moto_client)
@@ -300,7 +289,6 @@ def test_dynamodb_resent_commit_id_is_not_written_twice(moto_client: Any, moto_t
     assert len(store.read_events("resent")) == 2
 
 
-@DYNAMODB_IGNORES_COMMIT_IDS
 def test_dynamodb_commit_resent_after_a_lost_reply_is_stored_once(moto_client: Any, moto_table: str) -> None:
     store = dynamodb.new_store(moto_table, client=moto_client)
     lost = []

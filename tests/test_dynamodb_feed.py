@@ -1,0 +1,305 @@
+"""The durable feed on DynamoDB: the FeedSuite on moto in-process and on moto's server, and
+the driver's feed, commit-id and value primitives (gaps, tombstones, swaps, re-sends).
+
+Each FeedSuite test gets a fresh table (moto deep-copies the whole table on every
+transaction), shared by every store the test makes; the concurrent-writers test writes a
+eighth of the suite's commits for the same reason.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+from dynamodb_fixtures import count_requests
+from test_dynamodb_driver import records, table_items
+
+from kvsourcing.errors import StoreUnavailableError
+from kvsourcing.protocols import EventStore
+from kvsourcing.stores.dynamodb import DynamoDBDriver, new_store
+from kvsourcing.stores.dynamodb.driver import feed_partition, marker_key
+from kvsourcing.stores.keyvalue import ALREADY_STORED, Commit, FeedDriver, FeedEntry, partition_bucket
+from kvsourcing.testing import FeedSuite
+from kvsourcing.testing.domain import Counter, Increment, Incremented
+
+GRACE = 0.3
+
+
+class _SmallerFeedSuite(FeedSuite):
+    def write_concurrently(
+        self, store: Any, prefix: str, commits: int, threads: int, aggregates: int
+    ) -> dict[str, int]:
+        return super().write_concurrently(store, prefix, commits // 8, threads, aggregates)
+
+
+class TestDynamoDBFeedOnMoto(_SmallerFeedSuite):
+    @pytest.fixture(autouse=True)
+    def _table(self, moto_client: Any, moto_table: str) -> None:
+        self.client, self.table = moto_client, moto_table
+
+    def new_store(self, *, snapshot_interval: int = 0) -> EventStore:
+        return new_store(
+            self.table, client=self.client, snapshot_interval=snapshot_interval, feed_grace=GRACE
+        )
+
+
+class TestDynamoDBFeedOnMotoServer(_SmallerFeedSuite):
+    @pytest.fixture(autouse=True)
+    def _table(self, server_client: Any, server_table: str) -> None:
+        self.client, self.table = server_client, server_table
+
+    def new_store(self, *, snapshot_interval: int = 0) -> EventStore:
+        return new_store(
+            self.table,
+            client=self.client,
+            snapshot_interval=snapshot_interval,
+            feed_grace=GRACE,
+            buckets=8,
+        )
+
+
+# --- the driver's primitives ------------------------------------------------------------
+
+
+@pytest.fixture
+def driver(moto_client: Any, moto_table: str) -> DynamoDBDriver:
+    """One bucket, so that every aggregate shares one feed."""
+    return DynamoDBDriver(moto_client, moto_table, buckets=1, feed_grace=GRACE)
+
+
+def key() -> str:
+    return f"agg-{uuid.uuid4().hex[:12]}"
+
+
+def feed_items(client: Any, table: str, bucket: int = 0) -> dict[int, dict[str, Any]]:
+    return {int(i["s"]["N"]): i for i in table_items(client, table) if i["k"]["S"] == feed_partition(bucket)}
+
+
+def summary(entries: list[FeedEntry]) -> list[tuple[str, str, int, list[bytes]]]:
+    return [(e.position, e.key, e.first, list(e.records)) for e in entries]
+
+
+def test_driver_is_a_feed_driver(driver: DynamoDBDriver) -> None:
+    assert isinstance(driver, FeedDriver)
+    assert driver.read_feed({0: None}, 10) == []
+    assert driver.read_feed({}, 10) == []
+    with pytest.raises(ValueError, match="bucket 1"):
+        driver.read_feed({1: None}, 10)
+    with pytest.raises(ValueError, match="limit"):
+        driver.read_feed({0: None}, 0)
+
+
+def test_commits_reach_their_bucket_feed_in_order(moto_client: Any, moto_table: str) -> None:
+    driver = DynamoDBDriver(moto_client, moto_table, buckets=4)
+    keys = [key() for _ in range(6)]
+    for k in keys:
+        driver.append(Commit(k, 0, records(1, 2)))
+        driver.append(Commit(k, 2, records(3, 1)))
+    entries = driver.read_feed(dict.fromkeys(range(4)), 100)
+    for k in keys:
+        mine = [e for e in entries if e.key == k]
+        assert {e.bucket for e in mine} == {partition_bucket(k, 4)}
+        assert [(e.first, list(e.records)) for e in mine] == [(1, records(1, 2)), (3, records(3, 1))]
+    for bucket in range(4):
+        positions = [int(e.position) for e in entries if e.bucket == bucket]
+        assert positions == list(range(1, len(positions) + 1))
+    paged = driver.read_feed({b: None for b in range(4)}, 1)
+    assert len(paged) == len({e.bucket for e in entries})
+    first = entries[0]
+    rest = driver.read_feed({first.bucket: first.position}, 100)
+    assert rest == [e for e in entries if e.bucket == first.bucket][1:]
+
+
+def test_split_commit_is_referenced_and_loaded(
+    driver: DynamoDBDriver, moto_client: Any, moto_table: str
+) -> None:
+    k = key()
+    big = records(1, 5, size=130_000)
+    driver.append(Commit(k, 0, big))
+    driver.append(Commit(k, 5, records(6, 1)))
+    items = feed_items(moto_client, moto_table)
+    assert "r" not in items[1] and items[1]["l"] == {"N": "5"}
+    assert "r" in items[2]
+    assert summary(driver.read_feed({0: None}, 10)) == [("1", k, 1, big), ("2", k, 6, records(6, 1))]
+
+
+def test_failed_commit_tombstones_its_own_position_at_once(
+    driver: DynamoDBDriver, moto_client: Any, moto_table: str
+) -> None:
+    k, other = key(), key()
+    driver.append(Commit(k, 0, records(1, 1)))
+    counts = count_requests(moto_client)
+    assert driver.append(Commit(k, 0, records(1, 1))) == 1  # a clash
+    assert counts == {"UpdateItem": 1, "TransactWriteItems": 1, "PutItem": 1}
+    driver.append(Commit(other, 0, records(1, 1)))
+    items = feed_items(moto_client, moto_table)
+    assert sorted(items) == [0, 1, 2, 3] and "a" not in items[2]
+    # No grace period to wait for: the gap was filled by the writer itself.
+    assert summary(driver.read_feed({0: None}, 10)) == [
+        ("1", k, 1, records(1, 1)),
+        ("3", other, 1, records(1, 1)),
+    ]
+
+
+def test_reserved_position_never_written_is_tombstoned_after_the_grace_period(
+    driver: DynamoDBDriver, moto_client: Any, moto_table: str
+) -> None:
+    first, after = key(), key()
+    driver.append(Commit(first, 0, records(1, 1)))
+    assert driver._reserve(0) == 2  # a writer that died before its transaction
+    driver.append(Commit(after, 0, records(1, 2)))
+    assert summary(driver.read_feed({0: None}, 10)) == [("1", first, 1, records(1, 1))]
+    assert driver.read_feed({0: "1"}, 10) == [], "nothing past a young gap"
+    assert 2 not in feed_items(moto_client, moto_table)
+    time.sleep(GRACE + 0.05)
+    assert summary(driver.read_feed({0: "1"}, 10)) == [("3", after, 1, records(1, 2))]
+    tombstone = feed_items(moto_client, moto_table)[2]
+    assert set(tombstone) == {"k", "s", "t"}
+    counts = count_requests(moto_client)
+    assert summary(driver.read_feed({0: None}, 10)) == [
+        ("1", first, 1, records(1, 1)),
+        ("3", after, 1, records(1, 2)),
+    ]
+    assert counts == {"BatchGetItem": 1, "Query": 1}, "the tombstone is skipped, not written again"
+
+
+def test_late_commit_losing_to_a_tombstone_retries_at_a_new_position(
+    driver: DynamoDBDriver, moto_client: Any, moto_table: str
+) -> None:
+    late, other = key(), key()
+    delayed: list[str] = []
+
+    def delay(**_: Any) -> None:
+        if delayed:
+            return
+        delayed.append("once")
+        # While the late commit (position 1) is on its way: another commit lands at 2,
+        # the grace period passes, and a reader tombstones position 1.
+        assert driver.append(Commit(other, 0, records(1, 1))) is None
+        time.sleep(GRACE + 0.05)
+        assert summary(driver.read_feed({0: None}, 10)) == [("2", other, 1, records(1, 1))]
+
+    moto_client.meta.events.register("before-call.dynamodb.TransactWriteItems", delay)
+    counts = count_requests(moto_client)
+    assert driver.append(Commit(late, 0, records(1, 3), commit_id="late-1")) is None
+    assert counts["TransactWriteItems"] == 3  # the late one twice, the other once
+    entries = driver.read_feed({0: None}, 10)
+    assert summary(entries) == [("2", other, 1, records(1, 1)), ("3", late, 1, records(1, 3))]
+    items = feed_items(moto_client, moto_table)
+    assert set(items[1]) == {"k", "s", "t"}
+    assert [e.key for e in entries].count(late) == 1
+    assert list(driver.load(late, 0).records) == records(1, 3)
+
+
+def test_commit_id_already_stored(driver: DynamoDBDriver, moto_client: Any, moto_table: str) -> None:
+    k = key()
+    assert driver.append(Commit(k, 0, records(1, 2), commit_id="c-1")) is None
+    # The same commit re-sent (a lost reply), and the same id at another head: already stored.
+    assert driver.append(Commit(k, 0, records(1, 2), commit_id="c-1")) == ALREADY_STORED
+    assert driver.append(Commit(k, 2, records(3, 1), commit_id="c-1")) == ALREADY_STORED
+    # Another id clashes as usual; the id is per aggregate.
+    assert driver.append(Commit(k, 0, records(1, 1), commit_id="c-2")) == 2
+    assert driver.append(Commit(key(), 0, records(1, 1), commit_id="c-1")) is None
+    assert driver.append(Commit(k, 2, records(3, 1), commit_id="c-2")) is None
+    assert list(driver.load(k, 0).records) == records(1, 2) + records(3, 1)
+    feed = [e for e in driver.read_feed({0: None}, 100) if e.key == k]
+    assert [(e.first, len(e.records)) for e in feed] == [(1, 2), (3, 1)]
+    markers = {i["k"]["S"] for i in table_items(moto_client, moto_table)}
+    assert {f"{k}\x1fid\x1fc-1", f"{k}\x1fid\x1fc-2"} <= markers
+
+
+def test_long_commit_id_is_hashed_into_the_marker_key() -> None:
+    assert marker_key("a", "x") == "a\x1fid\x1fx"
+    long = marker_key("a" * 1500, "x" * 1000)
+    assert long.startswith("\x1fh\x1f") and len(long) == 67
+    assert long != marker_key("a" * 1500, "x" * 1001)
+
+
+def test_commit_id_counts_in_the_transaction(driver: DynamoDBDriver, moto_client: Any) -> None:
+    counts = count_requests(moto_client)
+    seen: list[int] = []
+    moto_client.meta.events.register(
+        "before-parameter-build.dynamodb.TransactWriteItems",
+        lambda params, **_: seen.append(len(params["TransactItems"])),
+    )
+    driver.append(Commit(key(), 0, records(1, 1), commit_id="x"))
+    driver.append(Commit(key(), 0, records(1, 1)))
+    assert seen == [4, 3]  # marker, head, feed entry, commit item
+    assert counts == {"UpdateItem": 2, "TransactWriteItems": 2}
+
+
+def test_handle_twice_with_a_commit_id(moto_client: Any, moto_table: str) -> None:
+    store = new_store(moto_table, client=moto_client)
+    counter = Counter(key(), store)
+    assert counter.handle(Increment(4), commit_id="cmd") == [Incremented(4)]
+    assert counter.handle(Increment(4), commit_id="cmd") == []
+    again = Counter(counter.get_key(), store)
+    assert again.handle(Increment(4), commit_id="cmd") == []
+    assert (again.count, again.sequence_number()) == (4, 1)
+
+
+def test_resend_after_a_lost_reply_is_already_stored(driver: DynamoDBDriver, moto_client: Any) -> None:
+    from botocore.exceptions import ConnectionClosedError
+
+    k = key()
+    lost: list[bool] = []
+
+    def lose_reply(http_response: Any, **_: Any) -> None:
+        if not lost and http_response.status_code == 200:
+            lost.append(True)
+            raise ConnectionClosedError(endpoint_url="http://dynamodb.injected")
+
+    moto_client.meta.events.register("after-call.dynamodb.TransactWriteItems", lose_reply)
+    commit = Commit(k, 0, records(1, 2), commit_id="once")
+    with pytest.raises(StoreUnavailableError):
+        driver.append(commit)
+    assert driver.append(commit) == ALREADY_STORED
+    entries = driver.read_feed({0: None}, 10)
+    assert summary(entries) == [("1", k, 1, records(1, 2))]  # position 2 was tombstoned at once
+
+
+def test_swap_value(driver: DynamoDBDriver) -> None:
+    name = f"consumer/{uuid.uuid4().hex[:8]}/lease"
+    assert driver.read_value(name) is None
+    assert driver.swap_value(name, None, None)  # absent to absent
+    assert driver.swap_value(name, None, b"a")
+    assert driver.read_value(name) == b"a"
+    assert not driver.swap_value(name, None, b"b"), "present is not absent"
+    assert not driver.swap_value(name, b"x", b"b"), "wrong expected value"
+    assert driver.swap_value(name, b"a", b"b")
+    assert driver.read_value(name) == b"b"
+    assert driver.swap_value(name, b"b", None)
+    assert driver.read_value(name) is None
+    assert not driver.swap_value(name, b"b", b"c"), "absent is not a value"
+
+
+def test_swap_value_ttl(driver: DynamoDBDriver) -> None:
+    name = f"lease-{uuid.uuid4().hex[:8]}"
+    assert driver.swap_value(name, None, b"mine", ttl=0.2)
+    assert driver.read_value(name) == b"mine"
+    assert not driver.swap_value(name, None, b"theirs"), "not expired yet"
+    assert driver.swap_value(name, b"mine", b"mine", ttl=0.2), "renewed"
+    time.sleep(0.3)
+    assert driver.read_value(name) is None, "expired counts as absent"
+    assert not driver.swap_value(name, b"mine", b"mine"), "an expired value cannot be renewed"
+    assert driver.swap_value(name, None, b"theirs")
+    assert driver.read_value(name) == b"theirs", "no ttl: it stays"
+    time.sleep(0.05)
+    assert driver.read_value(name) == b"theirs"
+
+
+def test_bucket_and_grace_options(moto_client: Any, moto_table: str) -> None:
+    from kvsourcing.errors import ConfigurationError
+    from kvsourcing.stores.dynamodb import from_url
+
+    with new_store(moto_table, client=moto_client, buckets=3, feed_grace=1.5) as store:
+        assert (store.driver.buckets, store.driver.feed_grace) == (3, 1.5)
+    with from_url(f"dynamodb://{moto_table}", client=moto_client, buckets=5) as store:
+        assert store.driver.buckets == 5
+    for bad in (0, "8", True):
+        with pytest.raises(ConfigurationError, match="bucket"):
+            new_store(moto_table, client=moto_client, buckets=bad)
+    with pytest.raises(ConfigurationError, match="feed_grace"):
+        new_store(moto_table, client=moto_client, feed_grace=-1)
