@@ -5,10 +5,16 @@ two threads at once can both pass their conditions. Both fixtures serialise moto
 around the in-process stubber, a lock around the server's WSGI app), so a lost write that a
 concurrency test finds is the driver's, not moto's. Every table is small and fresh (moto
 copies and scans a whole table per transaction and query).
+
+moto 5 also deep-copies the whole table once per action of a ``TransactWriteItems`` (all
+copies taken before any action runs, to roll back on cancellation); ``copy_tables_once``
+makes those copies one per table and transaction, which is the same snapshot, so tests of
+four-action commits do not pay four copies of the table.
 """
 
 from __future__ import annotations
 
+import copy
 import socket
 import threading
 import uuid
@@ -48,12 +54,52 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
+class _CopyOncePerTransaction:
+    """Stands for the ``copy`` module in moto's DynamoDB models: within one
+    ``transact_write_items`` call, a table deep-copied again is the copy already made."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+
+    def deepcopy(self, value: Any) -> Any:
+        cache = getattr(self.local, "cache", None)
+        if cache is None:
+            return copy.deepcopy(value)
+        if id(value) not in cache:
+            cache[id(value)] = (value, copy.deepcopy(value))
+        return cache[id(value)][1]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+
+def copy_tables_once() -> None:
+    """Patch moto (for this process, idempotently) to copy each table once per transaction."""
+    from moto.dynamodb import models
+
+    if isinstance(models.copy, _CopyOncePerTransaction):
+        return
+    shim = _CopyOncePerTransaction()
+    transact = models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: Any) -> Any:
+        shim.local.cache = {}
+        try:
+            return transact(self, transact_items)
+        finally:
+            shim.local.cache = None
+
+    models.copy = shim  # type: ignore[assignment]
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
 @pytest.fixture
 def moto_aws(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto in-process, one request at a time."""
     from moto import mock_aws
     from moto.core.botocore_stubber import BotocoreStubber
 
+    copy_tables_once()
     lock = threading.Lock()
     serve = BotocoreStubber.__call__
 
@@ -117,6 +163,7 @@ def moto_server_url() -> Iterator[str]:
             self._server_ready_event.set()
             self._server.serve_forever()
 
+    copy_tables_once()
     server = SerialisedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
