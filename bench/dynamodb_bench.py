@@ -26,7 +26,8 @@ import statistics
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -301,13 +302,9 @@ def compare(
     return {name: (statistics.median(rates[name]), requests[name]) for name in rates}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--commits", type=int, default=50, help="commits per round")
-    parser.add_argument("--loads", type=int, default=5, help="loads per round")
-    args = parser.parse_args()
-
+@contextmanager
+def moto_dynamodb() -> Iterator[Any]:
+    """moto in-process with throwaway credentials; yields a boto3 client."""
     for variable, value in (
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
@@ -316,12 +313,24 @@ def main() -> None:
         os.environ[variable] = value
     for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         os.environ.pop(variable, None)
-
     from moto import mock_aws
 
     from kvsourcing.stores.dynamodb import make_client
 
     with mock_aws():
+        yield make_client(REGION)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--commits", type=int, default=50, help="commits per round")
+    parser.add_argument("--loads", type=int, default=5, help="loads per round")
+    args = parser.parse_args()
+
+    from kvsourcing.stores.dynamodb import make_client
+
+    with moto_dynamodb():
         systems: list[System] = [RawBoto3(make_client(REGION)), Kvsourcing(make_client(REGION))]
         try:
             systems.append(PyEventsourcing(make_client(REGION)))

@@ -39,13 +39,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from dynamodb_bench import moto_dynamodb
 from redis_bench import redis_server
 
 from kvsourcing import AggregateBase, ConcurrencyFault, StandardEventRegistry
@@ -346,25 +347,6 @@ def profile_ours(ours: Contender, budget: Budget) -> str:
         print(f"--- {ours.name}: {label}: {split}", file=out)
         stats.sort_stats("tottime").print_stats(6)
     return out.getvalue()
-
-
-@contextmanager
-def moto_dynamodb() -> Iterator[Any]:
-    """moto in-process with throwaway credentials; yields a boto3 client."""
-    for variable, value in (
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_DEFAULT_REGION", REGION),
-    ):
-        os.environ[variable] = value
-    for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        os.environ.pop(variable, None)
-    from moto import mock_aws
-
-    from kvsourcing.stores.dynamodb import make_client
-
-    with mock_aws():
-        yield make_client(REGION)
 
 
 def fresh_table() -> str:
