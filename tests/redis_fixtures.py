@@ -221,12 +221,10 @@ def wait_for_cluster_ok(servers: list[RedisServer]) -> None:
             client.close()
 
 
-@pytest.fixture(scope="session")
-def redis_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A TLS-only Redis server with a certificate signed by a throwaway CA."""
-    workdir = tmp_path_factory.mktemp("redis-tls")
+def start_tls_server(workdir: Path) -> RedisServer:
+    """A TLS-only Redis server with a certificate signed by a throwaway CA made in ``workdir``."""
     files = make_tls_files(workdir)
-    server = start_server(
+    return start_server(
         workdir,
         "--tls-cert-file",
         files["cert"],
@@ -238,6 +236,12 @@ def redis_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis
         "no",
         tls=files,
     )
+
+
+@pytest.fixture(scope="session")
+def redis_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A TLS-only Redis server with a certificate signed by a throwaway CA."""
+    server = start_tls_server(tmp_path_factory.mktemp("redis-tls"))
     yield server
     server.stop()
 

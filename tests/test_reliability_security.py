@@ -24,6 +24,7 @@ from redis_fixtures import (
     free_port,
     make_tls_files,
     start_server,
+    start_tls_server,
 )
 from reliability_fixtures import Add, Tally, Ticked, record_figure, tally_events
 
@@ -186,20 +187,7 @@ def test_acl_user_cannot_touch_keys_outside_its_prefix(secure_redis: RedisServer
 @pytest.fixture(scope="module")
 def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A TLS-only server with a certificate from a CA made here, and the ACL user."""
-    workdir = tmp_path_factory.mktemp("redis-tls-secure")
-    files = make_tls_files(workdir)
-    server = start_server(
-        workdir,
-        "--tls-cert-file",
-        files["cert"],
-        "--tls-key-file",
-        files["key"],
-        "--tls-ca-cert-file",
-        files["ca"],
-        "--tls-auth-clients",
-        "no",
-        tls=files,
-    )
+    server = start_tls_server(tmp_path_factory.mktemp("redis-tls-secure"))
     try:
         admin = server.client()
         admin.execute_command("ACL", "SETUSER", USER, "reset", *ACL_RULE.split())
