@@ -435,16 +435,21 @@ class DynamoDBDriver:
 
     def _tombstone(self, bucket: int, position: int) -> bool:
         """Write a tombstone at ``position`` unless something is there; whether it was written."""
+        return self._conditionally(
+            self.client.put_item,
+            TableName=self.table_name,
+            Item={
+                "k": {"S": feed_partition(bucket)},
+                "s": {"N": str(position)},
+                "t": _number(time.time()),
+            },
+            ConditionExpression="attribute_not_exists(k)",
+        )
+
+    def _conditionally(self, write: Any, **request: Any) -> bool:
+        """Send one conditional write; whether its condition held (and so it was applied)."""
         try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item={
-                    "k": {"S": feed_partition(bucket)},
-                    "s": {"N": str(position)},
-                    "t": _number(time.time()),
-                },
-                ConditionExpression="attribute_not_exists(k)",
-            )
+            write(**request)
         except ClientError as err:
             if _code(err) == "ConditionalCheckFailedException":
                 return False
@@ -800,31 +805,24 @@ class DynamoDBDriver:
         else:
             condition = "d = :e AND (attribute_not_exists(x) OR x > :now)"
             values[":e"] = {"B": expected}
-        try:
-            if new is None:
-                self.client.delete_item(
-                    TableName=self.table_name,
-                    Key=key,
-                    ConditionExpression=condition,
-                    ExpressionAttributeValues=values,
-                )
-            else:
-                item = {**key, "d": {"B": new}}
-                if ttl is not None:
-                    item["x"] = _number(now + ttl)
-                self.client.put_item(
-                    TableName=self.table_name,
-                    Item=item,
-                    ConditionExpression=condition,
-                    ExpressionAttributeValues=values,
-                )
-        except ClientError as err:
-            if _code(err) == "ConditionalCheckFailedException":
-                return False
-            raise self._fail(err) from err
-        except BotoCoreError as err:
-            raise self._fail(err) from err
-        return True
+        if new is None:
+            return self._conditionally(
+                self.client.delete_item,
+                TableName=self.table_name,
+                Key=key,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+            )
+        item = {**key, "d": {"B": new}}
+        if ttl is not None:
+            item["x"] = _number(now + ttl)
+        return self._conditionally(
+            self.client.put_item,
+            TableName=self.table_name,
+            Item=item,
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
+        )
 
     def close(self) -> None:
         """Close the client if this driver made it (idempotent)."""
