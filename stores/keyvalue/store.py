@@ -4,8 +4,8 @@ It validates keys, encodes events and snapshots with the store's codec, decides 
 a snapshot is due, hands the driver one atomic ``Commit``, and maps what the driver
 reports to ``ConcurrencyFault`` or ``SequenceGapError``. A commit whose id the driver
 finds already stored (a re-send after a lost reply) succeeds without writing, and the
-writer hears of it through ``commit_already_stored()`` when it has that method. On load it restores the
-snapshot and replays the records after it; a record whose type the aggregate's
+writer hears of it through ``commit_already_stored()`` when it has that method. On
+load it restores the snapshot and replays the records after it; a record whose type the aggregate's
 registry does not know is replayed as its mapping (and still bumps the sequence).
 """
 
@@ -148,8 +148,7 @@ class KeyValueStore(ClosesOnExit):
         except EncodingError:
             values = [self._decode(key, sequence, record) for sequence, record in enumerate(records, first)]
         for sequence, value in enumerate(values, first):
-            if type(value) is not list or len(value) != 3 or type(value[0]) is not str:
-                raise _not_a_record(key, sequence)
+            _check_record(key, sequence, value)
         return values
 
     def _decode(self, key: str, sequence: int, blob: bytes) -> Any:
@@ -172,8 +171,7 @@ class KeyValueStore(ClosesOnExit):
     def decode_record(self, key: str, sequence: int, record: bytes) -> KeyedEvent:
         """A stored record as plain data (its domain in ``KeyedEvent.domain``)."""
         value = self._decode(key, sequence, record)
-        if type(value) is not list or len(value) != 3 or type(value[0]) is not str:
-            raise _not_a_record(key, sequence)
+        _check_record(key, sequence, value)
         event_type, data, domain = value
         return KeyedEvent(key, sequence, event_type, data, domain)
 
@@ -190,11 +188,13 @@ class KeyValueStore(ClosesOnExit):
         self._driver.close()
 
 
-def _not_a_record(key: str, sequence: int) -> EncodingError:
-    return EncodingError(
-        f"cannot read {key!r} at sequence {sequence}: the stored record is not an event "
-        "([type, data, domain]); it was not written by kvsourcing, or is corrupt"
-    )
+def _check_record(key: str, sequence: int, value: Any) -> None:
+    """Refuse a decoded value that is not a ``[type, data, domain]`` record."""
+    if type(value) is not list or len(value) != 3 or type(value[0]) is not str:
+        raise EncodingError(
+            f"cannot read {key!r} at sequence {sequence}: the stored record is not an event "
+            "([type, data, domain]); it was not written by kvsourcing, or is corrupt"
+        )
 
 
 def new_store(driver: Driver, *, codec: Codec | None = None, snapshot_interval: int = 0) -> KeyValueStore:
