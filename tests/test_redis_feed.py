@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_fixtures import RedisClusterNodes, RedisServer
+from redis_fixtures import RedisClusterNodes, RedisServer, stop_process
 
 from kvsourcing.protocols import EventStore
 from kvsourcing.stores import redis as redis_store
@@ -98,13 +98,7 @@ class ConsumerProcess:
 
     def terminate(self) -> None:
         """SIGTERM (a clean stop), then SIGKILL if it does not exit in time."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process)
 
     def held_intervals(self) -> dict[int, list[tuple[float, float]]]:
         """Per slice, the times this process surely believed it held it: from the end of
