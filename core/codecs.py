@@ -71,6 +71,10 @@ def decode_all(codec: Codec, blobs: Sequence[bytes]) -> list[Any]:
     return [codec.decode(blob) for blob in blobs]
 
 
+def _unsupported(obj: Any) -> Any:
+    raise TypeError(f"unsupported type {type(obj).__qualname__}")
+
+
 class MsgpackCodec:
     """The default codec: compact, fast, and safe (msgpack with typed extension codes)."""
 
@@ -80,34 +84,41 @@ class MsgpackCodec:
             "strict_types": True,
             "use_bin_type": True,
         }
+        self._conversions: dict[type, Callable[[Any], Any]] = {}
+        # Checked in order: datetime before date, its base class.
+        self._extensions: tuple[tuple[type, int, Callable[[Any], bytes]], ...] = (
+            (dt.datetime, _DATETIME, lambda v: v.isoformat().encode()),
+            (dt.date, _DATE, lambda v: v.isoformat().encode()),
+            (dt.time, _TIME, lambda v: v.isoformat().encode()),
+            (dt.timedelta, _TIMEDELTA, lambda v: self._pack([v.days, v.seconds, v.microseconds])),
+            (Decimal, _DECIMAL, lambda v: str(v).encode()),
+            (uuid.UUID, _UUID, lambda v: v.bytes),
+            (tuple, _TUPLE, lambda v: self._pack(list(v))),
+            (frozenset, _FROZENSET, lambda v: self._pack(list(v))),
+            (set, _SET, lambda v: self._pack(list(v))),
+        )
 
     def _default(self, obj: Any) -> Any:
-        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-            return dataclass_to_dict(obj)
-        if isinstance(obj, enum.Enum):
-            return obj.value
-        if isinstance(obj, dt.datetime):
-            return msgpack.ExtType(_DATETIME, obj.isoformat().encode())
-        if isinstance(obj, dt.date):
-            return msgpack.ExtType(_DATE, obj.isoformat().encode())
-        if isinstance(obj, dt.time):
-            return msgpack.ExtType(_TIME, obj.isoformat().encode())
-        if isinstance(obj, dt.timedelta):
-            return msgpack.ExtType(_TIMEDELTA, self._pack([obj.days, obj.seconds, obj.microseconds]))
-        if isinstance(obj, Decimal):
-            return msgpack.ExtType(_DECIMAL, str(obj).encode())
-        if isinstance(obj, uuid.UUID):
-            return msgpack.ExtType(_UUID, obj.bytes)
-        if isinstance(obj, tuple):
-            return msgpack.ExtType(_TUPLE, self._pack(list(obj)))
-        if isinstance(obj, frozenset):
-            return msgpack.ExtType(_FROZENSET, self._pack(list(obj)))
-        if isinstance(obj, set):
-            return msgpack.ExtType(_SET, self._pack(list(obj)))
+        """msgpack's hook for what it does not pack itself; the conversion is looked up
+        once per type, so a commit of many events of one type pays for it once."""
+        cls = type(obj)
+        convert = self._conversions.get(cls)
+        if convert is None:
+            convert = self._conversions[cls] = self._conversion_for(cls)
+        return convert(obj)
+
+    def _conversion_for(self, cls: type) -> Callable[[Any], Any]:
+        if dataclasses.is_dataclass(cls):
+            return dataclass_to_dict
+        if issubclass(cls, enum.Enum):
+            return lambda obj: obj.value
+        for base, code, to_bytes in self._extensions:
+            if issubclass(cls, base):
+                return lambda obj, code=code, to_bytes=to_bytes: msgpack.ExtType(code, to_bytes(obj))
         for plain in (dict, list, str, int, float, bytes):
-            if isinstance(obj, plain):
-                return plain(obj)
-        raise TypeError(f"unsupported type {type(obj).__qualname__}")
+            if issubclass(cls, plain):
+                return plain
+        return _unsupported
 
     def _pack(self, obj: Any) -> bytes:
         return msgpack.packb(obj, **self._packer_options)
