@@ -71,6 +71,10 @@ def decode_all(codec: Codec, blobs: Sequence[bytes]) -> list[Any]:
     return [codec.decode(blob) for blob in blobs]
 
 
+def _enum_value(obj: enum.Enum) -> Any:
+    return obj.value
+
+
 def _unsupported(obj: Any) -> Any:
     raise TypeError(f"unsupported type {type(obj).__qualname__}")
 
@@ -111,7 +115,7 @@ class MsgpackCodec:
         if dataclasses.is_dataclass(cls):
             return dataclass_to_dict
         if issubclass(cls, enum.Enum):
-            return lambda obj: obj.value
+            return _enum_value
         for base, code, to_bytes in self._extensions:
             if issubclass(cls, base):
                 return lambda obj, code=code, to_bytes=to_bytes: msgpack.ExtType(code, to_bytes(obj))
@@ -245,9 +249,12 @@ class JsonCodec:
             return _tag("bytes", base64.b64encode(obj).decode())
         if isinstance(obj, dt.timedelta):
             return _tag("timedelta", [obj.days, obj.seconds, obj.microseconds])
-        for kind, typ in (("datetime", dt.datetime), ("date", dt.date), ("time", dt.time)):
-            if isinstance(obj, typ):
-                return _tag(kind, obj.isoformat())
+        if isinstance(obj, dt.datetime):
+            return _tag("datetime", obj.isoformat())
+        if isinstance(obj, dt.date):
+            return _tag("date", obj.isoformat())
+        if isinstance(obj, dt.time):
+            return _tag("time", obj.isoformat())
         if isinstance(obj, (Decimal, uuid.UUID)):
             return _tag(type(obj).__name__.lower(), str(obj))
         raise EncodingError(f"cannot encode {path or '<value>'}: unsupported type {type(obj).__qualname__}")

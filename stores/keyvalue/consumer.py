@@ -183,7 +183,7 @@ class FeedConsumer:
                 break
             delivered += len(entry.records)
             done = entry.position
-        if done != position:
+        if done is not None and done != position:
             name = self._value("checkpoint", bucket)
             old = None if position is None else position.encode()
             if self._driver.swap_value(name, old, done.encode()):
