@@ -42,7 +42,7 @@ PREFIX = "shop"
 # after NOSCRIPT, LRANGE (load without snapshot), GET (read_value), XREAD/XRANGE (read_feed
 # on a node/a cluster); and what its scripts call, which Redis checks against the same user.
 ACL_COMMANDS = (
-    "-@all +evalsha +script|load +lrange +get +xread +xrange "
+    "-@all +evalsha +script|load +lrange +get +mget +xread +xrange "
     "+sismember +llen +rpush +hset +sadd +xadd +hmget +set +del"
 )
 ACL_RULE = f"on >{PASSWORD} resetkeys ~{{{PREFIX}:* resetchannels {ACL_COMMANDS}"

@@ -216,6 +216,21 @@ class FeedSuite:
         assert not {k for k, _, _ in left.seen} & {k for k, _, _ in right.seen}
         self.assert_in_order(left.seen + right.seen, expected, exactly_once=True)
 
+    def test_values_read_one_by_one_or_together_agree(self, store: Any) -> None:
+        driver, prefix = store.driver, self.prefix()
+        names = [f"{prefix}{n}" for n in range(5)]
+        assert driver.swap_value(names[0], None, b"zero")
+        assert driver.swap_value(names[1], None, b"one", ttl=60)
+        assert driver.swap_value(names[2], None, b"short", ttl=0.05)
+        assert driver.swap_value(names[3], None, b"gone")
+        assert driver.swap_value(names[3], b"gone", None)
+        assert not driver.swap_value(names[0], b"wrong", b"never")
+        time.sleep(0.1)
+        asked = [*names, names[0]]
+        assert driver.read_values(asked) == [driver.read_value(n) for n in asked]
+        assert driver.read_values(asked) == [b"zero", b"one", None, None, None, b"zero"]
+        assert driver.read_values([]) == []
+
     def test_resent_commit_id_writes_nothing_new(self, store: Any) -> None:
         prefix = self.prefix()
         key = f"{prefix}0"

@@ -673,13 +673,21 @@ class DynamoDBDriver:
         """The feed counters (last reserved positions) of ``buckets``, by ``BatchGetItem``."""
         by_partition = {feed_partition(bucket): bucket for bucket in buckets}
         keys = [{"k": {"S": partition}, "s": _HEAD} for partition in by_partition]
-        counters: dict[int, int] = {}
+        return {
+            by_partition[item["k"]["S"]]: int(item.get("c", {"N": "0"})["N"])
+            for item in self._batch_get(keys, "k, c", "feed counters")
+        }
+
+    def _batch_get(self, keys: list[dict[str, Any]], projection: str, what: str) -> list[dict[str, Any]]:
+        """The items of ``keys`` that exist, by consistent ``BatchGetItem``s of up to 100
+        keys, retrying what DynamoDB leaves unprocessed."""
+        items: list[dict[str, Any]] = []
         for offset in range(0, len(keys), _BATCH_GET_KEYS):
             request: dict[str, Any] = {
                 self.table_name: {
                     "Keys": keys[offset : offset + _BATCH_GET_KEYS],
                     "ConsistentRead": True,
-                    "ProjectionExpression": "k, c",
+                    "ProjectionExpression": projection,
                 }
             }
             for attempt in range(100):
@@ -687,17 +695,16 @@ class DynamoDBDriver:
                     reply = self.client.batch_get_item(RequestItems=request)
                 except (ClientError, BotoCoreError) as err:
                     raise self._fail(err) from err
-                for item in reply.get("Responses", {}).get(self.table_name, []):
-                    counters[by_partition[item["k"]["S"]]] = int(item.get("c", {"N": "0"})["N"])
+                items.extend(reply.get("Responses", {}).get(self.table_name, []))
                 request = reply.get("UnprocessedKeys") or {}
                 if not request:
                     break
                 time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
             else:
                 raise StoreUnavailableError(
-                    f"DynamoDB kept leaving feed counters of table {self.table_name!r} unprocessed"
+                    f"DynamoDB kept leaving {what} of table {self.table_name!r} unprocessed"
                 )
-        return counters
+        return items
 
     def _read_bucket(self, bucket: int, start: int, limit: int) -> list[FeedEntry]:
         """Up to ``limit`` entries of ``bucket`` after ``start``, resolving old gaps."""
@@ -785,11 +792,14 @@ class DynamoDBDriver:
             ).get("Item")
         except (ClientError, BotoCoreError) as err:
             raise self._fail(err) from err
-        if item is None or "d" not in item:
-            return None
-        if "x" in item and float(item["x"]["N"]) <= time.time():
-            return None
-        return item["d"]["B"]
+        return _live_value(item, time.time())
+
+    def read_values(self, names: Sequence[str]) -> list[bytes | None]:
+        """The values of ``names``, in order, by ``BatchGetItem`` (100 names a request)."""
+        keys = {name: self._value_key(name) for name in names}
+        found = {item["k"]["S"]: item for item in self._batch_get(list(keys.values()), "k, d, x", "values")}
+        now = time.time()
+        return [_live_value(found.get(keys[name]["k"]["S"]), now) for name in names]
 
     def swap_value(
         self, name: str, expected: bytes | None, new: bytes | None, ttl: float | None = None
@@ -829,6 +839,15 @@ class DynamoDBDriver:
         if self._owns_client and not self._closed:
             self._closed = True
             self.client.close()
+
+
+def _live_value(item: dict[str, Any] | None, now: float) -> bytes | None:
+    """A value item's bytes, or ``None`` when it is absent or expired."""
+    if item is None or "d" not in item:
+        return None
+    if "x" in item and float(item["x"]["N"]) <= now:
+        return None
+    return item["d"]["B"]
 
 
 def _head_sequence(item: dict[str, Any] | None) -> int:

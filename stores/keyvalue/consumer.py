@@ -120,8 +120,10 @@ class FeedConsumer:
             if self._driver.swap_value(name, expected, self._lease, self._lease_seconds):
                 if slice_ not in self._held:
                     self._held.add(slice_)
-                    for bucket in self._buckets_of(slice_):
-                        self._checkpoints[bucket] = self.checkpoint(bucket)
+                    buckets = self._buckets_of(slice_)
+                    stored = self._driver.read_values([self._value("checkpoint", b) for b in buckets])
+                    for bucket, raw in zip(buckets, stored, strict=True):
+                        self._checkpoints[bucket] = None if raw is None else raw.decode()
             else:
                 self._drop(slice_)
         self._renewed = time.monotonic()

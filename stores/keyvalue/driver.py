@@ -129,6 +129,11 @@ class FeedDriver(Driver, Protocol):
         """The value stored under ``name`` (``None`` when absent or expired)."""
         ...
 
+    def read_values(self, names: Sequence[str]) -> list[bytes | None]:
+        """The values of ``names``, in order, as ``read_value`` gives each, in as few
+        round trips as the backend allows (a consumer reads a slice's checkpoints so)."""
+        ...
+
     def swap_value(
         self, name: str, expected: bytes | None, new: bytes | None, ttl: float | None = None
     ) -> bool:

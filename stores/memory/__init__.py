@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from kvsourcing.codecs import Codec
@@ -84,6 +85,10 @@ class MemoryDriver:
     def read_value(self, name: str) -> bytes | None:
         with self._lock:
             return self._live(name)
+
+    def read_values(self, names: Sequence[str]) -> list[bytes | None]:
+        with self._lock:
+            return [self._live(name) for name in names]
 
     def swap_value(
         self, name: str, expected: bytes | None, new: bytes | None, ttl: float | None = None

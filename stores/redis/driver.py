@@ -342,6 +342,17 @@ class RedisDriver:
         except UNAVAILABLE as err:
             raise unavailable(self._where, err, self._password) from err
 
+    def read_values(self, names: Sequence[str]) -> list[bytes | None]:
+        """The values of ``names``, in order: one ``MGET`` on a node; on a Cluster, where
+        each name has a slot of its own, one ``MGET`` per slot, sent together."""
+        keys = [self.value_key(name) for name in names]
+        try:
+            if self._cluster:
+                return self.client.mget_nonatomic(keys)
+            return self.client.mget(keys)
+        except UNAVAILABLE as err:
+            raise unavailable(self._where, err, self._password) from err
+
     def swap_value(
         self, name: str, expected: bytes | None, new: bytes | None, ttl: float | None = None
     ) -> bool:
