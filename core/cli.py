@@ -81,6 +81,17 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_feed_trim(args: argparse.Namespace) -> int:
+    from kvsourcing.stores.keyvalue import trim_consumed
+
+    with _open(args.store) as store:
+        removed = trim_consumed(store, args.consumer)
+    print(
+        f"removed {removed} feed entr{'y' if removed == 1 else 'ies'} consumed by {', '.join(args.consumer)}"
+    )
+    return 0
+
+
 def _cmd_dynamodb_create_table(args: argparse.Namespace) -> int:
     from kvsourcing.stores import dynamodb
 
@@ -188,6 +199,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _store_option(bench, "memory://")
     bench.set_defaults(run=_cmd_bench)
+
+    feed = commands.add_parser("feed", help="the durable feed", description="The durable feed.")
+    feed_commands = feed.add_subparsers(dest="feed_command", required=True, metavar="COMMAND")
+    trim = feed_commands.add_parser(
+        "trim",
+        help="remove feed entries every named consumer has consumed",
+        description="Remove the feed entries that every named consumer has consumed. Name every "
+        "consumer that follows the feed: removed entries are gone for good, and a consumer "
+        "started later begins at the oldest entry kept.",
+    )
+    trim.add_argument(
+        "--consumer", action="append", required=True, metavar="NAME", help="a consumer name (repeat for each)"
+    )
+    _store_option(trim)
+    trim.set_defaults(run=_cmd_feed_trim)
 
     dynamodb = commands.add_parser(
         "dynamodb", help="DynamoDB administration", description="DynamoDB administration."

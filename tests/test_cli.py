@@ -85,3 +85,27 @@ def test_dynamodb_create_table_then_events_and_snapshot(
     assert main(["snapshot", "acct-1", "--store", url]) == 0
     shown = capsys.readouterr().out
     assert "at sequence 2" in shown and '"count": 7' in shown
+
+
+def test_feed_trim_on_redis(redis_server, capsys: pytest.CaptureFixture[str]) -> None:
+    import uuid
+
+    from kvsourcing import open_store
+    from kvsourcing.stores.keyvalue import FeedConsumer
+    from kvsourcing.testing.domain import Counter, Increment, registry
+
+    url = f"redis://127.0.0.1:{redis_server.port}/0?prefix=cli-{uuid.uuid4().hex[:8]}&buckets=4"
+    seen = []
+    with open_store(url) as store:
+        for n in range(3):
+            Counter(f"acct-{n}", store).handle(Increment())
+        consumer = FeedConsumer(store, "projection", registry())
+        consumer.add_handler(type("H", (), {"handle": lambda self, published: seen.append(published)})())
+        while consumer.run_once():
+            pass
+        consumer.stop()
+    assert len(seen) == 3
+    assert main(["feed", "trim", "--consumer", "projection", "--store", url]) == 0
+    assert "removed 3 feed entries consumed by projection" in capsys.readouterr().out
+    assert main(["feed", "trim", "--consumer", "projection", "--consumer", "other", "--store", url]) == 0
+    assert "removed 0 feed entries" in capsys.readouterr().out

@@ -165,6 +165,26 @@ def test_reserved_position_never_written_is_tombstoned_after_the_grace_period(
     assert counts == {"BatchGetItem": 1, "Query": 1}, "the tombstone is skipped, not written again"
 
 
+def test_trimmed_positions_are_not_taken_for_gaps(
+    driver: DynamoDBDriver, moto_client: Any, moto_table: str
+) -> None:
+    k = key()
+    for n in range(4):
+        driver.append(Commit(k, n, records(n + 1, 1)))
+    assert driver.trim_feed(0, ["3", "2"]) == 2
+    assert sorted(feed_items(moto_client, moto_table)) == [0, 3, 4]
+    assert feed_items(moto_client, moto_table)[0]["w"] == {"N": "2"}
+    time.sleep(GRACE + 0.05)
+    counts = count_requests(moto_client)
+    assert summary(driver.read_feed({0: None}, 10)) == [
+        ("3", k, 3, records(3, 1)),
+        ("4", k, 4, records(4, 1)),
+    ]
+    assert counts == {"BatchGetItem": 1, "Query": 1}, "no tombstone is written where entries were trimmed"
+    assert driver.trim_feed(0, ["1"]) == 0, "a trim never moves the watermark back"
+    assert feed_items(moto_client, moto_table)[0]["w"] == {"N": "2"}
+
+
 def test_late_commit_losing_to_a_tombstone_retries_at_a_new_position(
     driver: DynamoDBDriver, moto_client: Any, moto_table: str
 ) -> None:

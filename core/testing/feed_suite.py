@@ -20,7 +20,7 @@ from kvsourcing.errors import StoreUnavailableError
 from kvsourcing.handlers import PublishedEvent
 from kvsourcing.protocols import EventStore
 from kvsourcing.retry import retry
-from kvsourcing.stores.keyvalue.consumer import FeedConsumer
+from kvsourcing.stores.keyvalue.consumer import FeedConsumer, trim_consumed
 from kvsourcing.testing.domain import Counter, Increment, Incremented, registry
 
 
@@ -215,6 +215,34 @@ class FeedSuite:
         assert left.seen and right.seen
         assert not {k for k, _, _ in left.seen} & {k for k, _, _ in right.seen}
         self.assert_in_order(left.seen + right.seen, expected, exactly_once=True)
+
+    def test_trim_removes_only_what_every_named_consumer_consumed(self, store: Any) -> None:
+        prefix, ahead, behind = (
+            self.prefix(),
+            f"ahead-{uuid.uuid4().hex[:8]}",
+            f"behind-{uuid.uuid4().hex[:8]}",
+        )
+        key = f"{prefix}0"
+        for _ in range(3):
+            Counter(key, store).handle(Increment())
+        fast, slow = Recorder(prefix), Recorder(prefix)
+        with self.consumer(store, ahead, fast) as consumer:
+            self.drain(consumer, lambda: len(fast.seen) >= 3)
+        slow_consumer = self.consumer(store, behind, slow, batch_size=1)
+        self.drain(slow_consumer, lambda: len(slow.seen) >= 1)
+        slow_consumer.stop()
+        assert [(k, s) for k, s, _ in slow.seen] == [(key, 1)]
+        assert trim_consumed(store, [ahead, f"never-{uuid.uuid4().hex[:8]}"]) == 0
+        assert trim_consumed(store, [ahead, behind]) >= 1
+        assert trim_consumed(store, [ahead, behind]) == 0
+        with self.consumer(store, behind, slow) as consumer:
+            self.drain(consumer, lambda: len(slow.seen) >= 3)
+        assert [(k, s) for k, s, _ in slow.seen] == [(key, 1), (key, 2), (key, 3)]
+        late = Recorder(prefix)
+        with self.consumer(store, f"late-{uuid.uuid4().hex[:8]}", late) as consumer:
+            self.drain(consumer, lambda: len(late.seen) >= 2)
+            consumer.run_once()
+        assert [(k, s) for k, s, _ in late.seen] == [(key, 2), (key, 3)], "only the consumed entry is gone"
 
     def test_values_read_one_by_one_or_together_agree(self, store: Any) -> None:
         driver, prefix = store.driver, self.prefix()

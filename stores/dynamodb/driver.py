@@ -11,7 +11,8 @@ Table layout (partition key ``k``, string; sort key ``s``, number)::
                                       and this is not its final item]
     k=<key>␟id␟<commit id>, s=0       a commit-id marker (when the commit carried an id;
                                       ``␟h␟<sha256>`` when that is over 2 048 bytes)
-    k=␟f␟<bucket>, s=0                the bucket's feed counter: c=<last reserved position>
+    k=␟f␟<bucket>, s=0                the bucket's feed counter: c=<last reserved position>,
+                                      w=<position trimmed through, if trimmed>
     k=␟f␟<bucket>, s=<position>       a feed entry: t=<write time, epoch seconds>,
                                       a=<aggregate key>, f=<first sequence>, and either
                                       r=[<record>, ...] (inline) or l=<last sequence>
@@ -116,7 +117,7 @@ import hashlib
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from botocore.exceptions import (
@@ -187,6 +188,7 @@ _FEED_PREFIX = "\x1ff\x1f"
 _VALUE_PREFIX = "\x1fv\x1f"
 _HASHED_MARKER_PREFIX = "\x1fh\x1f"
 _BATCH_GET_KEYS = 100
+_BATCH_WRITE_ITEMS = 25
 _TRANSIENT_REASONS = frozenset(
     {
         "TransactionConflict",
@@ -665,45 +667,54 @@ class DynamoDBDriver:
         counters = self._counters(list(starts))
         entries: list[FeedEntry] = []
         for bucket, start in starts.items():
-            if counters.get(bucket, 0) > start:
+            reserved, trimmed = counters.get(bucket, (0, 0))
+            start = max(start, trimmed)
+            if reserved > start:
                 entries.extend(self._read_bucket(bucket, start, limit))
         return entries
 
-    def _counters(self, buckets: list[int]) -> dict[int, int]:
-        """The feed counters (last reserved positions) of ``buckets``, by ``BatchGetItem``."""
+    def _counters(self, buckets: list[int]) -> dict[int, tuple[int, int]]:
+        """``(last reserved position, trimmed through)`` of each of ``buckets``' feeds, by
+        ``BatchGetItem`` of their counter items."""
         by_partition = {feed_partition(bucket): bucket for bucket in buckets}
         keys = [{"k": {"S": partition}, "s": _HEAD} for partition in by_partition]
         return {
-            by_partition[item["k"]["S"]]: int(item.get("c", {"N": "0"})["N"])
-            for item in self._batch_get(keys, "k, c", "feed counters")
+            by_partition[item["k"]["S"]]: (_number_of(item, "c"), _number_of(item, "w"))
+            for item in self._batch_get(keys, "k, c, w", "feed counters")
         }
+
+    def _until_processed(
+        self, send: Callable[..., dict[str, Any]], request: dict[str, Any], unprocessed: str, what: str
+    ) -> list[dict[str, Any]]:
+        """Send a batch request, then again what DynamoDB left ``unprocessed``, with
+        jittered backoff, until nothing is left; returns the replies."""
+        replies = []
+        for attempt in range(100):
+            try:
+                reply = send(RequestItems=request)
+            except (ClientError, BotoCoreError) as err:
+                raise self._fail(err) from err
+            replies.append(reply)
+            request = reply.get(unprocessed) or {}
+            if not request:
+                return replies
+            time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
+        raise StoreUnavailableError(f"DynamoDB kept leaving {what} of table {self.table_name!r} unprocessed")
 
     def _batch_get(self, keys: list[dict[str, Any]], projection: str, what: str) -> list[dict[str, Any]]:
         """The items of ``keys`` that exist, by consistent ``BatchGetItem``s of up to 100
         keys, retrying what DynamoDB leaves unprocessed."""
         items: list[dict[str, Any]] = []
         for offset in range(0, len(keys), _BATCH_GET_KEYS):
-            request: dict[str, Any] = {
+            request = {
                 self.table_name: {
                     "Keys": keys[offset : offset + _BATCH_GET_KEYS],
                     "ConsistentRead": True,
                     "ProjectionExpression": projection,
                 }
             }
-            for attempt in range(100):
-                try:
-                    reply = self.client.batch_get_item(RequestItems=request)
-                except (ClientError, BotoCoreError) as err:
-                    raise self._fail(err) from err
+            for reply in self._until_processed(self.client.batch_get_item, request, "UnprocessedKeys", what):
                 items.extend(reply.get("Responses", {}).get(self.table_name, []))
-                request = reply.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
-            else:
-                raise StoreUnavailableError(
-                    f"DynamoDB kept leaving {what} of table {self.table_name!r} unprocessed"
-                )
         return items
 
     def _read_bucket(self, bucket: int, start: int, limit: int) -> list[FeedEntry]:
@@ -794,6 +805,51 @@ class DynamoDBDriver:
             raise self._fail(err) from err
         return _live_value(item, time.time())
 
+    def trim_feed(self, bucket: int, checkpoints: Sequence[str]) -> int:
+        """Delete the feed items (entries and tombstones) of ``bucket`` at or before the
+        earliest of ``checkpoints``: the counter item first records that position (``r``)
+        so that readers start after it, then a keys-only ``Query`` and ``BatchWriteItem``s
+        of 25 deletes. Returns how many items went."""
+        if not checkpoints:
+            return 0
+        through = min(int(position) for position in checkpoints)
+        # First the watermark, so that no reader takes the trimmed positions for a gap.
+        self._conditionally(
+            self.client.update_item,
+            TableName=self.table_name,
+            Key={"k": {"S": feed_partition(bucket)}, "s": _HEAD},
+            UpdateExpression="SET w = :w",
+            ConditionExpression="attribute_not_exists(w) OR w < :w",
+            ExpressionAttributeValues={":w": {"N": str(through)}},
+        )
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "k = :k AND s BETWEEN :first AND :through",
+            "ExpressionAttributeValues": {
+                ":k": {"S": feed_partition(bucket)},
+                ":first": {"N": "1"},
+                ":through": {"N": str(through)},
+            },
+            "ProjectionExpression": "k, s",
+            "ConsistentRead": True,
+        }
+        keys: list[dict[str, Any]] = []
+        while True:
+            try:
+                page = self.client.query(**request)
+            except (ClientError, BotoCoreError) as err:
+                raise self._fail(err) from err
+            keys.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for offset in range(0, len(keys), _BATCH_WRITE_ITEMS):
+            deletes = [{"DeleteRequest": {"Key": key}} for key in keys[offset : offset + _BATCH_WRITE_ITEMS]]
+            self._until_processed(
+                self.client.batch_write_item, {self.table_name: deletes}, "UnprocessedItems", "feed deletes"
+            )
+        return len(keys)
+
     def read_values(self, names: Sequence[str]) -> list[bytes | None]:
         """The values of ``names``, in order, by ``BatchGetItem`` (100 names a request)."""
         keys = {name: self._value_key(name) for name in names}
@@ -839,6 +895,11 @@ class DynamoDBDriver:
         if self._owns_client and not self._closed:
             self._closed = True
             self.client.close()
+
+
+def _number_of(item: dict[str, Any], attribute: str) -> int:
+    """A number attribute of an item, 0 when it has none."""
+    return int(item[attribute]["N"]) if attribute in item else 0
 
 
 def _live_value(item: dict[str, Any] | None, now: float) -> bytes | None:

@@ -1,6 +1,6 @@
 """The generic key-value tablestore base: drivers supply ``append``/``load``, the base the rest."""
 
-from kvsourcing.stores.keyvalue.consumer import FeedConsumer
+from kvsourcing.stores.keyvalue.consumer import FeedConsumer, trim_consumed
 from kvsourcing.stores.keyvalue.driver import (
     ALREADY_STORED,
     Commit,
@@ -26,4 +26,5 @@ __all__ = [
     "Snapshot",
     "new_store",
     "partition_bucket",
+    "trim_consumed",
 ]

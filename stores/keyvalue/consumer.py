@@ -38,6 +38,11 @@ log = logging.getLogger("kvsourcing.consumer")
 ErrorCallback = Callable[[EventHandler, PublishedEvent, Exception], None]
 
 
+def value_name(consumer: str, *parts: object) -> str:
+    """The name of one of a consumer's values: ``consumer/<name>/<part>/...``."""
+    return "/".join(("consumer", consumer, *map(str, parts)))
+
+
 class FeedConsumer:
     """A named, checkpointed consumer of a key-value store's feed (an ``EventConsumer``).
 
@@ -92,7 +97,7 @@ class FeedConsumer:
         return self.owner.encode()
 
     def _value(self, *parts: object) -> str:
-        return "/".join(("consumer", self.name, *map(str, parts)))
+        return value_name(self.name, *parts)
 
     def add_handler(self, handler: EventHandler) -> None:
         self._handlers.append(handler)
@@ -256,3 +261,24 @@ class FeedConsumer:
             published.sequence,
             exc,
         )
+
+
+def trim_consumed(store: KeyValueStore, consumers: Iterable[str]) -> int:
+    """Remove the feed entries that every named consumer has consumed; returns how many.
+
+    A bucket that one of the consumers has not consumed from yet is left whole. Name
+    every consumer that follows the feed: entries are gone for good, so a consumer not
+    named, or started afterwards, no longer sees them (it starts at the oldest entry kept).
+    """
+    driver = store.driver
+    if not isinstance(driver, FeedDriver):
+        raise ConfigurationError(f"{type(driver).__name__} keeps no feed to trim")
+    names = list(dict.fromkeys(consumers))
+    if not names:
+        raise ValueError("name at least one consumer whose checkpoints bound the trim")
+    removed = 0
+    for bucket in range(driver.buckets):
+        stored = driver.read_values([value_name(name, "checkpoint", bucket) for name in names])
+        if all(raw is not None for raw in stored):
+            removed += driver.trim_feed(bucket, [raw.decode() for raw in stored if raw is not None])
+    return removed

@@ -125,6 +125,12 @@ class FeedDriver(Driver, Protocol):
         (``None``: from the start), oldest first within each bucket."""
         ...
 
+    def trim_feed(self, bucket: int, checkpoints: Sequence[str]) -> int:
+        """Remove the entries of ``bucket`` that every one of ``checkpoints`` has passed
+        (those at or before the earliest); later entries keep their positions. Returns
+        how many entries were removed."""
+        ...
+
     def read_value(self, name: str) -> bytes | None:
         """The value stored under ``name`` (``None`` when absent or expired)."""
         ...

@@ -37,6 +37,7 @@ class MemoryDriver:
         self._snapshots: dict[str, Snapshot] = {}
         self._commit_ids: dict[str, set[str]] = {}
         self._feeds: list[list[FeedEntry]] = [[] for _ in range(buckets)]
+        self._trimmed = [0] * buckets
         self._values: dict[str, tuple[bytes, float | None]] = {}
         self._lock = threading.Lock()
 
@@ -55,9 +56,8 @@ class MemoryDriver:
                 commit_ids.add(commit.commit_id)
             bucket = partition_bucket(commit.key, self.buckets)
             feed = self._feeds[bucket]
-            feed.append(
-                FeedEntry(bucket, str(len(feed) + 1), commit.key, commit.expected + 1, tuple(commit.records))
-            )
+            position = str(self._trimmed[bucket] + len(feed) + 1)
+            feed.append(FeedEntry(bucket, position, commit.key, commit.expected + 1, tuple(commit.records)))
         return None
 
     def load(self, key: str, after: int, *, use_snapshot: bool = True) -> Loaded:
@@ -73,8 +73,20 @@ class MemoryDriver:
             entries: list[FeedEntry] = []
             for bucket, position in after.items():
                 start = int(position) if position else 0
+                start = max(0, start - self._trimmed[bucket])
                 entries.extend(self._feeds[bucket][start : start + limit])
             return entries
+
+    def trim_feed(self, bucket: int, checkpoints: Sequence[str]) -> int:
+        if not checkpoints:
+            return 0
+        with self._lock:
+            count = min(min(int(p) for p in checkpoints) - self._trimmed[bucket], len(self._feeds[bucket]))
+            if count <= 0:
+                return 0
+            del self._feeds[bucket][:count]
+            self._trimmed[bucket] += count
+            return count
 
     def _live(self, name: str) -> bytes | None:
         value = self._values.get(name)

@@ -54,10 +54,11 @@ aggregate's list and once in the feed entry, with the aggregate key and the firs
 sequence. Measured with ``MEMORY USAGE`` for 58-byte records and 42-character keys: a
 one-event commit takes 138 bytes of stream against 63 bytes per event in the list; a
 ten-event commit 769 bytes (77 per event). On the commit path the ``XADD`` costs a few
-microseconds of server time (bench/README.md). Consumed entries are not trimmed yet:
-each stream grows with every commit of its bucket. Trimming by hand is safe below the
-lowest checkpoint of the bucket over every consumer (``XTRIM <feed> MINID <position>``),
-but a consumer started afterwards will not see what was trimmed.
+microseconds of server time (bench/README.md). Each stream grows with every commit of
+its bucket until ``trim_feed`` (behind ``kvsourcing.stores.keyvalue.trim_consumed`` and
+``kvsourcing feed trim``) removes what every named consumer has consumed, with an exact
+``XTRIM <feed> MINID`` just past the earliest of their checkpoints; a consumer started
+afterwards does not see what was trimmed.
 
 Positions are ids that Redis makes from its clock, never below the stream's last id, so
 they increase within a bucket even when the clock steps back or a replica takes over

@@ -335,6 +335,17 @@ class RedisDriver:
         finally:
             pipe.reset()
 
+    def trim_feed(self, bucket: int, checkpoints: Sequence[str]) -> int:
+        """``XTRIM <feed> MINID`` just past the earliest of ``checkpoints`` (stream ids
+        ``ms-seq``, compared as numbers); returns how many entries went."""
+        if not checkpoints:
+            return 0
+        ms, seq = min(tuple(int(part) for part in p.split("-")) for p in checkpoints)
+        try:
+            return int(self.client.xtrim(self.feed_key(bucket), minid=f"{ms}-{seq + 1}", approximate=False))
+        except UNAVAILABLE as err:
+            raise unavailable(self._where, err, self._password) from err
+
     def read_value(self, name: str) -> bytes | None:
         """The value stored under ``name`` (``None`` when absent or expired)."""
         try:
