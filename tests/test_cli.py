@@ -27,7 +27,7 @@ def test_console_script_runs_the_demo() -> None:
     assert "balance 95.00" in done.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["events"], ["snapshot"]])
+@pytest.mark.parametrize("command", [[], ["demo"], ["events"], ["snapshot"], ["feed", "trim"], ["bench"]])
 def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main([*command, "--help"])
