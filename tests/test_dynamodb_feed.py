@@ -323,3 +323,39 @@ def test_bucket_and_grace_options(moto_client: Any, moto_table: str) -> None:
             new_store(moto_table, client=moto_client, buckets=bad)
     with pytest.raises(ConfigurationError, match="feed_grace"):
         new_store(moto_table, client=moto_client, feed_grace=-1)
+
+
+def test_commit_ids_expire_after_their_ttl(moto_client: Any, moto_table: str) -> None:
+    def marker(aggregate: str, commit_id: str) -> dict[str, Any]:
+        (item,) = [
+            i for i in table_items(moto_client, moto_table) if i["k"]["S"] == marker_key(aggregate, commit_id)
+        ]
+        return item
+
+    driver = DynamoDBDriver(moto_client, moto_table, buckets=1, feed_grace=GRACE, commit_id_ttl=0.5)
+    k = key()
+    assert driver.append(Commit(k, 0, records(1, 1), commit_id="cmd-1")) is None
+    assert "x" in marker(k, "cmd-1")
+    assert driver.append(Commit(k, 0, records(1, 1), commit_id="cmd-1")) == ALREADY_STORED
+    time.sleep(0.6)
+    forgotten = driver.append(Commit(k, 0, records(1, 1), commit_id="cmd-1"))
+    assert forgotten == 1, "the id is forgotten, yet the head protects"
+    replaced = driver.append(Commit(k, 1, records(2, 1), commit_id="cmd-1"))
+    assert replaced is None, "an expired marker is replaced"
+    assert driver.append(Commit(k, 2, records(3, 1), commit_id="cmd-1")) == ALREADY_STORED
+    forever = DynamoDBDriver(moto_client, moto_table, buckets=1, feed_grace=GRACE, commit_id_ttl=None)
+    other = key()
+    assert forever.append(Commit(other, 0, records(1, 1), commit_id="cmd-9")) is None
+    assert "x" not in marker(other, "cmd-9")
+
+
+def test_create_table_sets_the_ttl_attribute(moto_client: Any) -> None:
+    from dynamodb_fixtures import fresh_table_name
+
+    from kvsourcing.stores.dynamodb import create_table
+
+    name = fresh_table_name()
+    assert create_table(moto_client, name) is True
+    ttl = moto_client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "x")
+    assert create_table(moto_client, name) is False

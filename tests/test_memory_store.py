@@ -23,3 +23,21 @@ class TestMemoryFeed(FeedSuite):
 
     def new_store(self, *, snapshot_interval: int = 0):
         return self.shared
+
+
+def test_commit_ids_are_forgotten_after_their_ttl() -> None:
+    import time
+
+    from kvsourcing.stores.keyvalue import ALREADY_STORED, Commit
+
+    driver = memory.MemoryDriver(commit_id_ttl=0.2)
+    assert driver.append(Commit("k", 0, [b"r1"], commit_id="cmd-1")) is None
+    assert driver.append(Commit("k", 0, [b"r1"], commit_id="cmd-1")) == ALREADY_STORED
+    time.sleep(0.25)
+    assert driver.append(Commit("k", 0, [b"r1"], commit_id="cmd-1")) == 1, "forgotten, yet the head protects"
+    forever = memory.MemoryDriver(commit_id_ttl=None)
+    assert forever.append(Commit("k", 0, [b"r1"], commit_id="cmd-1")) is None
+    time.sleep(0.25)
+    assert forever.append(Commit("k", 1, [b"r2"], commit_id="cmd-1")) == ALREADY_STORED
+    with pytest.raises(ValueError, match="commit_id_ttl"):
+        memory.MemoryDriver(commit_id_ttl=0)

@@ -150,7 +150,25 @@ def test_the_layout_is_the_documented_one(redis_client: redis.Redis) -> None:
     tag = f"{{app:v1:b{partition_bucket(key, 16)}}}:"
     assert redis_client.lrange(f"{tag}e:{key}", 0, -1) == [b"r1", b"r2"]
     assert redis_client.hgetall(f"{tag}s:{key}") == {b"s": b"2", b"d": b"snap"}
-    assert redis_client.smembers(f"{tag}c:{key}") == {b"cmd-1"}
+    assert redis_client.zrange(f"{tag}c:{key}", 0, -1) == [b"cmd-1"]
+    server_now = float(redis_client.time()[0])
+    assert abs(redis_client.zscore(f"{tag}c:{key}", "cmd-1") - server_now) < 5
+
+
+def test_commit_ids_are_forgotten_after_their_ttl(redis_client: redis.Redis) -> None:
+    driver = RedisDriver(redis_client, prefix=f"ttl-{uuid.uuid4().hex[:8]}", buckets=4, commit_id_ttl=0.5)
+    key = fresh_key("ttl")
+    assert driver.append(Commit(key, 0, [b"r1"], commit_id="cmd-1")) is None
+    assert driver.append(Commit(key, 0, [b"r1"], commit_id="cmd-1")) == ALREADY_STORED
+    time.sleep(0.6)
+    assert driver.append(Commit(key, 0, [b"r1"], commit_id="cmd-1")) == 1, "forgotten, yet the head protects"
+    assert driver.append(Commit(key, 1, [b"r2"], commit_id="cmd-2")) is None
+    tag = driver.keys(key)[2]
+    assert redis_client.zrange(tag, 0, -1) == [b"cmd-2"], "the expired id was dropped by the next commit"
+    forever = RedisDriver(redis_client, prefix=f"ttl-{uuid.uuid4().hex[:8]}", buckets=4, commit_id_ttl=None)
+    assert forever.append(Commit(key, 0, [b"r1"], commit_id="cmd-1")) is None
+    time.sleep(0.6)
+    assert forever.append(Commit(key, 1, [b"r2"], commit_id="cmd-1")) == ALREADY_STORED
 
 
 @pytest.mark.parametrize("prefix", ["", "a{b", "a}b", None, 3])

@@ -24,6 +24,7 @@ from kvsourcing.stores.dynamodb.driver import (
     DynamoDBDriver,
     translate_error,
 )
+from kvsourcing.stores.keyvalue.driver import DEFAULT_COMMIT_ID_TTL
 
 if TYPE_CHECKING:
     from kvsourcing.codecs import Codec
@@ -45,7 +46,7 @@ __all__ = [
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _URL_EXAMPLE = "dynamodb://my-events?region=eu-west-1&endpoint_url=http://localhost:8000"
 _URL_PARAMETERS = ("region", "endpoint_url")
-_URL_OPTIONS = frozenset({"snapshot_interval", "codec", "client", "buckets", "feed_grace"})
+_URL_OPTIONS = frozenset({"snapshot_interval", "codec", "client", "buckets", "feed_grace", "commit_id_ttl"})
 
 
 def _check_table_name(table_name: object) -> str:
@@ -92,6 +93,7 @@ def new_store(
     endpoint_url: str | None = None,
     buckets: int = DEFAULT_BUCKETS,
     feed_grace: float = DEFAULT_FEED_GRACE,
+    commit_id_ttl: float | None = DEFAULT_COMMIT_ID_TTL,
 ) -> EventStore:
     """An event store on DynamoDB table ``table_name`` (see ``create_table``).
 
@@ -99,7 +101,8 @@ def new_store(
     the store; a given client stays the caller's to close. ``buckets`` partitions the
     durable feed (every process using the table must pass the same count); ``feed_grace``
     is the age in seconds after which a feed position reserved by a commit that never
-    landed is tombstoned by readers.
+    landed is tombstoned by readers; commit ids are kept ``commit_id_ttl`` seconds
+    (``None``: for ever).
     """
     from kvsourcing.stores import keyvalue
 
@@ -113,7 +116,12 @@ def new_store(
         client = make_client(region, endpoint_url)
     try:
         driver = DynamoDBDriver(
-            client, table_name, owns_client=owns_client, buckets=buckets, feed_grace=feed_grace
+            client,
+            table_name,
+            owns_client=owns_client,
+            buckets=buckets,
+            feed_grace=feed_grace,
+            commit_id_ttl=commit_id_ttl,
         )
     except BaseException:
         if owns_client:
@@ -131,7 +139,8 @@ def create_table(client: Any, table_name: str) -> bool:
 
     Returns ``True`` when created, ``False`` when it existed with the right key schema (so
     deployment scripts can run it every time); a table of that name with another key schema
-    raises ``ConfigurationError`` naming both schemas.
+    raises ``ConfigurationError`` naming both schemas. Either way the table's TTL is set on
+    attribute ``x``, so that DynamoDB deletes expired commit-id markers and values.
     """
     from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
@@ -154,11 +163,28 @@ def create_table(client: Any, table_name: str) -> bool:
         client.get_waiter("table_exists").wait(
             TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 300}
         )
+        _enable_expiry(client, table_name)
     except WaiterError as err:
         raise ConfigurationError(f"DynamoDB table {table_name!r} did not become ACTIVE: {err}") from None
     except (ClientError, BotoCoreError) as err:
         raise translate_error(err, table_name, endpoint) from err
     return created
+
+
+def _enable_expiry(client: Any, table_name: str) -> None:
+    """Let DynamoDB delete expired commit-id markers and consumer values: TTL on ``x``."""
+    from botocore.exceptions import ClientError
+
+    description = client.describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]
+    if description.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+        return
+    try:
+        client.update_time_to_live(
+            TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "x"}
+        )
+    except ClientError as err:
+        if "already enabled" not in str(err).lower():
+            raise
 
 
 def _check_existing_schema(table: dict[str, Any]) -> None:
@@ -178,7 +204,8 @@ def _check_existing_schema(table: dict[str, Any]) -> None:
 def from_url(url: str, **options: Any) -> EventStore:
     """The store for ``dynamodb://TABLE?region=R&endpoint_url=U`` (as ``open_store`` uses).
 
-    ``options`` are ``snapshot_interval``, ``codec``, ``client``, ``buckets`` and ``feed_grace``.
+    ``options`` are ``snapshot_interval``, ``codec``, ``client``, ``buckets``, ``feed_grace``
+    and ``commit_id_ttl``.
     """
     parts = urlsplit(url)
     if parts.scheme != "dynamodb":

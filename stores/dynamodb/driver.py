@@ -10,7 +10,11 @@ Table layout (partition key ``k``, string; sort key ``s``, number)::
                                       [e=<commit's last seq>, when a commit is split
                                       and this is not its final item]
     k=<key>␟id␟<commit id>, s=0       a commit-id marker (when the commit carried an id;
-                                      ``␟h␟<sha256>`` when that is over 2 048 bytes)
+                                      ``␟h␟<sha256>`` when that is over 2 048 bytes):
+                                      x=<expiry, epoch seconds> unless ids are kept for
+                                      ever; an expired marker counts as absent, and the
+                                      table's TTL (on ``x``, set by ``create_table``)
+                                      deletes it
     k=␟f␟<bucket>, s=0                the bucket's feed counter: c=<last reserved position>,
                                       w=<position trimmed through, if trimmed>
     k=␟f␟<bucket>, s=<position>       a feed entry: t=<write time, epoch seconds>,
@@ -143,11 +147,13 @@ from kvsourcing.errors import (
 )
 from kvsourcing.stores.keyvalue.driver import (
     ALREADY_STORED,
+    DEFAULT_COMMIT_ID_TTL,
     Commit,
     FeedEntry,
     Loaded,
     Snapshot,
     partition_bucket,
+    validate_commit_id_ttl,
 )
 
 __all__ = [
@@ -341,6 +347,7 @@ class DynamoDBDriver:
         conflict_attempts: int = 8,
         buckets: int = DEFAULT_BUCKETS,
         feed_grace: float = DEFAULT_FEED_GRACE,
+        commit_id_ttl: float | None = DEFAULT_COMMIT_ID_TTL,
     ) -> None:
         if conflict_attempts < 1:
             raise ValueError(f"conflict_attempts must be at least 1, got {conflict_attempts}")
@@ -354,6 +361,7 @@ class DynamoDBDriver:
         self.table_name = table_name
         self.buckets = buckets
         self.feed_grace = float(feed_grace)
+        self.commit_id_ttl = validate_commit_id_ttl(commit_id_ttl)
         self._owns_client = owns_client
         self._conflict_attempts = conflict_attempts
         self._closed = False
@@ -482,16 +490,20 @@ class DynamoDBDriver:
         if commit.commit_id is not None:
             marker = marker_key(commit.key, commit.commit_id)
             marker_index = len(actions)
-            actions.append(
-                {
-                    "Put": {
-                        "TableName": self.table_name,
-                        "Item": {"k": {"S": marker}, "s": _HEAD},
-                        "ConditionExpression": "attribute_not_exists(k)",
-                    }
-                }
-            )
+            marker_item = {"k": {"S": marker}, "s": _HEAD}
+            put: dict[str, Any] = {
+                "TableName": self.table_name,
+                "Item": marker_item,
+                "ConditionExpression": "attribute_not_exists(k)",
+            }
+            if self.commit_id_ttl is not None:
+                now = time.time()
+                marker_item["x"] = _number(now + self.commit_id_ttl)
+                put["ConditionExpression"] = "attribute_not_exists(k) OR x <= :now"
+                put["ExpressionAttributeValues"] = {":now": _number(now)}
+            actions.append({"Put": put})
             total += len("k") + len(marker.encode("utf-8")) + len("s") + _NUMBER_BYTES
+            total += len("x") + _NUMBER_BYTES
         update: dict[str, Any] = {
             "TableName": self.table_name,
             "Key": {"k": {"S": commit.key}, "s": _HEAD},

@@ -3,6 +3,7 @@
 from kvsourcing.stores.keyvalue.consumer import FeedConsumer, trim_consumed
 from kvsourcing.stores.keyvalue.driver import (
     ALREADY_STORED,
+    DEFAULT_COMMIT_ID_TTL,
     Commit,
     Driver,
     FeedDriver,
@@ -10,11 +11,13 @@ from kvsourcing.stores.keyvalue.driver import (
     Loaded,
     Snapshot,
     partition_bucket,
+    validate_commit_id_ttl,
 )
 from kvsourcing.stores.keyvalue.store import KeyedEvent, KeyValueStore, new_store
 
 __all__ = [
     "ALREADY_STORED",
+    "DEFAULT_COMMIT_ID_TTL",
     "Commit",
     "Driver",
     "FeedConsumer",
@@ -27,4 +30,5 @@ __all__ = [
     "new_store",
     "partition_bucket",
     "trim_consumed",
+    "validate_commit_id_ttl",
 ]

@@ -27,6 +27,23 @@ from typing import Final, Protocol, runtime_checkable
 ALREADY_STORED: Final = -1
 """What ``append`` returns when the commit's ``commit_id`` is already stored for the aggregate."""
 
+DEFAULT_COMMIT_ID_TTL: Final = 86_400.0
+"""Seconds a driver keeps a commit id by default (a day); ``None`` keeps ids for ever.
+
+A commit re-sent after its id was forgotten is still refused if the aggregate moved on
+(its expected sequence no longer matches); only a command run again from a refreshed
+aggregate, with the old id, would be written again.
+"""
+
+
+def validate_commit_id_ttl(ttl: object) -> float | None:
+    """``ttl`` as seconds (> 0), or ``None`` to keep commit ids for ever."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
+        raise ValueError(f"commit_id_ttl must be a number of seconds > 0, or None, not {ttl!r}")
+    return float(ttl)
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -76,6 +93,7 @@ class Driver(Protocol):
         Return ``None`` when written, else the aggregate's actual sequence (nothing written).
         When ``commit.commit_id`` is already stored for this aggregate, write nothing and
         return ``ALREADY_STORED``: that check comes first, inside the same atomic operation.
+        A driver may forget a commit id after its ``commit_id_ttl``.
         Raise ``StoreUnavailableError`` when the backend cannot be reached and
         ``CommitTooLargeError`` when the commit exceeds the backend's atomic limits.
         """

@@ -11,12 +11,14 @@ from kvsourcing.codecs import Codec
 from kvsourcing.errors import ConfigurationError
 from kvsourcing.stores.keyvalue import (
     ALREADY_STORED,
+    DEFAULT_COMMIT_ID_TTL,
     Commit,
     FeedEntry,
     KeyValueStore,
     Loaded,
     Snapshot,
     partition_bucket,
+    validate_commit_id_ttl,
 )
 from kvsourcing.stores.keyvalue import new_store as new_keyvalue_store
 
@@ -29,13 +31,16 @@ class MemoryDriver:
     """Keeps each aggregate's records in a list and each bucket's feed in another, under
     one lock: every call is atomic."""
 
-    def __init__(self, *, buckets: int = DEFAULT_BUCKETS) -> None:
+    def __init__(
+        self, *, buckets: int = DEFAULT_BUCKETS, commit_id_ttl: float | None = DEFAULT_COMMIT_ID_TTL
+    ) -> None:
         if buckets < 1:
             raise ValueError(f"buckets must be at least 1, got {buckets}")
         self.buckets = buckets
+        self.commit_id_ttl = validate_commit_id_ttl(commit_id_ttl)
         self._records: dict[str, list[bytes]] = {}
         self._snapshots: dict[str, Snapshot] = {}
-        self._commit_ids: dict[str, set[str]] = {}
+        self._commit_ids: dict[str, dict[str, float]] = {}
         self._feeds: list[list[FeedEntry]] = [[] for _ in range(buckets)]
         self._trimmed = [0] * buckets
         self._values: dict[str, tuple[bytes, float | None]] = {}
@@ -43,7 +48,11 @@ class MemoryDriver:
 
     def append(self, commit: Commit) -> int | None:
         with self._lock:
-            commit_ids = self._commit_ids.setdefault(commit.key, set())
+            now = time.monotonic()
+            commit_ids = self._commit_ids.setdefault(commit.key, {})
+            if self.commit_id_ttl is not None:
+                while commit_ids and next(iter(commit_ids.values())) <= now - self.commit_id_ttl:
+                    del commit_ids[next(iter(commit_ids))]
             if commit.commit_id is not None and commit.commit_id in commit_ids:
                 return ALREADY_STORED
             records = self._records.setdefault(commit.key, [])
@@ -53,7 +62,7 @@ class MemoryDriver:
             if commit.snapshot is not None:
                 self._snapshots[commit.key] = Snapshot(commit.last, commit.snapshot)
             if commit.commit_id is not None:
-                commit_ids.add(commit.commit_id)
+                commit_ids[commit.commit_id] = now
             bucket = partition_bucket(commit.key, self.buckets)
             feed = self._feeds[bucket]
             position = str(self._trimmed[bucket] + len(feed) + 1)
@@ -119,20 +128,26 @@ class MemoryDriver:
 
 
 def new_store(
-    *, snapshot_interval: int = 0, codec: Codec | None = None, buckets: int = DEFAULT_BUCKETS
+    *,
+    snapshot_interval: int = 0,
+    codec: Codec | None = None,
+    buckets: int = DEFAULT_BUCKETS,
+    commit_id_ttl: float | None = DEFAULT_COMMIT_ID_TTL,
 ) -> KeyValueStore:
-    """A new, empty in-memory event store (``buckets`` partitions its feed)."""
-    return new_keyvalue_store(MemoryDriver(buckets=buckets), codec=codec, snapshot_interval=snapshot_interval)
+    """A new, empty in-memory event store (``buckets`` partitions its feed; commit ids are
+    kept ``commit_id_ttl`` seconds)."""
+    driver = MemoryDriver(buckets=buckets, commit_id_ttl=commit_id_ttl)
+    return new_keyvalue_store(driver, codec=codec, snapshot_interval=snapshot_interval)
 
 
 def from_url(url: str, **options: Any) -> KeyValueStore:
     """``memory://``: a new, empty in-memory store (options go to ``new_store``)."""
     if url.rstrip("/").lower() != "memory:":
         raise ConfigurationError(f"memory store URL takes no host or path: got {url!r}, use 'memory://'")
-    unknown = set(options) - {"snapshot_interval", "codec", "buckets"}
+    unknown = set(options) - {"snapshot_interval", "codec", "buckets", "commit_id_ttl"}
     if unknown:
         raise ConfigurationError(
             f"memory store does not take option(s) {', '.join(sorted(unknown))}; "
-            "it takes snapshot_interval, codec and buckets"
+            "it takes snapshot_interval, codec, buckets and commit_id_ttl"
         )
     return new_store(**options)

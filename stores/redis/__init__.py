@@ -16,8 +16,10 @@ slot, the bucket's feed included::
                               so the aggregate's head is the list's length
     {<prefix>:b<b>}:s:<key>   hash: field ``s`` the snapshot's sequence,
                               field ``d`` the encoded snapshot (the newest only)
-    {<prefix>:b<b>}:c:<key>   set: the ids of the aggregate's commits that carried one,
-                              so that a re-sent commit is found and not written twice
+    {<prefix>:b<b>}:c:<key>   sorted set: the ids of the aggregate's commits that carried
+                              one, scored by the server's time when stored, so that a
+                              re-sent commit is found and not written twice; ids older
+                              than ``commit_id_ttl`` are dropped by the next commit
     {<prefix>:b<b>}:f         stream: bucket b's feed, one entry per successful commit
                               (``XADD ... *``), fields ``k`` the aggregate key (UTF-8),
                               ``s`` its first sequence, ``r`` its records as one msgpack
@@ -78,6 +80,7 @@ from redis.cluster import RedisCluster
 
 from kvsourcing.errors import ConfigurationError
 from kvsourcing.stores import keyvalue
+from kvsourcing.stores.keyvalue.driver import DEFAULT_COMMIT_ID_TTL
 from kvsourcing.stores.redis.driver import (
     DEFAULT_BUCKETS,
     DEFAULT_PREFIX,
@@ -92,7 +95,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_BUCKETS", "DEFAULT_PREFIX", "RedisDriver", "from_url", "new_store"]
 
-DRIVER_OPTIONS = ("prefix", "buckets", "snapshot_interval", "codec")
+DRIVER_OPTIONS = ("prefix", "buckets", "snapshot_interval", "codec", "commit_id_ttl")
 
 
 def new_store(
@@ -102,12 +105,14 @@ def new_store(
     buckets: int = DEFAULT_BUCKETS,
     snapshot_interval: int = 0,
     codec: Any = None,
+    commit_id_ttl: float | None = DEFAULT_COMMIT_ID_TTL,
 ) -> EventStore:
     """An event store on ``client`` (a ``redis.Redis`` or ``redis.cluster.RedisCluster``).
 
-    Closing the store leaves ``client`` open: it is the caller's, and may serve others.
+    Commit ids are kept ``commit_id_ttl`` seconds (``None``: for ever). Closing the store
+    leaves ``client`` open: it is the caller's, and may serve others.
     """
-    driver = RedisDriver(client, prefix=prefix, buckets=buckets)
+    driver = RedisDriver(client, prefix=prefix, buckets=buckets, commit_id_ttl=commit_id_ttl)
     return keyvalue.new_store(driver, codec=codec, snapshot_interval=snapshot_interval)
 
 
@@ -115,8 +120,8 @@ def from_url(url: str, **options: Any) -> EventStore:
     """An event store for a ``redis://``, ``rediss://`` or ``redis+cluster://`` URL.
 
     ``prefix``, ``buckets`` and ``snapshot_interval`` may come from the query string or
-    ``options`` (which win); any other query option goes to redis-py, which documents
-    it. The store owns the client it builds, and closes it on ``close()``.
+    ``options`` (which win), ``commit_id_ttl`` from ``options``; any other query option
+    goes to redis-py, which documents it. The store owns the client it builds, and closes it on ``close()``.
     """
     unknown = sorted(set(options) - set(DRIVER_OPTIONS))
     if unknown:
@@ -129,6 +134,9 @@ def from_url(url: str, **options: Any) -> EventStore:
     prefix = validate_prefix(settings.get("prefix", DEFAULT_PREFIX))
     buckets = validate_buckets(settings.get("buckets", DEFAULT_BUCKETS))
     store_kwargs = {name: settings[name] for name in ("snapshot_interval", "codec") if name in settings}
+    commit_id_ttl = settings.get("commit_id_ttl", DEFAULT_COMMIT_ID_TTL)
     client = build_client(url, parsed)
-    driver = RedisDriver(client, prefix=prefix, buckets=buckets, owns_client=True)
+    driver = RedisDriver(
+        client, prefix=prefix, buckets=buckets, commit_id_ttl=commit_id_ttl, owns_client=True
+    )
     return keyvalue.new_store(driver, **store_kwargs)

@@ -26,11 +26,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from kvsourcing.errors import ConfigurationError, EncodingError, StoreUnavailableError
 from kvsourcing.stores.keyvalue.driver import (
     ALREADY_STORED,
+    DEFAULT_COMMIT_ID_TTL,
     Commit,
     FeedEntry,
     Loaded,
     Snapshot,
     partition_bucket,
+    validate_commit_id_ttl,
 )
 
 DEFAULT_PREFIX = "kvsourcing"
@@ -45,19 +47,27 @@ UNAVAILABLE = (
     SlotNotCoveredError,
 )
 
-# KEYS: events list, snapshot hash, commit-id set, the bucket's feed stream. ARGV:
+# KEYS: events list, snapshot hash, commit-id sorted set, the bucket's feed stream. ARGV:
 # expected head, "1" if a snapshot is given, the snapshot (or ""), "1" if a commit id is
 # given, the id (or ""), the records as one msgpack array of raw strings (what
-# ``pack_records`` makes). A stored commit id wins over everything (a re-send after a lost
-# reply). The head is the list's length: sequence s is list index s-1. The array is
-# unpacked with Lua's cmsgpack and RPUSHed in chunks (Lua's unpack() has a stack limit),
-# and the same bytes become the feed entry: XADD fields k (the aggregate key, cut out of
-# KEYS[1], which is the feed key's tag + "e:" + key), s (the first sequence), r (the
-# array). Sending the records packed rather than as separate arguments, then reusing
-# them, was the cheapest of the encodings measured (bench/README.md).
+# ``pack_records`` makes), the commit-id TTL in seconds ("" for ever). A stored commit id
+# younger than the TTL wins over everything (a re-send after a lost reply); ids are
+# scored by the server's clock (TIME), and a commit drops those past the TTL. The head is
+# the list's length: sequence s is list index s-1. The array is unpacked with Lua's
+# cmsgpack and RPUSHed in chunks (Lua's unpack() has a stack limit), and the same bytes
+# become the feed entry: XADD fields k (the aggregate key, cut out of KEYS[1], which is
+# the feed key's tag + "e:" + key), s (the first sequence), r (the array). Sending the
+# records packed rather than as separate arguments, then reusing them, was the cheapest
+# of the encodings measured (bench/README.md).
 APPEND_SCRIPT = f"""
-if ARGV[4] == '1' and redis.call('SISMEMBER', KEYS[3], ARGV[5]) == 1 then
-  return {ALREADY_STORED}
+local now
+if ARGV[4] == '1' then
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+  local stored = redis.call('ZSCORE', KEYS[3], ARGV[5])
+  if stored and (ARGV[7] == '' or tonumber(stored) > now - tonumber(ARGV[7])) then
+    return {ALREADY_STORED}
+  end
 end
 local head = redis.call('LLEN', KEYS[1])
 if head ~= tonumber(ARGV[1]) then
@@ -72,7 +82,10 @@ if ARGV[2] == '1' then
   redis.call('HSET', KEYS[2], 's', head + n, 'd', ARGV[3])
 end
 if ARGV[4] == '1' then
-  redis.call('SADD', KEYS[3], ARGV[5])
+  redis.call('ZADD', KEYS[3], now, ARGV[5])
+  if ARGV[7] ~= '' then
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[7]))
+  end
 end
 redis.call('XADD', KEYS[4], '*', 'k', string.sub(KEYS[1], #KEYS[4] + 2), 's', head + 1, 'r', ARGV[6])
 return nil
@@ -210,6 +223,7 @@ class RedisDriver:
         *,
         prefix: str = DEFAULT_PREFIX,
         buckets: int = DEFAULT_BUCKETS,
+        commit_id_ttl: float | None = DEFAULT_COMMIT_ID_TTL,
         owns_client: bool = False,
     ) -> None:
         if not isinstance(client, Redis | RedisCluster):
@@ -219,6 +233,8 @@ class RedisDriver:
         self.client = client
         self.prefix = validate_prefix(prefix)
         self.buckets = validate_buckets(buckets)
+        self.commit_id_ttl = validate_commit_id_ttl(commit_id_ttl)
+        self._commit_id_ttl = "" if self.commit_id_ttl is None else repr(self.commit_id_ttl)
         self._owns_client = owns_client
         self._closed = False
         self._tags = [f"{{{prefix}:b{bucket}}}:".encode() for bucket in range(self.buckets)]
@@ -234,7 +250,7 @@ class RedisDriver:
         self._password = client_password(client)
 
     def keys(self, key: str) -> tuple[bytes, bytes, bytes]:
-        """The events list, snapshot hash and commit-id set of ``key``, in one hash slot."""
+        """The events list, snapshot hash and commit-id sorted set of ``key``, in one hash slot."""
         tag = self._tags[partition_bucket(key, self.buckets)]
         raw = key.encode("utf-8", "surrogatepass")
         return tag + b"e:" + raw, tag + b"s:" + raw, tag + b"c:" + raw
@@ -266,6 +282,7 @@ class RedisDriver:
             b"0" if commit_id is None else b"1",
             "" if commit_id is None else commit_id,
             pack_records(commit.records),
+            self._commit_id_ttl,
         ]
         try:
             return self._run(self._append, keys, args)
