@@ -276,9 +276,12 @@ def trim_consumed(store: KeyValueStore, consumers: Iterable[str]) -> int:
     names = list(dict.fromkeys(consumers))
     if not names:
         raise ValueError("name at least one consumer whose checkpoints bound the trim")
+    stored = driver.read_values(
+        [value_name(name, "checkpoint", bucket) for bucket in range(driver.buckets) for name in names]
+    )
     removed = 0
     for bucket in range(driver.buckets):
-        stored = driver.read_values([value_name(name, "checkpoint", bucket) for name in names])
-        if all(raw is not None for raw in stored):
-            removed += driver.trim_feed(bucket, [raw.decode() for raw in stored if raw is not None])
+        checkpoints = stored[bucket * len(names) : (bucket + 1) * len(names)]
+        if all(raw is not None for raw in checkpoints):
+            removed += driver.trim_feed(bucket, [raw.decode() for raw in checkpoints if raw is not None])
     return removed
