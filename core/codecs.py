@@ -202,14 +202,16 @@ class MsgpackCodec:
         )
         unpacker.feed(joined)
         ends = itertools.accumulate(map(len, blobs))
+        tell = unpacker.tell
         values = []
+        append = values.append
         try:
             # Each value must end exactly where its blob does: a corrupt blob must not
             # borrow bytes from the next one and decode as something it does not hold.
             for value, end in zip(unpacker, ends, strict=False):
-                if unpacker.tell() != end:
+                if tell() != end:
                     break
-                values.append(value)
+                append(value)
         except Exception:
             values = []
         if len(values) != len(blobs):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kvsourcing.structure import build, constructor_for
+from kvsourcing.structure import build, constructor_for, is_plain_dataclass
 from kvsourcing.types import (
     CommandType,
     EventDetector,
@@ -116,7 +116,18 @@ def _reader(cls: type, definitions: tuple[EventDefinition, ...]) -> Callable[[An
             return construct(data)
         return data
 
-    return read
+    if definitions or not is_plain_dataclass(cls):
+        return read
+
+    def read_plain(data: Any) -> Any:
+        # The common case in one call; anything else (None, a list, an extra or a
+        # missing key) fails here and takes the general way.
+        try:
+            return cls(**data)
+        except TypeError:
+            return read(data)
+
+    return read_plain
 
 
 class StandardCommandRegistry:

@@ -142,6 +142,15 @@ def build_dataclass(cls: type, data: Any) -> Any:
 
 
 @functools.cache
+def is_plain_dataclass(cls: type) -> bool:
+    """Whether ``cls`` is a dataclass that ``cls(**stored_fields)`` builds: every field
+    is an ``__init__`` argument whose stored value needs no conversion."""
+    return dataclasses.is_dataclass(cls) and all(
+        convert is _identity and init for _, convert, init in _dataclass_plan(cls)
+    )
+
+
+@functools.cache
 def constructor_for(cls: type) -> Callable[[Mapping[str, Any]], Any]:
     """The fastest way to build ``cls`` from a mapping of its fields, worked out once.
 
@@ -150,8 +159,7 @@ def constructor_for(cls: type) -> Callable[[Mapping[str, Any]], Any]:
     """
     if not dataclasses.is_dataclass(cls):
         return lambda data: cls(**data)
-    plan = _dataclass_plan(cls)
-    if any(convert is not _identity or not init for _, convert, init in plan):
+    if not is_plain_dataclass(cls):
         return functools.partial(build_dataclass, cls)
 
     def construct(data: Mapping[str, Any]) -> Any:

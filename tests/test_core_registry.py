@@ -162,6 +162,26 @@ def test_create_event_drops_unknown_keys_and_defaults_missing_ones() -> None:
     assert event == Deposited(Money(1))
 
 
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"amount": 3, "currency": "USD"}, Money(3, "USD")),
+        ({"amount": 3}, Money(3)),  # a field added later takes its default
+        ({"amount": 3, "added_later": True}, Money(3)),  # a field removed later is dropped
+        (None, None),  # no data: the defaults, and here a missing field
+        (["not", "a", "mapping"], ["not", "a", "mapping"]),
+    ],
+)
+def test_create_event_of_a_flat_dataclass_handles_every_shape_of_data(data: Any, expected: Any) -> None:
+    reg = StandardEventRegistry("d")
+    reg.register_event(Money)
+    if expected is None:
+        with pytest.raises(TypeError, match="amount"):
+            reg.create_event("Money", data)
+    else:
+        assert reg.create_event("Money", data) == expected
+
+
 def test_create_event_of_a_plain_class_passes_the_mapping_as_keywords() -> None:
     reg = StandardEventRegistry("d")
     reg.register_event(Plain)

@@ -139,16 +139,18 @@ class KeyValueStore(ClosesOnExit):
             reader.restore_snapshot(loaded.snapshot.sequence, state)
         create_event = reader.get_event_registry().create_event
         replay_event = reader.replay_event
-        for event_type, data, *_ in self._decode_records(key, loaded.first, loaded.records):
+        for event_type, data, _ in self._decode_records(key, loaded.first, loaded.records):
             replay_event(create_event(event_type, data))
 
     def _decode_records(self, key: str, first: int, records: Sequence[bytes]) -> list[Any]:
+        """The records as ``[type, data, domain]`` lists, every one checked before any is used."""
         try:
             values = decode_all(self._codec, records)
         except EncodingError:
             values = [self._decode(key, sequence, record) for sequence, record in enumerate(records, first)]
-        for sequence, value in enumerate(values, first):
-            _check_record(key, sequence, value)
+        if not all(type(value) is list and len(value) == 3 and type(value[0]) is str for value in values):
+            for sequence, value in enumerate(values, first):
+                _check_record(key, sequence, value)
         return values
 
     def _decode(self, key: str, sequence: int, blob: bytes) -> Any:
