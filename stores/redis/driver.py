@@ -18,6 +18,7 @@ from redis.exceptions import (
     ClusterDownError,
     NoPermissionError,
     NoScriptError,
+    ReadOnlyError,
     SlotNotCoveredError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -38,11 +39,13 @@ from kvsourcing.stores.keyvalue.driver import (
 DEFAULT_PREFIX = "kvsourcing"
 DEFAULT_BUCKETS = 1024
 
-# Failures that mean "the server cannot serve us now", as opposed to a bug or bad data.
+# Failures that mean "the server cannot serve us now", as opposed to a bug or bad data
+# (READONLY: a primary demoted to replica by a failover, until the client reconnects).
 UNAVAILABLE = (
     RedisConnectionError,
     RedisTimeoutError,
     NoPermissionError,
+    ReadOnlyError,
     ClusterDownError,
     SlotNotCoveredError,
 )
@@ -187,6 +190,18 @@ def unpack_records(packed: bytes) -> list[bytes]:
     return records
 
 
+def xread_streams(reply: Any) -> list[tuple[bytes, Any]]:
+    """``(stream, entries)`` of an ``XREAD`` reply in each shape redis-py parses it to: a list
+    of ``[stream, entries]`` (RESP2, and RESP3 by default), a dict of entries
+    (``legacy_responses=False``) or a dict of one-item lists of entries (``protocol=3``)."""
+    if not isinstance(reply, dict):
+        return [(stream, entries) for stream, entries in reply]
+    return [
+        (stream, entries[0] if entries and not isinstance(entries[0][0], bytes | str) else entries)
+        for stream, entries in reply.items()
+    ]
+
+
 def feed_entry(bucket: int, position: bytes, fields: dict[bytes, bytes]) -> FeedEntry:
     """The ``FeedEntry`` of a stream entry as redis-py parses it; ``EncodingError`` when
     the entry is not one the append script wrote (its fields missing or corrupt)."""
@@ -229,6 +244,11 @@ class RedisDriver:
         if not isinstance(client, Redis | RedisCluster):
             raise TypeError(
                 f"client must be a redis.Redis or redis.cluster.RedisCluster, not {type(client).__name__}"
+            )
+        if client.get_encoder().decode_responses:
+            raise ConfigurationError(
+                "the Redis client must not decode responses (decode_responses=True): the store reads "
+                "back bytes that are not text"
             )
         self.client = client
         self.prefix = validate_prefix(prefix)
@@ -339,7 +359,7 @@ class RedisDriver:
         if not replies:
             return []
         buckets = self._bucket_of_feed
-        return [(buckets[key], entries) for key, entries in replies]
+        return [(buckets[key], entries) for key, entries in xread_streams(replies)]
 
     def _read_cluster(self, after: dict[int, str | None], limit: int) -> list[tuple[int, Any]]:
         pipe = self.client.pipeline()

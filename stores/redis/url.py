@@ -8,6 +8,7 @@ every connection option behaves as redis-py documents it.
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
@@ -46,6 +47,8 @@ TEXT_OPTIONS = {
     "ssl_cert_reqs",
     "ssl_ciphers",
 }
+# A query option holding a secret, and its value, as messages must not show it.
+SECRET_QUERY_VALUE = re.compile(r"([?&](?:ssl_)?password=)[^&#]*")
 
 
 def _init_parameters(*classes: type) -> set[str]:
@@ -84,9 +87,9 @@ class RedisUrl:
     tls: bool
     cluster: bool
     nodes: list[tuple[str, int]]
-    userinfo: str
+    userinfo: str = field(repr=False)
     db: int
-    query: list[tuple[str, str]]
+    query: list[tuple[str, str]] = field(repr=False)
     driver_options: dict[str, Any] = field(default_factory=dict)
 
     def node_url(self, host: str, port: int) -> str:
@@ -99,15 +102,29 @@ class RedisUrl:
         return f"{scheme}://{netloc}/{self.db}" + (f"?{query}" if query else "")
 
 
+def userinfo_end(rest: str) -> int:
+    """Where the user info of ``rest`` (a URL after its ``://``) ends: its last ``@`` not in
+    a query value, or -1. Unlike ``urlsplit``, this finds the user info even when the
+    password holds an unencoded ``/``, ``?`` or ``#``."""
+    query = rest.find("?")
+    at = rest.rfind("@")
+    while at >= 0:
+        field_start = max(rest.rfind("&", 0, at), rest.rfind("?", 0, at)) + 1
+        if query < 0 or at < query or "=" not in rest[field_start:at]:
+            return at
+        at = rest.rfind("@", 0, at)
+    return -1
+
+
 def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for messages."""
+    """``url`` with any password (of the user info, or a ``password`` or ``ssl_password``
+    query option) replaced by ``***``, for messages."""
     scheme, sep, rest = url.partition("://")
-    netloc_end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
-    userinfo, at, hosts = rest[:netloc_end].rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{hosts}{rest[netloc_end:]}"
+    end = userinfo_end(rest)
+    user, colon, _ = rest[: max(end, 0)].partition(":")
+    if colon:
+        rest = f"{user}:***{rest[end:]}"
+    return scheme + sep + SECRET_QUERY_VALUE.sub(r"\1***", rest)
 
 
 def bad_url(url: str, problem: str) -> ConfigurationError:
@@ -144,6 +161,11 @@ def parse_url(url: str) -> RedisUrl:
         raise bad_url(url, f"the scheme must be one of {', '.join(s + '://' for s in SCHEMES)}")
     scheme = scheme.lower()
     tls, cluster = scheme.startswith("rediss"), scheme.endswith("+cluster")
+    rest = url.partition("://")[2]
+    if any(char in rest[: max(userinfo_end(rest), 0)] for char in "/?#"):
+        raise bad_url(
+            url, "the user info holds an unencoded '/', '?' or '#'; percent-encode it (%2F, %3F, %23)"
+        )
     try:
         parts = urlsplit(url)
     except ValueError as err:
