@@ -6,6 +6,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -14,9 +15,9 @@ import redis
 from redis.cluster import RedisCluster
 from redis.connection import AbstractConnection
 from redis.crc import key_slot
-from redis_fixtures import HOST, NO_RETRY, RedisClusterNodes, RedisServer, free_port
+from redis_fixtures import HOST, NO_RETRY, RedisClusterNodes, RedisServer, free_port, start_server
 
-from kvsourcing.errors import ConfigurationError, EncodingError, StoreUnavailableError
+from kvsourcing.errors import CommitTooLargeError, ConfigurationError, EncodingError, StoreUnavailableError
 from kvsourcing.stores.keyvalue import (
     ALREADY_STORED,
     Commit,
@@ -25,7 +26,7 @@ from kvsourcing.stores.keyvalue import (
     Snapshot,
     partition_bucket,
 )
-from kvsourcing.stores.redis import RedisDriver
+from kvsourcing.stores.redis import RedisDriver, from_url, new_store
 from kvsourcing.stores.redis.driver import unpack_records
 
 
@@ -492,3 +493,65 @@ def test_a_corrupt_feed_entry_raises_encoding_error(
     redis_client.xadd(driver.feed_key(0), fields)
     with pytest.raises(EncodingError, match="bucket 0 is corrupt"):
         driver.read_feed({0: None}, 10)
+
+
+@pytest.mark.parametrize("option", ["protocol=2", "protocol=3", "legacy_responses=false"])
+@pytest.mark.parametrize("kind", ["single", "cluster"])
+def test_read_feed_works_with_every_response_shape_the_url_can_choose(
+    redis_server: RedisServer, redis_cluster: RedisClusterNodes, kind: str, option: str
+) -> None:
+    base = redis_server.url if kind == "single" else redis_cluster.url
+    with from_url(f"{base}?{option}&prefix=shape-{uuid.uuid4().hex[:8]}&buckets=4") as store:
+        driver = store.driver
+        keys = [f"shape-{n}-{uuid.uuid4()}" for n in range(6)]
+        for key in keys:
+            assert driver.append(Commit(key, 0, [b"one", b"two"])) is None
+        entries = driver.read_feed(dict.fromkeys(range(4)), 100)
+        assert sorted((e.key, e.first, list(e.records)) for e in entries) == sorted(
+            (key, 1, [b"one", b"two"]) for key in keys
+        )
+        assert all(partition_bucket(e.key, 4) == e.bucket for e in entries)
+        last = {e.bucket: e.position for e in entries}
+        assert driver.read_feed(last, 100) == []
+
+
+def test_a_read_only_replica_is_unavailable(redis_server: RedisServer, tmp_path: Path) -> None:
+    replica = start_server(tmp_path, "--replicaof", HOST, str(redis_server.port))
+    driver = RedisDriver(replica.client(), prefix=f"ro-{uuid.uuid4().hex[:8]}", owns_client=True)
+    try:
+        with pytest.raises(StoreUnavailableError, match=rf"{HOST}:{replica.port}.*read only"):
+            driver.append(Commit(f"ro-{uuid.uuid4()}", 0, [b"r"]))
+        with pytest.raises(StoreUnavailableError, match="read only"):
+            driver.swap_value("lease", None, b"me", ttl=5)
+        with pytest.raises(StoreUnavailableError, match="read only"):
+            driver.trim_feed(0, ["1-0"])
+    finally:
+        driver.close()
+        replica.stop()
+
+
+@pytest.mark.parametrize("kind", ["single", "cluster"])
+def test_a_client_that_decodes_responses_is_refused_before_anything_is_written(
+    redis_server: RedisServer, redis_cluster: RedisClusterNodes, kind: str
+) -> None:
+    server = redis_server if kind == "single" else redis_cluster
+    client = server.client(decode_responses=True)
+    try:
+        with pytest.raises(ConfigurationError, match="decode_responses"):
+            new_store(client, prefix=f"decode-{uuid.uuid4().hex[:8]}")
+    finally:
+        client.close()
+
+
+def test_a_commit_longer_than_one_argument_may_be_is_too_large_and_writes_nothing(
+    driver: RedisDriver,
+) -> None:
+    driver.max_argument_bytes = 1_000
+    key = fresh_key("huge-")
+    with pytest.raises(CommitTooLargeError, match=r"\d+ bytes of records, more than the 1000 bytes"):
+        driver.append(Commit(key, 0, [b"x" * 600, b"y" * 600]))
+    with pytest.raises(CommitTooLargeError, match="1001 bytes of snapshot"):
+        driver.append(Commit(key, 0, [b"small"], snapshot=b"s" * 1_001))
+    assert driver.load(key, 0).records == []
+    assert not [e for e in driver.read_feed(dict.fromkeys(range(driver.buckets)), 10) if e.key == key]
+    assert driver.append(Commit(key, 0, [b"x" * 600], snapshot=b"s" * 900)) is None

@@ -186,3 +186,37 @@ def test_parsed_urls_keep_ipv6_hosts_and_default_ports() -> None:
         [("::1", 7000), ("redis.example", 6379)],
     )
     assert parsed.node_url("::1", 7000) == "rediss://u:p@[::1]:7000/0"
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("redis://alice:pa/Ss3cret@localhost/0", "Ss3cret"),
+        ("redis://alice:12/Ss3cret@localhost/0", "Ss3cret"),
+        ("redis://alice:pa?Ss3cret@localhost/0", "Ss3cret"),
+        ("redis://alice:pa#Ss3cret@localhost/0", "Ss3cret"),
+        ("redis://alice:Ss3cret/pa@localhost/0", "Ss3cret"),
+        ("rediss://localhost/0?ssl_password=Ss3cret&colour=blue", "Ss3cret"),
+        ("redis://localhost/0?password=Ss3cret", "Ss3cret"),
+    ],
+)
+def test_malformed_urls_never_show_the_password(url: str, secret: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        from_url(url)
+    assert secret not in str(caught.value)
+
+
+def test_unencoded_user_info_is_refused_saying_so() -> None:
+    with pytest.raises(ConfigurationError, match=r"alice:\*\*\*@localhost/0.*percent-encode"):
+        from_url("redis://alice:pa/ss@localhost/0")
+
+
+def test_a_query_value_with_an_at_sign_is_not_user_info(redis_server: RedisServer) -> None:
+    url = f"redis://{HOST}:{redis_server.port}/0?client_name=me@host"
+    with from_url(url) as store:
+        assert store.driver.client.client_getname() == "me@host"
+
+
+def test_a_parsed_url_repr_shows_no_secret() -> None:
+    parsed = parse_url("rediss://u:Ss3cret@localhost/0?ssl_password=Kk3y")
+    assert "Ss3cret" not in repr(parsed) and "Kk3y" not in repr(parsed)

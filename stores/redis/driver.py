@@ -16,6 +16,7 @@ from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import (
     ClusterDownError,
+    ClusterError,
     NoPermissionError,
     NoScriptError,
     ReadOnlyError,
@@ -24,7 +25,12 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from kvsourcing.errors import ConfigurationError, EncodingError, StoreUnavailableError
+from kvsourcing.errors import (
+    CommitTooLargeError,
+    ConfigurationError,
+    EncodingError,
+    StoreUnavailableError,
+)
 from kvsourcing.stores.keyvalue.driver import (
     ALREADY_STORED,
     DEFAULT_COMMIT_ID_TTL,
@@ -38,10 +44,15 @@ from kvsourcing.stores.keyvalue.driver import (
 
 DEFAULT_PREFIX = "kvsourcing"
 DEFAULT_BUCKETS = 1024
+MAX_ARGUMENT_BYTES = 512 * 1024 * 1024
+"""Redis's default ``proto-max-bulk-len``: the longest string one command argument may be."""
 
 # Failures that mean "the server cannot serve us now", as opposed to a bug or bad data
-# (READONLY: a primary demoted to replica by a failover, until the client reconnects).
+# (READONLY: a primary demoted to replica by a failover, until the client reconnects;
+# ClusterError: redis-py's cluster client gave up following redirections, as while
+# slots migrate).
 UNAVAILABLE = (
+    ClusterError,
     RedisConnectionError,
     RedisTimeoutError,
     NoPermissionError,
@@ -256,6 +267,10 @@ class RedisDriver:
         self.commit_id_ttl = validate_commit_id_ttl(commit_id_ttl)
         self._commit_id_ttl = "" if self.commit_id_ttl is None else repr(self.commit_id_ttl)
         self._owns_client = owns_client
+        self.max_argument_bytes = MAX_ARGUMENT_BYTES
+        """The largest commit (its packed records, or its snapshot) sent: set it to the
+        server's ``proto-max-bulk-len`` where that is lowered, so that a larger commit
+        raises ``CommitTooLargeError`` instead of the server's protocol error."""
         self._closed = False
         self._tags = [f"{{{prefix}:b{bucket}}}:".encode() for bucket in range(self.buckets)]
         self._feeds = [tag + b"f" for tag in self._tags]
@@ -295,13 +310,21 @@ class RedisDriver:
         tag = self._tags[bucket]
         raw = commit.key.encode("utf-8", "surrogatepass")
         keys = (tag + b"e:" + raw, tag + b"s:" + raw, tag + b"c:" + raw, self._feeds[bucket])
+        records = pack_records(commit.records)
+        for what, size in (("records", len(records)), ("snapshot", len(snapshot or b""))):
+            if size > self.max_argument_bytes:
+                raise CommitTooLargeError(
+                    f"cannot commit {commit.key!r}: {size} bytes of {what}, more than the "
+                    f"{self.max_argument_bytes} bytes one Redis argument may hold (proto-max-bulk-len); "
+                    "commit fewer or smaller events, or keep large states out of snapshots"
+                )
         args = [
             commit.expected,
             b"0" if snapshot is None else b"1",
             b"" if snapshot is None else snapshot,
             b"0" if commit_id is None else b"1",
             "" if commit_id is None else commit_id,
-            pack_records(commit.records),
+            records,
             self._commit_id_ttl,
         ]
         try:
