@@ -150,6 +150,10 @@ class AggregateBase:
         """Called by the store when this commit's id was found already stored."""
         self._already_stored = True
 
+    def was_already_stored(self) -> bool:
+        """Whether the store found the last commit's id already stored, and so wrote nothing."""
+        return self._already_stored
+
     def get_uncommitted_events(self) -> tuple[int, list[Event]]:
         """``(committed sequence, new events)`` for the store to write."""
         return self._sequence - len(self._pending), list(self._pending)

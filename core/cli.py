@@ -45,8 +45,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+_JSON_SCALAR = str | int | float | bool | None
+
+
 def _plain(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
+    """``value`` as JSON can print it: containers as lists and dicts, other values and
+    dict keys JSON cannot hold as their ``str``."""
+    if isinstance(value, dict):
+        return {k if isinstance(k, _JSON_SCALAR) else str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, _JSON_SCALAR) else str(value)
 
 
 def _cmd_events(args: argparse.Namespace) -> int:
@@ -157,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print an aggregate's stored events, oldest first.",
     )
     events.add_argument("key", help="the aggregate key")
-    events.add_argument("--after", type=int, default=0, metavar="SEQ", help="only events after SEQ")
+    events.add_argument(
+        "--after", type=_non_negative_int, default=0, metavar="SEQ", help="only events after SEQ"
+    )
     events.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _store_option(events)
     events.set_defaults(run=_cmd_events)

@@ -2,7 +2,7 @@
 
 Both give back equal objects for dataclasses (nested too, rebuilt from type hints),
 ``datetime`` (timezone kept), ``date``, ``time``, ``timedelta``, ``Decimal``, ``UUID``,
-enums, ``bytes``, tuples, sets and frozensets. Neither ever unpickles: a value's
+enums, ``bytes``, ints of any size, tuples, sets and frozensets. Neither ever unpickles: a value's
 class comes from the caller, never from the stored data.
 """
 
@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import itertools
 import json
 import math
@@ -35,7 +36,7 @@ class Codec(Protocol):
     def decode(self, data: bytes, cls: type | None = None) -> Any: ...
 
 
-_DATETIME, _DATE, _TIME, _TIMEDELTA, _DECIMAL, _UUID, _TUPLE, _SET, _FROZENSET = range(1, 10)
+_DATETIME, _DATE, _TIME, _TIMEDELTA, _DECIMAL, _UUID, _TUPLE, _SET, _FROZENSET, _BIGINT = range(1, 11)
 
 
 def _locate(obj: Any, fits: Callable[[Any], bool], path: str = "") -> str:
@@ -75,8 +76,33 @@ def _enum_value(obj: enum.Enum) -> Any:
     return obj.value
 
 
+def _int(obj: int) -> Any:
+    """An int as msgpack packs it, or as an extension beyond msgpack's 64 bits."""
+    value = int(obj)
+    if -(2**63) <= value < 2**64:
+        return value
+    return msgpack.ExtType(_BIGINT, str(value).encode())
+
+
 def _unsupported(obj: Any) -> Any:
     raise TypeError(f"unsupported type {type(obj).__qualname__}")
+
+
+def _set_or_items(kind: type[set[Any]] | type[frozenset[Any]], items: list[Any]) -> Any:
+    """``kind(items)``, or ``items`` when some decode unhashable (frozen dataclasses are
+    stored as mappings): a ``set[...]`` hint rebuilds them, and the data stays readable."""
+    try:
+        return kind(items)
+    except TypeError:
+        return items
+
+
+def _dict_or_pairs(pairs: list[tuple[Any, Any]]) -> Any:
+    """A map as a ``dict``, or as its ``(key, value)`` pairs when a key decodes unhashable."""
+    try:
+        return dict(pairs)
+    except TypeError:
+        return pairs
 
 
 class MsgpackCodec:
@@ -116,10 +142,12 @@ class MsgpackCodec:
             return dataclass_to_dict
         if issubclass(cls, enum.Enum):
             return _enum_value
+        if issubclass(cls, int):
+            return _int
         for base, code, to_bytes in self._extensions:
             if issubclass(cls, base):
                 return lambda obj, code=code, to_bytes=to_bytes: msgpack.ExtType(code, to_bytes(obj))
-        for plain in (dict, list, str, int, float, bytes):
+        for plain in (dict, list, str, float, bytes):
             if issubclass(cls, plain):
                 return plain
         return _unsupported
@@ -127,7 +155,7 @@ class MsgpackCodec:
     def _pack(self, obj: Any) -> bytes:
         return msgpack.packb(obj, **self._packer_options)
 
-    def _ext_hook(self, code: int, data: bytes) -> Any:
+    def _ext_hook(self, code: int, data: bytes, pairs: bool = False) -> Any:
         if code == _DATETIME:
             return dt.datetime.fromisoformat(data.decode())
         if code == _DATE:
@@ -135,21 +163,32 @@ class MsgpackCodec:
         if code == _TIME:
             return dt.time.fromisoformat(data.decode())
         if code == _TIMEDELTA:
-            return dt.timedelta(*self._unpack(data))
+            return dt.timedelta(*self._unpack(data, pairs))
         if code == _DECIMAL:
             return Decimal(data.decode())
         if code == _UUID:
             return uuid.UUID(bytes=data)
         if code == _TUPLE:
-            return tuple(self._unpack(data))
+            return tuple(self._unpack(data, pairs))
         if code == _SET:
-            return set(self._unpack(data))
+            return _set_or_items(set, self._unpack(data, pairs))
         if code == _FROZENSET:
-            return frozenset(self._unpack(data))
+            return _set_or_items(frozenset, self._unpack(data, pairs))
+        if code == _BIGINT:
+            return int(data)
         raise EncodingError(f"unknown msgpack extension code {code} in stored data")
 
-    def _unpack(self, data: bytes) -> Any:
-        return msgpack.unpackb(data, ext_hook=self._ext_hook, strict_map_key=False, raw=False)
+    def _unpack(self, data: bytes, pairs: bool = False) -> Any:
+        """Unpack ``data``; ``pairs`` gives a map with an unhashable key as its pairs."""
+        if not pairs:
+            return msgpack.unpackb(data, ext_hook=self._ext_hook, strict_map_key=False, raw=False)
+        return msgpack.unpackb(
+            data,
+            ext_hook=functools.partial(self._ext_hook, pairs=True),
+            object_pairs_hook=_dict_or_pairs,
+            strict_map_key=False,
+            raw=False,
+        )
 
     def _fits(self, obj: Any) -> bool:
         try:
@@ -179,9 +218,19 @@ class MsgpackCodec:
             plain = msgpack.unpackb(data, ext_hook=self._ext_hook, strict_map_key=False)
         except EncodingError:
             raise
+        except TypeError:  # a map key that decodes unhashable (a frozen dataclass): the slow way
+            plain = self._decode_pairs(data)
         except Exception as exc:
             raise EncodingError(f"stored data is not valid msgpack: {exc}") from exc
         return plain if cls is None else build(cls, plain)
+
+    def _decode_pairs(self, data: bytes) -> Any:
+        try:
+            return self._unpack(data, pairs=True)
+        except EncodingError:
+            raise
+        except Exception as exc:
+            raise EncodingError(f"stored data is not valid msgpack: {exc}") from exc
 
     def encode_many(self, objs: Sequence[Any]) -> list[bytes]:
         """Encode many objects with one packer (faster); an unsupported value raises
@@ -263,10 +312,10 @@ class JsonCodec:
 
     _readers: ClassVar[dict[str, Callable[[Any], Any]]] = {
         "float": float,
-        "map": lambda pairs: {k: v for k, v in pairs},
+        "map": _dict_or_pairs,
         "tuple": tuple,
-        "set": set,
-        "frozenset": frozenset,
+        "set": functools.partial(_set_or_items, set),
+        "frozenset": functools.partial(_set_or_items, frozenset),
         "bytes": base64.b64decode,
         "timedelta": lambda parts: dt.timedelta(*parts),
         "datetime": dt.datetime.fromisoformat,

@@ -23,11 +23,15 @@ log = logging.getLogger("kvsourcing")
 
 def new_publish_middleware(publisher: EventPublisher) -> CommitMiddleware:
     """A commit middleware that calls ``publisher.publish(key, sequence, event)`` for each
-    event of a commit, after the commit succeeded."""
+    event of a commit, after the commit succeeded; a commit whose id the store found
+    already stored wrote nothing, so it publishes nothing."""
 
     def publish(writer: Any, next_: NextHandler) -> None:
         committed, events = writer.get_uncommitted_events()
         next_()
+        already_stored = getattr(writer, "was_already_stored", None)
+        if already_stored is not None and already_stored():
+            return
         key = writer.get_key()
         for sequence, event in enumerate(events, start=committed + 1):
             publisher.publish(key, sequence, event)

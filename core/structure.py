@@ -8,6 +8,7 @@ name found in the data: the caller always names the class.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import datetime as dt
 import enum
@@ -79,6 +80,8 @@ def converter_for(hint: Any) -> Converter:
         return functools.partial(build_dataclass, hint)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return lambda value: value if isinstance(value, hint) else hint(value)
+    if isinstance(hint, type) and issubclass(hint, tuple) and hasattr(hint, "_fields"):
+        return functools.partial(_build_named_tuple, hint)
     parse = _FROM_TEXT.get(hint)
     if parse is not None:
         return lambda value: parse(value) if isinstance(value, str) else value
@@ -97,24 +100,49 @@ def converter_for(hint: Any) -> Converter:
         if inner is _identity:
             return _identity if origin is list else lambda value: origin(value)
         return lambda value: origin(inner(v) for v in value)
+    if origin in (collections.abc.Sequence, collections.abc.MutableSequence) and args:
+        inner = converter_for(args[0])
+        if inner is _identity:
+            return _identity
+        return lambda value: tuple(map(inner, value)) if isinstance(value, tuple) else list(map(inner, value))
     if origin is tuple and args:
         if len(args) == 2 and args[1] is Ellipsis:
             inner = converter_for(args[0])
             return lambda value: tuple(inner(v) for v in value)
         convs = [converter_for(a) for a in args]
         return lambda value: tuple(c(v) for c, v in zip(convs, value, strict=False))
-    if origin in (dict, Mapping) and len(args) == 2:
+    if origin in (dict, Mapping, MutableMapping) and len(args) == 2:
         kconv, vconv = converter_for(args[0]), converter_for(args[1])
         if kconv is _identity and vconv is _identity:
             return _identity
-        return lambda value: {kconv(k): vconv(v) for k, v in value.items()}
+        # A map whose keys decode unhashable (frozen dataclasses) is stored data's (key, value) pairs.
+        return lambda value: {
+            kconv(k): vconv(v) for k, v in (value.items() if isinstance(value, Mapping) else value)
+        }
     return _identity
 
 
-@functools.cache
-def _dataclass_plan(cls: type) -> tuple[tuple[str, Converter, bool], ...]:
+def _build_named_tuple(cls: type, value: Any) -> Any:
+    """A ``NamedTuple`` from its stored items, converting each by its field's hint."""
+    if isinstance(value, cls):
+        return value
     hints = _hints(cls)
-    return tuple((f.name, converter_for(hints.get(f.name, Any)), f.init) for f in dataclasses.fields(cls))
+    return cls(*(converter_for(hints.get(name, Any))(v) for name, v in zip(cls._fields, value, strict=False)))
+
+
+_plans: dict[type, tuple[tuple[str, Converter, bool], ...]] = {}
+
+
+def _dataclass_plan(cls: type) -> tuple[tuple[str, Converter, bool], ...]:
+    """``(field, converter, init?)`` of each field; cached once ``cls``'s hints resolve, so a
+    class registered before a class its hints name is defined is converted once it is."""
+    plan = _plans.get(cls)
+    if plan is None:
+        hints = _hints(cls)
+        plan = tuple((f.name, converter_for(hints.get(f.name, Any)), f.init) for f in dataclasses.fields(cls))
+        if cls in _resolved_hints:
+            _plans[cls] = plan
+    return plan
 
 
 def build_dataclass(cls: type, data: Any) -> Any:
@@ -144,9 +172,12 @@ def build_dataclass(cls: type, data: Any) -> Any:
 @functools.cache
 def is_plain_dataclass(cls: type) -> bool:
     """Whether ``cls`` is a dataclass that ``cls(**stored_fields)`` builds: every field
-    is an ``__init__`` argument whose stored value needs no conversion."""
-    return dataclasses.is_dataclass(cls) and all(
-        convert is _identity and init for _, convert, init in _dataclass_plan(cls)
+    is an ``__init__`` argument whose stored value needs no conversion (which is not
+    known, so not assumed, while its hints do not resolve)."""
+    return (
+        dataclasses.is_dataclass(cls)
+        and all(convert is _identity and init for _, convert, init in _dataclass_plan(cls))
+        and cls in _resolved_hints
     )
 
 

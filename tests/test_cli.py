@@ -4,10 +4,15 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
+from typing import Any
 
 import pytest
+from test_codecs import Labels, Tag, Tagged
 
-from kvsourcing.cli import main
+from kvsourcing import open_store
+from kvsourcing.cli import _plain, main
+from kvsourcing.testing.domain import Counter, Incremented
 
 
 def test_demo_on_memory(capsys: pytest.CaptureFixture[str]) -> None:
@@ -109,3 +114,31 @@ def test_feed_trim_on_redis(redis_server, capsys: pytest.CaptureFixture[str]) ->
     assert "removed 3 feed entries consumed by projection" in capsys.readouterr().out
     assert main(["feed", "trim", "--consumer", "projection", "--consumer", "other", "--store", url]) == 0
     assert "removed 0 feed entries" in capsys.readouterr().out
+
+
+def test_cli_events_after_must_not_be_negative(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["events", "acct", "--after", "-1", "--store", "memory://"])
+    assert exit_info.value.code == 2
+    assert "--after" in capsys.readouterr().err
+
+
+def test_cli_prints_events_whose_dicts_have_non_str_keys(
+    redis_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"redis://127.0.0.1:{redis_server.port}/0?prefix=review-{uuid.uuid4().hex[:8]}"
+    with open_store(url) as store:
+        labels = Labels("labels-1", store)
+        labels.apply_event(Tagged(counts={Tag("a"): 2}))
+        labels.commit()
+        grid = Counter("grid", store)
+        grid.apply_event(Incremented(1))
+        grid.commit()
+    assert main(["events", "labels-1", "--store", url]) == 0
+    assert "Tagged" in capsys.readouterr().out
+    assert main(["events", "labels-1", "--json", "--store", url]) == 0
+    assert "name" in capsys.readouterr().out
+
+
+def test_cli_plain_turns_non_str_keys_into_text() -> None:
+    assert _plain({(1, 2): {"x"}, 3: b"z", "k": None}) == {"(1, 2)": ["x"], 3: "b'z'", "k": None}

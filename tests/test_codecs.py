@@ -7,17 +7,19 @@ import enum
 import math
 import pickle
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvsourcing import Codec, EncodingError, JsonCodec, MsgpackCodec
+from kvsourcing import AggregateBase, Codec, EncodingError, JsonCodec, MsgpackCodec, StandardEventRegistry
 from kvsourcing.codecs import DEFAULT_CODEC
+from kvsourcing.stores import memory
 
 CODECS = [MsgpackCodec(), JsonCodec()]
 IDS = ["msgpack", "json"]
@@ -354,3 +356,85 @@ def test_property_dataclasses_round_trip(codec: Codec, x: int, y: int, tags: set
     # the local class's hints do resolve: Point is a module global
     back = round_trip(codec, Tagged(Point(x, y), tags), Tagged)
     assert back == Tagged(Point(x, y), tags) and type(back.point) is Point
+
+
+@dataclass(frozen=True)
+class Tag:
+    name: str
+
+
+class Pin(NamedTuple):
+    x: int
+    tag: Tag
+
+
+@dataclass
+class Tagged:
+    tags: frozenset[Tag] = frozenset()
+    counts: dict[Tag, int] = field(default_factory=dict)
+    point: Pin | None = None
+    history: Sequence[Tag] = ()
+    wei: int = 0
+
+
+def _tagged_registry() -> StandardEventRegistry:
+    reg = StandardEventRegistry("tags")
+    reg.register_event(Tagged)
+    return reg
+
+
+class Labels(AggregateBase):
+    def __init__(self, key: str, store: Any) -> None:
+        super().__init__()
+        self._events: list[Tagged] = []
+        self.initialize(key, _tagged_registry(), store)
+        self.automatic_wireup()
+
+    def replay_tagged(self, event: Tagged) -> None:
+        self._events.append(event)
+
+
+@codecs
+def test_frozen_dataclasses_in_sets_and_dict_keys_are_readable_after_commit(codec: Any) -> None:
+    """They encoded fine but decoded as unhashable dicts: the aggregate could never load again."""
+    store = memory.new_store(codec=codec)
+    event = Tagged(tags=frozenset({Tag("a"), Tag("b")}), counts={Tag("a"): 2})
+    writer = Labels("labels-1", store)
+    writer.apply_event(event)
+    writer.commit()
+    reader = Labels("labels-1", store)
+    reader.refresh()
+    assert reader._events == [event]
+    assert store.read_events("labels-1")[0].sequence == 1
+
+
+@codecs
+def test_named_tuples_sequences_and_big_ints_round_trip(codec: Any) -> None:
+    event = Tagged(point=Pin(1, Tag("p")), history=[Tag("h")], wei=10**30)
+    restored = codec.decode(codec.encode(event), Tagged)
+    assert restored == event
+    assert restored.point.tag.name == "p" and restored.history[0].name == "h"
+
+
+_early = StandardEventRegistry("early")
+
+
+@_early.register_event
+@dataclass
+class Shipped:
+    """Registered (by decorator) before ``Parcel``, which its hint names, is defined."""
+
+    parcel: Parcel
+
+
+@dataclass
+class Parcel:
+    weight: int
+
+
+def test_event_registered_before_the_class_its_hint_names_is_still_rebuilt() -> None:
+    """The unresolved hints were cached as "no conversion": ``parcel`` stayed a dict for ever."""
+    codec = MsgpackCodec()
+    stored = codec.decode(codec.encode(Shipped(Parcel(3))))
+    assert _early.create_event("Shipped", stored) == Shipped(Parcel(3))
+    assert codec.decode(codec.encode(Shipped(Parcel(4))), Shipped) == Shipped(Parcel(4))

@@ -4,6 +4,7 @@ import pytest
 
 from kvsourcing.stores import memory
 from kvsourcing.testing import FeedSuite, StoreSuite
+from kvsourcing.testing.domain import Counter, Increment
 
 
 class TestMemoryStore(StoreSuite):
@@ -41,3 +42,13 @@ def test_commit_ids_are_forgotten_after_their_ttl() -> None:
     assert forever.append(Commit("k", 1, [b"r2"], commit_id="cmd-1")) == ALREADY_STORED
     with pytest.raises(ValueError, match="commit_id_ttl"):
         memory.MemoryDriver(commit_id_ttl=0)
+
+
+def test_read_events_refuses_a_negative_after() -> None:
+    store = memory.new_store()
+    counter = Counter("acct", store)
+    for by in (1, 2, 3):
+        counter.handle(Increment(by))
+    with pytest.raises(ValueError, match="after"):
+        store.read_events("acct", after=-1)  # gave events 3 and 4 numbered -1 and 0... wrongly
+    assert [e.sequence for e in store.read_events("acct", after=1)] == [2, 3]

@@ -113,3 +113,15 @@ def test_distributor_delivers_in_order_to_every_handler_despite_a_failing_one(
     assert totals.order == list(range(1, 21))
     assert seen.events[0] == PublishedEvent("compliance", "Incremented", "acct", 1, Incremented(1))
     assert "projection database is down" in caplog.text
+
+
+def test_publish_middleware_publishes_nothing_for_a_commit_id_already_stored() -> None:
+    publisher = Recording()
+    inner = memory.new_store()
+    store = new_middleware_wrapper(inner)
+    store.handle_commit(new_publish_middleware(publisher))
+    counter = Counter("acct", store)
+    assert counter.handle(Increment(5), commit_id="command-1") == [Incremented(5)]
+    assert counter.handle(Increment(5), commit_id="command-1") == []  # a re-sent command
+    assert [(e.sequence, e.data) for e in inner.read_events("acct")] == [(1, {"by": 5})]
+    assert publisher.published == [("acct", 1, Incremented(5))], "sequence 2 was never stored"

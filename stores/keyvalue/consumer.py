@@ -10,14 +10,16 @@ least once); none is ever skipped.
 Several processes of one consumer share the work: each heartbeats into the consumer's
 member list, the buckets are split into ``slices``, dealt round-robin to the live
 members in the order of their names, and a member processes a slice only while it holds the
-slice's lease. A lease expires ``lease_seconds`` after its holder last renewed it, so
-the slices of a process that died pass to the others; a checkpoint is written with
-compare-and-swap, so a process that lost its lease cannot move it back.
+slice's lease, which it renews between entries, even in a long batch. A lease expires
+``lease_seconds`` after its holder last renewed it, so the slices of a process that died
+pass to the others; a checkpoint is written with compare-and-swap, so a process that lost
+its lease cannot move it back.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
@@ -71,8 +73,10 @@ class FeedConsumer:
             )
         if not name or "/" in name:
             raise ValueError(f"consumer name must be non-empty and without '/': {name!r}")
-        if lease_seconds <= 0 or batch_size < 1 or slices < 1:
-            raise ValueError("lease_seconds, batch_size and slices must be positive")
+        if not 0 < lease_seconds < math.inf or batch_size < 1 or slices < 1:
+            raise ValueError(
+                "lease_seconds must be a finite number of seconds > 0, and batch_size and slices positive"
+            )
         self._store = store
         self._driver: FeedDriver = driver
         self.name = name
@@ -133,6 +137,17 @@ class FeedConsumer:
                 self._drop(slice_)
         self._renewed = time.monotonic()
 
+    def _renew(self) -> None:
+        """Keep this member's membership and held leases alive during a long batch (a
+        slice whose lease was lost is dropped); rebalancing waits for the next heartbeat."""
+        self._join()
+        for slice_ in sorted(self._held):
+            if not self._driver.swap_value(
+                self._value("lease", slice_), self._lease, self._lease, self._lease_seconds
+            ):
+                self._drop(slice_)
+        self._renewed = time.monotonic()
+
     def _join(self) -> list[str]:
         name = self._value("members")
         while True:
@@ -168,7 +183,7 @@ class FeedConsumer:
 
     def run_once(self) -> int:
         """Deliver the events waiting in the held buckets (one batch each); returns how many."""
-        if time.monotonic() - self._renewed > self._lease_seconds / 3:
+        if self._renewal_due():
             self._heartbeat()
         if not self._held:
             return 0
@@ -186,6 +201,10 @@ class FeedConsumer:
         position = self._checkpoints.get(bucket)
         done = position
         for entry in entries:
+            if self._renewal_due():
+                self._renew()
+            if bucket not in self._checkpoints:  # its slice was lost: another member has it
+                break
             if not self._deliver(entry):
                 break
             delivered += len(entry.records)
@@ -194,11 +213,15 @@ class FeedConsumer:
             name = self._value("checkpoint", bucket)
             old = None if position is None else position.encode()
             if self._driver.swap_value(name, old, done.encode()):
-                self._checkpoints[bucket] = done
+                if bucket in self._checkpoints:  # not when its slice was lost during the batch
+                    self._checkpoints[bucket] = done
             else:
                 log.warning("consumer %s lost bucket %d to another member", self.name, bucket)
                 self._drop(bucket % self._slices)
         return delivered
+
+    def _renewal_due(self) -> bool:
+        return time.monotonic() - self._renewed > self._lease_seconds / 3
 
     def _deliver(self, entry: FeedEntry) -> bool:
         for sequence, record in enumerate(entry.records, start=entry.first):

@@ -162,6 +162,8 @@ class KeyValueStore(ClosesOnExit):
     def read_events(self, key: str, after: int = 0) -> list[KeyedEvent]:
         """An aggregate's stored events after ``after`` as plain data, ignoring snapshots."""
         key = validate_key(key)
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ValueError(f"after must be a sequence number (an int >= 0), not {after!r}")
         loaded = self._driver.load(key, after, use_snapshot=False)
         events = []
         for sequence, (event_type, data, domain) in enumerate(

@@ -1,0 +1,95 @@
+"""The feed consumer's leases under slow handlers, on the memory store (the lease and
+checkpoint logic is the keyvalue base's, the same over every ``FeedDriver``)."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import pytest
+
+from kvsourcing.handlers import PublishedEvent
+from kvsourcing.stores import memory
+from kvsourcing.stores.keyvalue import FeedConsumer, partition_bucket
+from kvsourcing.stores.keyvalue.consumer import value_name
+from kvsourcing.testing.domain import Counter, Incremented
+
+
+class _Slow:
+    """A handler that takes ``delay`` seconds per event, recording who got what."""
+
+    def __init__(self, who: str, log: list[tuple[str, int]], delay: float) -> None:
+        self.who, self.log, self.delay = who, log, delay
+
+    def handle(self, published: PublishedEvent) -> None:
+        self.log.append((self.who, published.sequence))
+        time.sleep(self.delay)
+
+
+def test_consumer_keeps_its_lease_through_a_batch_longer_than_the_lease() -> None:
+    """A live member handling a long batch lost its lease (renewed only between batches),
+    so a second member delivered the same events at the same time."""
+    store = memory.new_store(buckets=1)
+    counter = Counter("acct", store)
+    for _ in range(10):
+        counter.apply_event(Incremented())
+        counter.commit()
+    log: list[tuple[str, int]] = []
+    first = FeedConsumer(store, "projection", owner="a", lease_seconds=0.6, batch_size=100)
+    second = FeedConsumer(store, "projection", owner="b", lease_seconds=0.6, batch_size=100)
+    first.add_handler(_Slow("a", log, 0.15))
+    second.add_handler(_Slow("b", log, 0.0))
+    worker = threading.Thread(target=first.run_once)
+    worker.start()
+    time.sleep(0.05)
+    while worker.is_alive():
+        second.run_once()
+        time.sleep(0.05)
+    worker.join()
+    while second.run_once() or first.run_once():
+        pass
+    sequences = [sequence for _, sequence in log]
+    assert sorted(sequences) == list(range(1, 11)), log
+    first.stop()
+    second.stop()
+
+
+def test_a_member_that_loses_a_slice_during_a_batch_stops_reading_its_buckets() -> None:
+    """Its checkpoint write after the batch must not put the lost bucket back in its reads."""
+    store = memory.new_store(buckets=2)
+    keys = {partition_bucket(f"acct-{n}", 2): f"acct-{n}" for n in range(10)}
+    lost_key, kept_key = keys[0], keys[1]
+    for key in (lost_key, kept_key):
+        counter = Counter(key, store)
+        for _ in range(3):
+            counter.apply_event(Incremented())
+            counter.commit()
+    lease = value_name("projection", "lease", 0)
+    seen: list[tuple[str, int]] = []
+
+    class StealsTheSlice:
+        def handle(self, published: PublishedEvent) -> None:
+            seen.append((published.key, published.sequence))
+            if published.key == lost_key and published.sequence == 1:
+                assert store.driver.swap_value(lease, store.driver.read_value(lease), b"thief", 60)
+                time.sleep(0.25)  # past a third of the lease: the member renews and finds it gone
+
+    member = FeedConsumer(store, "projection", owner="a", slices=2, lease_seconds=0.6)
+    member.add_handler(StealsTheSlice())
+    member.run_once()
+    assert member.slices_held == frozenset({1})
+    counter = Counter(lost_key, store)
+    counter.refresh()
+    counter.apply_event(Incremented())
+    counter.commit()
+    seen.clear()
+    member.run_once()
+    assert all(key != lost_key for key, _ in seen), seen
+    member.stop()
+
+
+@pytest.mark.parametrize("lease_seconds", [0, -1, math.inf, math.nan])
+def test_a_lease_must_be_a_finite_positive_time(lease_seconds: float) -> None:
+    with pytest.raises(ValueError, match="lease_seconds must be a finite number"):
+        FeedConsumer(memory.new_store(), "projection", lease_seconds=lease_seconds)
