@@ -1,9 +1,10 @@
 """Codecs turn events and snapshots into bytes: msgpack by default, JSON for readable stores.
 
 Both give back equal objects for dataclasses (nested too, rebuilt from type hints),
-``datetime`` (timezone kept), ``date``, ``time``, ``timedelta``, ``Decimal``, ``UUID``,
-enums, ``bytes``, ints of any size, tuples, sets and frozensets. Neither ever unpickles: a value's
-class comes from the caller, never from the stored data.
+``datetime`` (its offset kept, and its IANA zone when it is a ``ZoneInfo``), ``date``,
+``time``, ``timedelta``, ``Decimal``, ``UUID``, enums, ``bytes``, ints of any size,
+tuples, sets and frozensets. Neither ever unpickles: a value's class comes from the
+caller, never from the stored data.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import msgpack
 
 from kvsourcing.errors import EncodingError
-from kvsourcing.structure import build, dataclass_to_dict
+from kvsourcing.structure import build, dataclass_to_dict, datetime_text, parse_datetime
 
 
 @runtime_checkable
@@ -117,7 +118,7 @@ class MsgpackCodec:
         self._conversions: dict[type, Callable[[Any], Any]] = {}
         # Checked in order: datetime before date, its base class.
         self._extensions: tuple[tuple[type, int, Callable[[Any], bytes]], ...] = (
-            (dt.datetime, _DATETIME, lambda v: v.isoformat().encode()),
+            (dt.datetime, _DATETIME, lambda v: datetime_text(v).encode()),
             (dt.date, _DATE, lambda v: v.isoformat().encode()),
             (dt.time, _TIME, lambda v: v.isoformat().encode()),
             (dt.timedelta, _TIMEDELTA, lambda v: self._pack([v.days, v.seconds, v.microseconds])),
@@ -157,7 +158,7 @@ class MsgpackCodec:
 
     def _ext_hook(self, code: int, data: bytes, pairs: bool = False) -> Any:
         if code == _DATETIME:
-            return dt.datetime.fromisoformat(data.decode())
+            return parse_datetime(data.decode())
         if code == _DATE:
             return dt.date.fromisoformat(data.decode())
         if code == _TIME:
@@ -301,7 +302,7 @@ class JsonCodec:
         if isinstance(obj, dt.timedelta):
             return _tag("timedelta", [obj.days, obj.seconds, obj.microseconds])
         if isinstance(obj, dt.datetime):
-            return _tag("datetime", obj.isoformat())
+            return _tag("datetime", datetime_text(obj))
         if isinstance(obj, dt.date):
             return _tag("date", obj.isoformat())
         if isinstance(obj, dt.time):
@@ -318,7 +319,7 @@ class JsonCodec:
         "frozenset": functools.partial(_set_or_items, frozenset),
         "bytes": base64.b64decode,
         "timedelta": lambda parts: dt.timedelta(*parts),
-        "datetime": dt.datetime.fromisoformat,
+        "datetime": parse_datetime,
         "date": dt.date.fromisoformat,
         "time": dt.time.fromisoformat,
         "decimal": Decimal,

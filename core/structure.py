@@ -16,6 +16,7 @@ import functools
 import types
 import typing
 import uuid
+import zoneinfo
 from collections.abc import Callable, Mapping, MutableMapping
 from decimal import Decimal
 from typing import Any
@@ -63,8 +64,31 @@ def _hints(cls: type) -> dict[str, Any]:
     return hints
 
 
+def datetime_text(value: dt.datetime) -> str:
+    """``value`` in ISO 8601, followed by its IANA zone in brackets (as RFC 9557 writes
+    it) when its zone is a named ``ZoneInfo``: the offset alone would lose the zone's
+    later changes of offset (daylight saving time)."""
+    text = value.isoformat()
+    zone = value.tzinfo
+    if isinstance(zone, zoneinfo.ZoneInfo) and zone.key:
+        text += f"[{zone.key}]"
+    return text
+
+
+def parse_datetime(text: str) -> dt.datetime:
+    """The ``datetime`` that ``datetime_text`` wrote (or any ISO 8601 text)."""
+    if not text.endswith("]"):
+        return dt.datetime.fromisoformat(text)
+    instant, _, key = text[:-1].rpartition("[")
+    try:
+        zone = zoneinfo.ZoneInfo(key)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError) as exc:
+        raise EncodingError(f"stored time {text!r} names a time zone this machine does not know") from exc
+    return dt.datetime.fromisoformat(instant).astimezone(zone)
+
+
 _FROM_TEXT: dict[Any, Callable[[str], Any]] = {
-    dt.datetime: dt.datetime.fromisoformat,
+    dt.datetime: parse_datetime,
     dt.date: dt.date.fromisoformat,
     dt.time: dt.time.fromisoformat,
     Decimal: Decimal,

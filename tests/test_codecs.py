@@ -7,6 +7,7 @@ import enum
 import math
 import pickle
 import uuid
+import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -438,3 +439,23 @@ def test_event_registered_before_the_class_its_hint_names_is_still_rebuilt() -> 
     stored = codec.decode(codec.encode(Shipped(Parcel(3))))
     assert _early.create_event("Shipped", stored) == Shipped(Parcel(3))
     assert codec.decode(codec.encode(Shipped(Parcel(4))), Shipped) == Shipped(Parcel(4))
+
+
+@codecs
+@pytest.mark.parametrize("fold", [0, 1])
+def test_a_zoned_datetime_keeps_its_zone_so_later_arithmetic_follows_daylight_saving(
+    codec: Codec, fold: int
+) -> None:
+    paris = zoneinfo.ZoneInfo("Europe/Paris")
+    ambiguous = dt.datetime(2026, 10, 25, 2, 30, fold=fold, tzinfo=paris)  # clocks go back at 3:00
+    back = codec.decode(codec.encode({"at": ambiguous}))["at"]
+    assert back.tzinfo is paris and back.utcoffset() == ambiguous.utcoffset()
+    assert (back.replace(tzinfo=None), back.fold) == (ambiguous.replace(tzinfo=None), fold)
+    assert (back + dt.timedelta(days=1)).utcoffset() == dt.timedelta(hours=1)
+
+
+@codecs
+def test_a_stored_zone_this_machine_does_not_know_is_an_encoding_error(codec: Codec) -> None:
+    stored = codec.encode({"at": dt.datetime(2026, 1, 1, tzinfo=zoneinfo.ZoneInfo("Europe/Paris"))})
+    with pytest.raises(EncodingError, match="time zone"):
+        codec.decode(stored.replace(b"Europe/Paris", b"Europe/Xaris"))
