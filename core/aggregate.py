@@ -236,7 +236,7 @@ class AggregateBase:
         found already stored (then what is stored, not what ``body`` applied, is the truth)."""
         target = self.state()
         saved_sequence = self._sequence
-        saved_state = copy.deepcopy(_public_vars(target))
+        saved_state = _saved(_public_vars(target))
         try:
             result = body()
         except BaseException:
@@ -258,6 +258,23 @@ class AggregateBase:
             delattr(target, name)
         for name, value in state.items():
             object.__setattr__(target, name, value)
+
+
+def _saved(state: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``state`` to roll back to (one memo, so shared objects stay shared);
+    a ``TypeError`` names an attribute that cannot be copied (a lock, a client)."""
+    memo: dict[int, Any] = {}
+    saved = {}
+    for name, value in state.items():
+        try:
+            saved[name] = copy.deepcopy(value, memo)
+        except Exception as exc:
+            raise TypeError(
+                f"cannot save attribute {name!r} ({type(value).__name__}) to roll back a failed command: "
+                f"{exc}; state is copied before each command, so keep locks, clients and other resources "
+                "in private attributes (with a leading underscore)"
+            ) from exc
+    return saved
 
 
 def _public_vars(obj: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@ handle/run, rollback, StateFetchFunc state, snapshots of it, key validation."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -546,3 +547,17 @@ def test_rollback_removes_attributes_added_by_a_failing_handler() -> None:
         account.handle(Deposit(1))
     assert not hasattr(account, "scratch")
     assert account.owner == ""
+
+
+def test_a_public_attribute_that_cannot_be_copied_is_named_with_the_fix() -> None:
+    class Locked(Account):
+        def __init__(self, key: str, store: Any) -> None:
+            super().__init__(key, store)
+            self.guard = threading.Lock()
+
+    account = Locked("l", TestStore())
+    with pytest.raises(TypeError, match=r"attribute 'guard' \(lock\).*private attributes"):
+        account.handle(Open("ann"))
+    account._guard = account.__dict__.pop("guard")
+    account.handle(Open("ann"))
+    assert account.owner == "ann"
