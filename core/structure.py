@@ -235,6 +235,80 @@ def build(cls: type | None, data: Any) -> Any:
     return converter_for(cls)(data)
 
 
+_SCALARS = (int, float, str, bytes, bool, type(None), Decimal, uuid.UUID, dt.datetime, dt.date, dt.time)
+
+
+@functools.cache
+def _holds_only_plain_data(hint: Any) -> bool:
+    """Whether a value of type ``hint`` can hold no dataclass or enum (``dict[str, int]``,
+    not ``dict``, ``Any`` or ``list[Item]``), so that it need not be searched for one."""
+    if hint in _SCALARS or hint is dt.timedelta:
+        return True
+    args = typing.get_args(hint)
+    return bool(typing.get_origin(hint) and args) and all(
+        arg is Ellipsis or _holds_only_plain_data(arg) for arg in args
+    )
+
+
+def _single_arm(hint: Any) -> Any:
+    """``X`` for ``X | None``; ``hint`` otherwise."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        arms = [arm for arm in typing.get_args(hint) if arm is not type(None)]
+        if len(arms) == 1:
+            return arms[0]
+    return hint
+
+
+def unnamed_class(value: Any, hint: Any = Any) -> type | None:
+    """The first dataclass or enum class in ``value`` that ``hint`` does not name, or ``None``.
+
+    Such a value is stored as plain data and comes back as plain data (a mapping, a bare
+    value): a snapshot holding one would restore a state unlike the replayed one.
+    """
+    if _holds_only_plain_data(hint):
+        return None
+    hint = _single_arm(hint)
+    cls = type(value)
+    if isinstance(value, enum.Enum):
+        return None if hint is cls else cls
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if hint is not cls:
+            return cls
+        hints = _hints(cls)
+        parts = [(getattr(value, f.name), hints.get(f.name, Any)) for f in dataclasses.fields(value)]
+    elif isinstance(value, tuple) and hasattr(value, "_fields") and hint is cls:
+        hints = _hints(cls)
+        parts = [(item, hints.get(name, Any)) for name, item in zip(value._fields, value, strict=False)]
+    else:
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        if isinstance(value, Mapping):
+            key_hint, value_hint = args if len(args) == 2 and origin is not tuple else (Any, Any)
+            parts = [(part, h) for k, v in value.items() for part, h in ((k, key_hint), (v, value_hint))]
+        elif isinstance(value, list | tuple | set | frozenset):
+            if origin is tuple and args and args[-1] is not Ellipsis:
+                parts = list(zip(value, args, strict=False))
+            else:
+                parts = [(item, args[0] if args else Any) for item in value]
+        else:
+            return None
+    for part, part_hint in parts:
+        found = unnamed_class(part, part_hint)
+        if found is not None:
+            return found
+    return None
+
+
+def unrestorable_attribute(state: Any) -> tuple[str, type] | None:
+    """``(attribute, class)`` of the first public attribute of ``state`` holding a dataclass
+    or enum that ``restore_attributes`` would give back as plain data, or ``None``."""
+    hints = {} if isinstance(state, Mapping) else _hints(type(state))
+    for name, value in public_attributes(state).items():
+        found = unnamed_class(value, hints.get(name, Any))
+        if found is not None:
+            return name, found
+    return None
+
+
 def restore_attributes(target: Any, data: Mapping[str, Any]) -> None:
     """Set ``target``'s attributes from a mapping in place, converting by its class's hints."""
     if isinstance(target, MutableMapping):

@@ -3,6 +3,7 @@ handle/run, rollback, StateFetchFunc state, snapshots of it, key validation."""
 
 from __future__ import annotations
 
+import enum
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ from kvsourcing import Aggregate as AggregateProtocol
 from kvsourcing import (
     AggregateBase,
     DomainFault,
+    EncodingError,
     HandlerResultError,
     InvalidKeyError,
     StandardEventRegistry,
@@ -23,6 +25,7 @@ from kvsourcing import (
     UnknownEventTypeError,
 )
 from kvsourcing.stores import memory
+from kvsourcing.structure import unnamed_class
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -561,3 +564,93 @@ def test_a_public_attribute_that_cannot_be_copied_is_named_with_the_fix() -> Non
     account._guard = account.__dict__.pop("guard")
     account.handle(Open("ann"))
     assert account.owner == "ann"
+
+
+@dataclass
+class Entry:
+    amount: int
+
+
+class Kind(enum.Enum):
+    IN = "in"
+
+
+class EntryLedger(AggregateBase):
+    """Keeps its deposits as dataclasses; ``entries`` is hinted on the class only when asked."""
+
+    def __init__(self, key: str, store: Any) -> None:
+        super().__init__()
+        self.entries: dict[str, Entry] = {}  # an annotation here is not kept by Python
+        self.initialize(key, bank_registry(), store)
+        self.automatic_wireup()
+
+    def replay_deposited(self, event: Deposited) -> None:
+        self.entries[str(len(self.entries))] = Entry(event.amount)
+
+    def handle_deposit(self, command: Deposit) -> list[Any]:
+        return [Deposited(command.amount)]
+
+
+class HintedEntryLedger(EntryLedger):
+    entries: dict[str, Entry]
+    last: Entry | None = None
+    kinds: list[Kind]
+
+    def __init__(self, key: str, store: Any) -> None:
+        self.kinds = []
+        super().__init__(key, store)
+
+    def replay_deposited(self, event: Deposited) -> None:
+        super().replay_deposited(event)
+        self.last = Entry(event.amount)
+        self.kinds.append(Kind.IN)
+
+
+def test_a_snapshot_that_would_restore_a_dataclass_as_a_dict_is_refused_and_nothing_is_written() -> None:
+    store = memory.new_store(snapshot_interval=1)
+    ledger = EntryLedger("e", store)
+    with pytest.raises(EncodingError, match=r"attribute 'entries' holds a Entry.*'entries: Entry'"):
+        ledger.handle(Deposit(4))
+    assert ledger.entries == {} and store.read_events("e") == []
+
+
+def test_state_hinted_on_the_class_restores_from_a_snapshot_as_it_replays() -> None:
+    store = memory.new_store(snapshot_interval=1)
+    HintedEntryLedger("h", store).handle(Deposit(4))
+    from_snapshot = HintedEntryLedger("h", store)
+    from_snapshot.refresh()
+    replayed = HintedEntryLedger("h", memory.new_store())
+    replayed.replay_event(Deposited(4))
+    assert (from_snapshot.entries, from_snapshot.last, from_snapshot.kinds) == (
+        {"0": Entry(4)},
+        Entry(4),
+        [Kind.IN],
+    )
+    assert vars(from_snapshot).keys() >= {"entries", "last", "kinds"}
+    assert {k: vars(from_snapshot)[k] for k in ("entries", "last", "kinds")} == {
+        k: vars(replayed)[k] for k in ("entries", "last", "kinds")
+    }
+
+
+@dataclass
+class Other:
+    amount: int
+
+
+@pytest.mark.parametrize(
+    ("value", "hint", "unnamed"),
+    [
+        ({"a": 1}, dict[str, int], None),
+        ([Entry(1)], list[Entry], None),
+        ([Entry(1)], list, Entry),
+        ({"k": [Kind.IN]}, Any, Kind),
+        (Entry(1), Entry | None, None),
+        (Entry(1), Entry | Other, Entry),  # nothing stored says which one it was
+        ((Entry(1), 2), tuple[Entry, int], None),
+        ((1, Entry(1)), tuple[int, ...], None),  # a wrong hint is the caller's: not searched
+        ({Kind.IN: Entry(1)}, dict[Kind, Entry], None),
+        ({Kind.IN: Entry(1)}, dict[Any, Entry], Kind),
+    ],
+)
+def test_unnamed_class_finds_what_a_hint_would_not_rebuild(value: Any, hint: Any, unnamed: Any) -> None:
+    assert unnamed_class(value, hint) is unnamed

@@ -27,7 +27,7 @@ from kvsourcing.errors import (
 from kvsourcing.keys import validate_key
 from kvsourcing.protocols import EventRegistry, StoreLoaderAdapter, StoreWriterAdapter
 from kvsourcing.stores.keyvalue.driver import ALREADY_STORED, Commit, Driver
-from kvsourcing.structure import public_attributes
+from kvsourcing.structure import public_attributes, unrestorable_attribute
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +117,15 @@ class KeyValueStore(ClosesOnExit):
         raise EncodingError(f"cannot commit {len(items)} event(s) to {key!r}: the codec rejected them")
 
     def _encode_state(self, key: str, sequence: int, state: Any) -> bytes:
+        unrestorable = unrestorable_attribute(state)
+        if unrestorable is not None:
+            name, cls = unrestorable
+            raise EncodingError(
+                f"cannot snapshot {key!r} at sequence {sequence}: attribute {name!r} holds a "
+                f"{cls.__qualname__} that no class-level type hint names, so the snapshot would "
+                f"restore it as plain data; annotate the attribute on the class (for example "
+                f"'{name}: {cls.__name__}' or '{name}: dict[str, {cls.__name__}]')"
+            )
         plain = public_attributes(state)
         try:
             return self._codec.encode(plain)
