@@ -156,7 +156,7 @@ def test_reserved_position_never_written_is_tombstoned_after_the_grace_period(
     time.sleep(GRACE + 0.05)
     assert summary(driver.read_feed({0: "1"}, 10)) == [("3", after, 1, records(1, 2))]
     tombstone = feed_items(moto_client, moto_table)[2]
-    assert set(tombstone) == {"k", "s", "t"}
+    assert set(tombstone) == {"k", "s", "t", "g"}, "a gap tombstone, which trims keep"
     counts = count_requests(moto_client)
     assert summary(driver.read_feed({0: None}, 10)) == [
         ("1", first, 1, records(1, 1)),
@@ -208,7 +208,7 @@ def test_late_commit_losing_to_a_tombstone_retries_at_a_new_position(
     entries = driver.read_feed({0: None}, 10)
     assert summary(entries) == [("2", other, 1, records(1, 1)), ("3", late, 1, records(1, 3))]
     items = feed_items(moto_client, moto_table)
-    assert set(items[1]) == {"k", "s", "t"}
+    assert set(items[1]) == {"k", "s", "t", "g"}
     assert [e.key for e in entries].count(late) == 1
     assert list(driver.load(late, 0).records) == records(1, 3)
 
@@ -359,3 +359,42 @@ def test_create_table_sets_the_ttl_attribute(moto_client: Any) -> None:
     ttl = moto_client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
     assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "x")
     assert create_table(moto_client, name) is False
+
+
+def test_trim_keeps_a_late_commit_from_landing_below_the_watermark(
+    driver: DynamoDBDriver, moto_client: Any, moto_table: str
+) -> None:
+    """A commit that reserved position 1 and was later than ``feed_grace``: a reader
+    tombstones 1 and a consumer passes it, the feed is trimmed, then the commit's
+    transaction arrives. It must not land at 1, below the trim watermark, where no reader
+    looks: it must move to a new position, as it does when the tombstone is still there."""
+    late, other = key(), key()
+    delayed: list[str] = []
+
+    def delay(**_: Any) -> None:
+        if delayed:
+            return
+        delayed.append("once")
+        assert driver.append(Commit(other, 0, records(1, 1))) is None
+        time.sleep(GRACE + 0.05)
+        assert summary(driver.read_feed({0: None}, 10)) == [("2", other, 1, records(1, 1))]
+        driver.trim_feed(0, ["2"])  # every consumer is past position 2
+
+    moto_client.meta.events.register("before-call.dynamodb.TransactWriteItems", delay)
+    assert driver.append(Commit(late, 0, records(1, 3))) is None
+    assert list(driver.load(late, 0).records) == records(1, 3)
+    entries = driver.read_feed({0: "2"}, 10)
+    assert [(e.key, e.first, list(e.records)) for e in entries] == [(late, 1, records(1, 3))]
+    positions = set(feed_items(moto_client, moto_table))
+    assert 1 in positions and 2 not in positions, "the gap's tombstone is kept, the consumed entry trimmed"
+
+
+def test_trim_still_removes_the_tombstone_of_a_failed_commit(
+    driver: DynamoDBDriver, moto_client: Any, moto_table: str
+) -> None:
+    k = key()
+    assert driver.append(Commit(k, 0, records(1, 1))) is None
+    assert driver.append(Commit(k, 0, records(1, 1))) == 1  # a clash: it tombstones position 2 itself
+    assert driver.append(Commit(k, 1, records(2, 1))) is None
+    assert driver.trim_feed(0, ["3"]) == 3
+    assert set(feed_items(moto_client, moto_table)) == {0}

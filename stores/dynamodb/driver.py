@@ -21,7 +21,8 @@ Table layout (partition key ``k``, string; sort key ``s``, number)::
                                       a=<aggregate key>, f=<first sequence>, and either
                                       r=[<record>, ...] (inline) or l=<last sequence>
                                       (a reference to the commit items); a tombstone
-                                      has ``t`` only
+                                      has ``t`` only, and ``g`` when a reader wrote it
+                                      over a gap
     k=␟v␟<name>, s=0                  a small value: d=<bytes> [x=<expiry, epoch seconds>]
 
 (``␟`` is U+001F, the unit separator.) Aggregate keys cannot hold control characters
@@ -76,10 +77,13 @@ reserved the missing position (before the later one was reserved) has been pendi
 least that long, and ``read_feed`` writes a tombstone there with ``attribute_not_exists``.
 That is the very item the late commit's transaction would write, so exactly one of the
 two wins: a commit that loses to a tombstone sees its feed condition fail, reserves a new
-position and runs its transaction again, transparently. ``read_feed`` never returns an
-entry past an unresolved young gap, and skips tombstones, so within a bucket the feed is
-complete and in position order, and one aggregate's commits are in sequence order (a
-commit is only possible once the one before it landed, so it reserves a later position).
+position and runs its transaction again, transparently. Such a gap tombstone (marked
+``g``) is never trimmed, or the late commit could still land there, below the watermark
+where no reader looks; they are few (one per commit that died or was that late).
+``read_feed`` never returns an entry past an unresolved young gap, and skips tombstones,
+so within a bucket the feed is complete and in position order, and one aggregate's
+commits are in sequence order (a commit is only possible once the one before it landed,
+so it reserves a later position).
 Write times come from the writers' clocks: a skewed clock only moves when gaps are
 resolved, never what the feed holds. The highest entry of a bucket is never a tombstone
 (a tombstone needs a later entry), so the tombstones a reader pages over are bounded.
@@ -443,16 +447,18 @@ class DynamoDBDriver:
             raise self._fail(err) from err
         return int(reply["Attributes"]["c"]["N"])
 
-    def _tombstone(self, bucket: int, position: int) -> bool:
-        """Write a tombstone at ``position`` unless something is there; whether it was written."""
+    def _tombstone(self, bucket: int, position: int, *, gap: bool = False) -> bool:
+        """Write a tombstone at ``position`` unless something is there; whether it was written.
+
+        ``gap``: a reader fills a position whose commit may still come, so trims keep it.
+        """
+        item = {"k": {"S": feed_partition(bucket)}, "s": {"N": str(position)}, "t": _number(time.time())}
+        if gap:
+            item["g"] = {"N": "1"}
         return self._conditionally(
             self.client.put_item,
             TableName=self.table_name,
-            Item={
-                "k": {"S": feed_partition(bucket)},
-                "s": {"N": str(position)},
-                "t": _number(time.time()),
-            },
+            Item=item,
             ConditionExpression="attribute_not_exists(k)",
         )
 
@@ -758,7 +764,7 @@ class DynamoDBDriver:
                     written = float(item["t"]["N"]) if "t" in item else 0.0
                     if time.time() - written < self.feed_grace:
                         return entries  # a young gap: its commit may still land
-                    if not all(self._tombstone(bucket, gap) for gap in range(expected, position)):
+                    if not all(self._tombstone(bucket, gap, gap=True) for gap in range(expected, position)):
                         raced = True  # the late commit landed (or another reader was first)
                         break
                 expected = position + 1
@@ -818,10 +824,11 @@ class DynamoDBDriver:
         return _live_value(item, time.time())
 
     def trim_feed(self, bucket: int, checkpoints: Sequence[str]) -> int:
-        """Delete the feed items (entries and tombstones) of ``bucket`` at or before the
-        earliest of ``checkpoints``: the counter item first records that position (``r``)
-        so that readers start after it, then a keys-only ``Query`` and ``BatchWriteItem``s
-        of 25 deletes. Returns how many items went."""
+        """Delete the feed items of ``bucket`` at or before the earliest of ``checkpoints``
+        (entries and tombstones, but not the gap tombstones that keep late commits out):
+        the counter item first records that position (``w``) so that readers start after
+        it, then a ``Query`` of keys and ``BatchWriteItem``s of 25 deletes. Returns how
+        many items went."""
         if not checkpoints:
             return 0
         through = min(int(position) for position in checkpoints)
@@ -842,7 +849,7 @@ class DynamoDBDriver:
                 ":first": {"N": "1"},
                 ":through": {"N": str(through)},
             },
-            "ProjectionExpression": "k, s",
+            "ProjectionExpression": "k, s, g",
             "ConsistentRead": True,
         }
         keys: list[dict[str, Any]] = []
@@ -851,7 +858,7 @@ class DynamoDBDriver:
                 page = self.client.query(**request)
             except (ClientError, BotoCoreError) as err:
                 raise self._fail(err) from err
-            keys.extend(page.get("Items", []))
+            keys.extend({"k": item["k"], "s": item["s"]} for item in page.get("Items", []) if "g" not in item)
             if "LastEvaluatedKey" not in page:
                 break
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
