@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from dynamodb_fixtures import count_requests
 from test_dynamodb_driver import records, table_items
 
@@ -398,3 +399,22 @@ def test_trim_still_removes_the_tombstone_of_a_failed_commit(
     assert driver.append(Commit(k, 1, records(2, 1))) is None
     assert driver.trim_feed(0, ["3"]) == 3
     assert set(feed_items(moto_client, moto_table)) == {0}
+
+
+def test_a_commit_lost_in_transit_tombstones_its_position_at_once(moto_client: Any, moto_table: str) -> None:
+    """Readers need not wait out the grace, and the tombstone is a gap's, which trims keep,
+    since the transaction might still arrive (and must then write nothing)."""
+    driver = DynamoDBDriver(moto_client, moto_table, buckets=1, feed_grace=60)
+    lost, after = key(), key()
+
+    def cut(**_: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="https://dynamodb.example")
+
+    moto_client.meta.events.register("before-call.dynamodb.TransactWriteItems", cut)
+    with pytest.raises(StoreUnavailableError):
+        driver.append(Commit(lost, 0, records(1, 1)))
+    moto_client.meta.events.unregister("before-call.dynamodb.TransactWriteItems", cut)
+    assert driver.append(Commit(after, 0, records(1, 1))) is None
+    assert summary(driver.read_feed({0: None}, 10)) == [("2", after, 1, records(1, 1))]
+    assert set(feed_items(moto_client, moto_table)[1]) == {"k", "s", "t", "g"}
+    assert driver.load(lost, 0).records == []

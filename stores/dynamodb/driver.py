@@ -85,8 +85,10 @@ so within a bucket the feed is complete and in position order, and one aggregate
 commits are in sequence order (a commit is only possible once the one before it landed,
 so it reserves a later position).
 Write times come from the writers' clocks: a skewed clock only moves when gaps are
-resolved, never what the feed holds. The highest entry of a bucket is never a tombstone
-(a tombstone needs a later entry), so the tombstones a reader pages over are bounded.
+resolved, never what the feed holds. A commit that fails after reserving its position
+tombstones it at once, so readers need not wait out the grace; when the failure leaves
+its transaction possibly still on its way (a timeout, a lost connection, a server error),
+that tombstone is a gap's, kept by trims like a reader's.
 
 ``read_feed`` first reads the counters of the requested buckets with ``BatchGetItem``
 (100 a request) and then ``Query``s (``ConsistentRead``) only the buckets whose counter is
@@ -397,6 +399,7 @@ class DynamoDBDriver:
                 return None
             except ClientError as err:
                 if _code(err) != "TransactionCanceledException":
+                    self._abandon(bucket, position, landing=True)
                     raise self._fail(err) from err
                 reasons = err.response.get("CancellationReasons") or []
                 if _failed(reasons, transaction.marker_index):
@@ -420,6 +423,7 @@ class DynamoDBDriver:
                 if codes & _MISSING_TABLE:
                     raise _table_not_found(self.table_name) from err
                 if not codes <= _TRANSIENT_REASONS:
+                    self._abandon(bucket, position)
                     raise self._fail(err) from err
                 conflicts += 1
                 if conflicts >= self._conflict_attempts:
@@ -431,6 +435,7 @@ class DynamoDBDriver:
                     ) from None
                 time.sleep(random.uniform(0, min(0.5, 0.01 * 2**conflicts)))
             except BotoCoreError as err:
+                self._abandon(bucket, position, landing=True)
                 raise self._fail(err) from err
 
     def _reserve(self, bucket: int) -> int:
@@ -474,11 +479,14 @@ class DynamoDBDriver:
             raise self._fail(err) from err
         return True
 
-    def _abandon(self, bucket: int, position: int) -> None:
+    def _abandon(self, bucket: int, position: int, *, landing: bool = False) -> None:
         """Tombstone a position our transaction did not write, so readers need not wait for
-        ``feed_grace``; best effort (a reader resolves the gap otherwise)."""
+        ``feed_grace``; best effort (a reader resolves the gap otherwise). ``landing``: the
+        failure leaves it unknown whether the transaction is still on its way (a timeout,
+        a lost connection, a server error), so the tombstone is a gap's, which trims keep:
+        if it arrives, its feed condition fails and it writes nothing, as the caller was told."""
         with contextlib.suppress(KvSourcingError):
-            self._tombstone(bucket, position)
+            self._tombstone(bucket, position, gap=landing)
 
     def _transaction(self, commit: Commit) -> _Transaction:
         """The commit's ``TransactItems``, or ``CommitTooLargeError`` beyond DynamoDB's limits.
