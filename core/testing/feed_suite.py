@@ -283,6 +283,28 @@ class FeedSuite:
             consumer.run_once()
         assert [(s, e) for _, s, e in recorder.seen] == [(1, Incremented(5)), (2, Incremented(2))]
 
+    @pytest.mark.parametrize(
+        ("commit_id", "error"),
+        [
+            ("", ValueError),
+            ("a\nb", ValueError),
+            ("\ud800", ValueError),
+            ("x" * 1025, ValueError),
+            (7, TypeError),
+        ],
+    )
+    def test_a_commit_id_no_store_could_keep_is_refused_before_writing(
+        self, store: Any, commit_id: Any, error: type[Exception]
+    ) -> None:
+        key = f"{self.prefix()}0"
+        counter = Counter(key, store)
+        with pytest.raises(error, match="commit id"):
+            counter.handle(Increment(1), commit_id=commit_id)
+        assert (counter.count, counter.sequence_number(), counter.is_dirty()) == (0, 0, False)
+        reader = Counter(key, store)
+        reader.refresh()
+        assert reader.sequence_number() == 0
+
 
 def _incrementing(counter: Counter, size: int) -> Callable[[], Any]:
     """A command body: refresh, apply ``size`` increments, commit (rolled back on a lost race)."""

@@ -24,7 +24,7 @@ from kvsourcing.errors import (
     SequenceGapError,
     UnknownEventTypeError,
 )
-from kvsourcing.keys import validate_key
+from kvsourcing.keys import validate_commit_id, validate_key
 from kvsourcing.protocols import EventRegistry, StoreLoaderAdapter, StoreWriterAdapter
 from kvsourcing.stores.keyvalue.driver import ALREADY_STORED, Commit, Driver
 from kvsourcing.structure import public_attributes, unrestorable_attribute
@@ -75,6 +75,8 @@ class KeyValueStore(ClosesOnExit):
         if self._interval and last // self._interval > committed // self._interval:
             snapshot = self._encode_state(key, last, writer.get_state())
         commit_id = getattr(writer, "get_commit_id", lambda: None)()
+        if commit_id is not None:
+            validate_commit_id(commit_id)
         found = self._driver.append(Commit(key, committed, records, snapshot, commit_id))
         if found is None:
             return
