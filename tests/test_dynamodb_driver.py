@@ -299,3 +299,22 @@ def test_persistent_gap_is_reported(driver: DynamoDBDriver, moto_client: Any, mo
     moto_client.delete_item(TableName=moto_table, Key={"k": {"S": k}, "s": {"N": "3"}})
     with pytest.raises(StoreUnavailableError, match="gap"):
         DynamoDBDriver(moto_client, moto_table, conflict_attempts=2).load(k, 0)
+
+
+def test_a_clash_reports_the_real_head_even_when_the_server_omits_it(
+    driver: DynamoDBDriver, moto_client: Any
+) -> None:
+    """Some DynamoDB emulators leave the head out of the cancellation reasons."""
+    k = key()
+    assert driver.append(Commit(k, 0, records(1, 2))) is None
+
+    def omit_items(parsed: dict[str, Any], **_: Any) -> None:
+        for reason in parsed.get("CancellationReasons", []):
+            reason.pop("Item", None)
+
+    moto_client.meta.events.register("after-call.dynamodb.TransactWriteItems", omit_items)
+    try:
+        assert driver.append(Commit(k, 1, records(2, 1))) == 2
+        assert driver.append(Commit(key(), 3, records(4, 1))) == 0, "nothing stored: a real 0"
+    finally:
+        moto_client.meta.events.unregister("after-call.dynamodb.TransactWriteItems", omit_items)

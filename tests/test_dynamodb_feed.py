@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError
 from dynamodb_fixtures import count_requests
 from test_dynamodb_driver import records, table_items
 
@@ -418,3 +418,30 @@ def test_a_commit_lost_in_transit_tombstones_its_position_at_once(moto_client: A
     assert summary(driver.read_feed({0: None}, 10)) == [("2", after, 1, records(1, 1))]
     assert set(feed_items(moto_client, moto_table)[1]) == {"k", "s", "t", "g"}
     assert driver.load(lost, 0).records == []
+
+
+def test_a_tombstone_racing_a_landing_transaction_makes_the_reader_look_again(
+    driver: DynamoDBDriver, moto_client: Any, moto_table: str
+) -> None:
+    """DynamoDB refuses a write to an item a transaction is writing (TransactionConflict):
+    for a reader's tombstone that is a late commit landing, not an unavailable store."""
+    first, after = key(), key()
+    driver.append(Commit(first, 0, records(1, 1)))
+    assert driver._reserve(0) == 2
+    driver.append(Commit(after, 0, records(1, 1)))
+    time.sleep(GRACE + 0.05)
+    conflicts: list[str] = []
+
+    def conflict(params: dict[str, Any], **_: Any) -> None:
+        if not conflicts and "t" in params.get("Item", {}):
+            conflicts.append(params["Item"]["s"]["N"])
+            raise ClientError(
+                {"Error": {"Code": "TransactionConflictException", "Message": "in a transaction"}}, "PutItem"
+            )
+
+    moto_client.meta.events.register("before-parameter-build.dynamodb.PutItem", conflict)
+    try:
+        assert summary(driver.read_feed({0: "1"}, 10)) == [("3", after, 1, records(1, 1))]
+    finally:
+        moto_client.meta.events.unregister("before-parameter-build.dynamodb.PutItem", conflict)
+    assert conflicts == ["2"] and set(feed_items(moto_client, moto_table)[2]) == {"k", "s", "t", "g"}

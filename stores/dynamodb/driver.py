@@ -407,7 +407,10 @@ class DynamoDBDriver:
                     return ALREADY_STORED
                 if _failed(reasons, transaction.head_index):
                     self._abandon(bucket, position)
-                    return _head_sequence(reasons[transaction.head_index].get("Item"))
+                    head = reasons[transaction.head_index].get("Item")
+                    # DynamoDB returns the head as it was (ALL_OLD), or nothing when there is
+                    # none; a server that returns nothing either way is asked.
+                    return _head_sequence(head if head is not None else self._head_item(commit.key))
                 if _failed(reasons, transaction.feed_index):
                     # A reader tombstoned our position while we were late: take a new one.
                     tombstoned += 1
@@ -468,11 +471,16 @@ class DynamoDBDriver:
         )
 
     def _conditionally(self, write: Any, **request: Any) -> bool:
-        """Send one conditional write; whether its condition held (and so it was applied)."""
+        """Send one conditional write; whether its condition held (and so it was applied).
+
+        A transaction writing the same item at that moment (``TransactionConflict``: a late
+        commit landing where a reader tombstones) counts as the condition failing: the
+        item is being written by someone else, and the caller reads it again.
+        """
         try:
             write(**request)
         except ClientError as err:
-            if _code(err) == "ConditionalCheckFailedException":
+            if _code(err) in ("ConditionalCheckFailedException", "TransactionConflictException"):
                 return False
             raise self._fail(err) from err
         except BotoCoreError as err:
@@ -600,14 +608,7 @@ class DynamoDBDriver:
         _key_bytes(key)
         start, snapshot = after, None
         if use_snapshot:
-            try:
-                head = self.client.get_item(
-                    TableName=self.table_name,
-                    Key={"k": {"S": key}, "s": _HEAD},
-                    ConsistentRead=True,
-                ).get("Item")
-            except (ClientError, BotoCoreError) as err:
-                raise self._fail(err) from err
+            head = self._head_item(key)
             if head is None:
                 return Loaded(None, after + 1, [])
             if "n" in head and int(head["n"]["N"]) > after:
@@ -616,6 +617,15 @@ class DynamoDBDriver:
             if int(head["v"]["N"]) <= start:
                 return Loaded(snapshot, start + 1, [])
         return Loaded(snapshot, start + 1, self._records_after(key, start))
+
+    def _head_item(self, key: str) -> dict[str, Any] | None:
+        """The aggregate's head item, read consistently (``None``: nothing stored)."""
+        try:
+            return self.client.get_item(
+                TableName=self.table_name, Key={"k": {"S": key}, "s": _HEAD}, ConsistentRead=True
+            ).get("Item")
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail(err) from err
 
     def _records_after(self, key: str, start: int, last: int | None = None) -> list[bytes]:
         """The records after ``start`` (up to ``last``: then exactly those), re-read while the
