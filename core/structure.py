@@ -118,7 +118,15 @@ def converter_for(hint: Any) -> Converter:
             if inner is _identity:
                 return _identity
             return lambda value: None if value is None else inner(value)
-        return _identity
+        classes = tuple(arm for arm in arms if isinstance(arm, type) and dataclasses.is_dataclass(arm))
+        if not classes:
+            return _identity
+
+        def build_the_arm_that_fits(value: Any) -> Any:
+            arm = union_arm(classes, value) if isinstance(value, Mapping) else None
+            return value if arm is None else build_dataclass(arm, value)
+
+        return build_the_arm_that_fits
     if origin in (list, set, frozenset) and args:
         inner = converter_for(args[0])
         if inner is _identity:
@@ -167,6 +175,27 @@ def _dataclass_plan(cls: type) -> tuple[tuple[str, Converter, bool], ...]:
         if cls in _resolved_hints:
             _plans[cls] = plan
     return plan
+
+
+def union_arm(classes: tuple[type, ...], data: Mapping[str, Any]) -> type | None:
+    """The one dataclass of ``classes`` (a union's arms) that ``data`` fits: its keys are
+    fields of the class, and they cover every field without a default. ``None`` when no
+    class or several fit: nothing stored says which one it was, so the data stays as is."""
+    fitting = [
+        cls
+        for cls in classes
+        if data.keys() <= frozenset(_field_names(cls)) and _required_fields(cls) <= data.keys()
+    ]
+    return fitting[0] if len(fitting) == 1 else None
+
+
+@functools.cache
+def _required_fields(cls: type) -> frozenset[str]:
+    return frozenset(
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
 
 
 def build_dataclass(cls: type, data: Any) -> Any:
@@ -259,6 +288,15 @@ def _single_arm(hint: Any) -> Any:
     return hint
 
 
+def _union_picks(hint: Any, value: Any) -> bool:
+    """Whether ``hint`` is a union whose arms include ``value``'s class, and its stored
+    fields would pick that arm back (``union_arm``)."""
+    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+        return False
+    classes = tuple(a for a in typing.get_args(hint) if isinstance(a, type) and dataclasses.is_dataclass(a))
+    return union_arm(classes, dataclass_to_dict(value)) is type(value)
+
+
 def unnamed_class(value: Any, hint: Any = Any) -> type | None:
     """The first dataclass or enum class in ``value`` that ``hint`` does not name, or ``None``.
 
@@ -272,7 +310,7 @@ def unnamed_class(value: Any, hint: Any = Any) -> type | None:
     if isinstance(value, enum.Enum):
         return None if hint is cls else cls
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        if hint is not cls:
+        if hint is not cls and not _union_picks(hint, value):
             return cls
         hints = _hints(cls)
         parts = [(getattr(value, f.name), hints.get(f.name, Any)) for f in dataclasses.fields(value)]

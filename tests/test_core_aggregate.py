@@ -637,6 +637,12 @@ class Other:
     amount: int
 
 
+@dataclass
+class Refund:
+    amount: int
+    reason: str
+
+
 @pytest.mark.parametrize(
     ("value", "hint", "unnamed"),
     [
@@ -645,7 +651,8 @@ class Other:
         ([Entry(1)], list, Entry),
         ({"k": [Kind.IN]}, Any, Kind),
         (Entry(1), Entry | None, None),
-        (Entry(1), Entry | Other, Entry),  # nothing stored says which one it was
+        (Entry(1), Entry | Other, Entry),  # the same fields: nothing stored says which it was
+        (Entry(1), Entry | Refund, None),  # only Entry fits {"amount": 1}
         ((Entry(1), 2), tuple[Entry, int], None),
         ((1, Entry(1)), tuple[int, ...], None),  # a wrong hint is the caller's: not searched
         ({Kind.IN: Entry(1)}, dict[Kind, Entry], None),
