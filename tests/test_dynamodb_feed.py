@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -80,6 +81,18 @@ def feed_items(client: Any, table: str, bucket: int = 0) -> dict[int, dict[str, 
 
 def summary(entries: list[FeedEntry]) -> list[tuple[str, str, int, list[bytes]]]:
     return [(e.position, e.key, e.first, list(e.records)) for e in entries]
+
+
+def before_the_next_transaction(client: Any, meanwhile: Callable[[], None]) -> None:
+    """Run ``meanwhile`` once, just before the next ``TransactWriteItems`` is sent: that
+    commit has reserved its position and is late."""
+    pending = [meanwhile]
+
+    def hold(**_: Any) -> None:
+        if pending:
+            pending.pop()()
+
+    client.meta.events.register("before-call.dynamodb.TransactWriteItems", hold)
 
 
 def test_driver_is_a_feed_driver(driver: DynamoDBDriver) -> None:
@@ -190,19 +203,15 @@ def test_late_commit_losing_to_a_tombstone_retries_at_a_new_position(
     driver: DynamoDBDriver, moto_client: Any, moto_table: str
 ) -> None:
     late, other = key(), key()
-    delayed: list[str] = []
 
-    def delay(**_: Any) -> None:
-        if delayed:
-            return
-        delayed.append("once")
+    def meanwhile() -> None:
         # While the late commit (position 1) is on its way: another commit lands at 2,
         # the grace period passes, and a reader tombstones position 1.
         assert driver.append(Commit(other, 0, records(1, 1))) is None
         time.sleep(GRACE + 0.05)
         assert summary(driver.read_feed({0: None}, 10)) == [("2", other, 1, records(1, 1))]
 
-    moto_client.meta.events.register("before-call.dynamodb.TransactWriteItems", delay)
+    before_the_next_transaction(moto_client, meanwhile)
     counts = count_requests(moto_client)
     assert driver.append(Commit(late, 0, records(1, 3), commit_id="late-1")) is None
     assert counts["TransactWriteItems"] == 3  # the late one twice, the other once
@@ -370,18 +379,14 @@ def test_trim_keeps_a_late_commit_from_landing_below_the_watermark(
     transaction arrives. It must not land at 1, below the trim watermark, where no reader
     looks: it must move to a new position, as it does when the tombstone is still there."""
     late, other = key(), key()
-    delayed: list[str] = []
 
-    def delay(**_: Any) -> None:
-        if delayed:
-            return
-        delayed.append("once")
+    def meanwhile() -> None:
         assert driver.append(Commit(other, 0, records(1, 1))) is None
         time.sleep(GRACE + 0.05)
         assert summary(driver.read_feed({0: None}, 10)) == [("2", other, 1, records(1, 1))]
         driver.trim_feed(0, ["2"])  # every consumer is past position 2
 
-    moto_client.meta.events.register("before-call.dynamodb.TransactWriteItems", delay)
+    before_the_next_transaction(moto_client, meanwhile)
     assert driver.append(Commit(late, 0, records(1, 3))) is None
     assert list(driver.load(late, 0).records) == records(1, 3)
     entries = driver.read_feed({0: "2"}, 10)
