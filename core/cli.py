@@ -1,19 +1,20 @@
 """The ``kvsourcing`` command: a demo, and a look at what a store holds.
 
 Every command takes ``--store URL`` (default: ``$KVSOURCING_STORE``); errors are
-printed as one line and exit non-zero.
+printed as one line, never with a password of the URL, and exit non-zero.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kvsourcing.config import ENVIRONMENT_VARIABLE, open_store, supported_schemes
+from kvsourcing.config import ENVIRONMENT_VARIABLE, open_store, redact_url, supported_schemes, url_secrets
 from kvsourcing.errors import ConfigurationError, KvSourcingError
 from kvsourcing.stores.keyvalue import KeyValueStore
 
@@ -28,18 +29,31 @@ def _store_option(parser: argparse.ArgumentParser, default: str | None = None) -
     )
 
 
-def _open(url: str | None) -> KeyValueStore:
+def _store_url(args: argparse.Namespace, default: str | None = None) -> str:
+    """The store URL of ``--store``, else ``$KVSOURCING_STORE``, else ``default``."""
+    url = args.store or os.environ.get(ENVIRONMENT_VARIABLE) or default
+    if not url:
+        raise ConfigurationError(
+            f"no store URL: pass --store URL or set {ENVIRONMENT_VARIABLE}, "
+            "for example redis://localhost:6379/0"
+        )
+    return url
+
+
+def _open(args: argparse.Namespace) -> KeyValueStore:
+    url = _store_url(args)
     store = open_store(url)
     if not isinstance(store, KeyValueStore):
-        raise ConfigurationError(f"{url!r} is not a key-value store this command can read")
+        store.close()
+        raise ConfigurationError(f"{redact_url(url)!r} is not a key-value store this command can read")
     return store
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from kvsourcing import demo
 
-    url = args.store or os.environ.get(ENVIRONMENT_VARIABLE) or "memory://"
-    print(f"kvsourcing demo: a bank account on {url.split('@')[-1]}\n")
+    url = _store_url(args, "memory://")
+    print(f"kvsourcing demo: a bank account on {redact_url(url)}\n")
     with open_store(url) as store:
         demo.run(store, sys.stdout)
     return 0
@@ -59,7 +73,7 @@ def _plain(value: Any) -> Any:
 
 
 def _cmd_events(args: argparse.Namespace) -> int:
-    with _open(args.store) as store:
+    with _open(args) as store:
         events = store.read_events(args.key, after=args.after)
     if args.json:
         rows = [{"sequence": e.sequence, "type": e.event_type, "data": _plain(e.data)} for e in events]
@@ -76,7 +90,7 @@ def _cmd_events(args: argparse.Namespace) -> int:
 
 
 def _cmd_snapshot(args: argparse.Namespace) -> int:
-    with _open(args.store) as store:
+    with _open(args) as store:
         snapshot = store.read_snapshot(args.key)
     if snapshot is None:
         print(f"no snapshot stored for {args.key!r}")
@@ -93,7 +107,7 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
 def _cmd_feed_trim(args: argparse.Namespace) -> int:
     from kvsourcing.stores.keyvalue import trim_consumed
 
-    with _open(args.store) as store:
+    with _open(args) as store:
         removed = trim_consumed(store, args.consumer)
     print(
         f"removed {removed} feed entr{'y' if removed == 1 else 'ies'} consumed by {', '.join(args.consumer)}"
@@ -113,10 +127,10 @@ def _cmd_dynamodb_create_table(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from kvsourcing import benchmark
 
-    url = args.store or os.environ.get(ENVIRONMENT_VARIABLE) or "memory://"
+    url = _store_url(args, "memory://")
     snapshots = f"snapshots every {args.snapshot_interval}" if args.snapshot_interval else "no snapshots"
     with open_store(url, snapshot_interval=args.snapshot_interval) as store:
-        print(f"kvsourcing bench on {url.split('@')[-1]}: {args.seconds:g} s per phase, {snapshots}\n")
+        print(f"kvsourcing bench on {redact_url(url)}: {args.seconds:g} s per phase, {snapshots}\n")
         sys.stdout.flush()
         results = benchmark.run(store, seconds=args.seconds, load_events=args.events)
     print(benchmark.format_table(results))
@@ -243,16 +257,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(message: str, args: argparse.Namespace) -> int:
+    """Print ``message`` as one line on stderr, scrubbed of the store URL's secrets; 1."""
+    secrets: list[str] = []
+    for url in (getattr(args, "store", None), os.environ.get(ENVIRONMENT_VARIABLE)):
+        if url:
+            secrets.extend(url_secrets(url))
+    for secret in sorted(secrets, key=len, reverse=True):
+        message = message.replace(secret, "***")
+    print("kvsourcing: " + " ".join(message.split()), file=sys.stderr)
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``kvsourcing`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except KvSourcingError as exc:
-        print(f"kvsourcing: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return _fail(f"{type(exc).__name__}: {exc}", args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (``kvsourcing events KEY | head``): stop quietly,
+        # and keep Python from complaining again when it flushes stdout at exit.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        # A failure the library did not translate (a server's own error reply, say): still
+        # one line, as for the library's errors, rather than a traceback.
+        kind = type(exc)
+        name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
+        return _fail(f"{name}: {exc}", args)
 
 
 if __name__ == "__main__":

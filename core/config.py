@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from typing import Any
+from urllib.parse import unquote
 
-from kvsourcing.errors import ConfigurationError
+from kvsourcing.errors import ConfigurationError, KvSourcingError
 from kvsourcing.protocols import EventStore
 
 ENVIRONMENT_VARIABLE = "KVSOURCING_STORE"
@@ -21,6 +23,50 @@ _SCHEMES: dict[str, tuple[str, str]] = {
 }
 
 
+# A query option holding a secret (``password=``, ``ssl_password=``), and its value.
+_SECRET_QUERY_VALUE = re.compile(r"[?&][a-z_]*password=([^&#]*)", re.IGNORECASE)
+
+
+def _secret_spans(url: str) -> list[tuple[int, int]]:
+    """Where ``url`` holds secrets: the password of its user info (from the first ``:``
+    after the scheme to the last ``@`` that is not inside a query value, so that a
+    password holding an unencoded ``/``, ``?`` or ``#`` is found too) and the values of
+    ``password``/``ssl_password`` query options. Works on malformed URLs too."""
+    sep = url.find("://")
+    offset = sep + 3 if sep >= 0 else 0
+    rest = url[offset:]
+    spans = []
+    query = rest.find("?")
+    at = rest.rfind("@")
+    while at >= 0:
+        field_start = max(rest.rfind("&", 0, at), rest.rfind("?", 0, at)) + 1
+        if query < 0 or at < query or "=" not in rest[field_start:at]:
+            break
+        at = rest.rfind("@", 0, at)
+    colon = rest.find(":", 0, max(at, 0))
+    if colon >= 0:
+        spans.append((offset + colon + 1, offset + at))
+    after = offset + at + 1 if at >= 0 else offset
+    spans.extend((m.start(1), m.end(1)) for m in _SECRET_QUERY_VALUE.finditer(url, after))
+    return spans
+
+
+def redact_url(url: str) -> str:
+    """``url`` as messages may show it: its password (of the user info, or a
+    ``password``/``ssl_password`` query option) replaced by ``***``."""
+    for start, end in reversed(_secret_spans(url)):
+        url = url[:start] + "***" + url[end:]
+    return url
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secrets ``url`` holds, as written and percent-decoded, so that messages can be
+    scrubbed of them."""
+    found = {url[start:end] for start, end in _secret_spans(url)}
+    found |= {unquote(secret) for secret in found}
+    return sorted((secret for secret in found if secret), key=len, reverse=True)
+
+
 def supported_schemes() -> list[str]:
     """The URL schemes ``open_store`` understands."""
     return list(_SCHEMES)
@@ -30,6 +76,7 @@ def open_store(url: str | None = None, **options: Any) -> EventStore:
     """Open the event store that ``url`` names (``url=None`` reads ``KVSOURCING_STORE``).
 
     Options such as ``snapshot_interval`` and ``codec`` go to the driver's ``new_store``.
+    A malformed URL or a bad option value raises ``ConfigurationError``.
     """
     if url is None:
         url = os.environ.get(ENVIRONMENT_VARIABLE, "")
@@ -39,13 +86,14 @@ def open_store(url: str | None = None, **options: Any) -> EventStore:
                 "for example memory:// or redis://localhost:6379/0"
             )
     if not isinstance(url, str) or "://" not in url:
+        shown = redact_url(url) if isinstance(url, str) else url
         raise ConfigurationError(
-            f"store URL {url!r} has no scheme; expected one of " + ", ".join(f"{s}://" for s in _SCHEMES)
+            f"store URL {shown!r} has no scheme; expected one of " + ", ".join(f"{s}://" for s in _SCHEMES)
         )
     scheme = url.split("://", 1)[0].lower()
     if scheme not in _SCHEMES:
         raise ConfigurationError(
-            f"unsupported store URL scheme {scheme!r} in {url!r}; supported: "
+            f"unsupported store URL scheme {scheme!r} in {redact_url(url)!r}; supported: "
             + ", ".join(f"{s}://" for s in _SCHEMES)
         )
     module_name, extra = _SCHEMES[scheme]
@@ -55,4 +103,11 @@ def open_store(url: str | None = None, **options: Any) -> EventStore:
         raise ConfigurationError(
             f"{scheme}:// stores need the {extra!r} extra: pip install 'kvsourcing[{extra}]' ({exc})"
         ) from exc
-    return module.from_url(url, **options)
+    try:
+        return module.from_url(url, **options)
+    except ValueError as exc:
+        if isinstance(exc, KvSourcingError):
+            raise
+        # A driver's own check of an option's value (say snapshot_interval=-1): as the
+        # contract says, a bad option is a ConfigurationError (still a ValueError).
+        raise ConfigurationError(str(exc)) from exc

@@ -1,5 +1,6 @@
 """The ``kvsourcing`` command: demo, help, and one-line errors."""
 
+import io
 import os
 import shutil
 import subprocess
@@ -142,3 +143,108 @@ def test_cli_prints_events_whose_dicts_have_non_str_keys(
 
 def test_cli_plain_turns_non_str_keys_into_text() -> None:
     assert _plain({(1, 2): {"x"}, 3: b"z", "k": None}) == {"(1, 2)": ["x"], 3: "b'z'", "k": None}
+
+
+def test_no_store_given_names_the_option(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("KVSOURCING_STORE", raising=False)
+    for command in (["events", "k"], ["snapshot", "k"], ["feed", "trim", "--consumer", "c"]):
+        assert main(command) == 1
+        err = capsys.readouterr().err
+        assert "--store URL" in err and "open_store()" not in err
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.startswith("kvsourcing: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err + captured.out
+
+
+def test_a_server_error_reply_is_one_line_not_a_traceback(
+    redis_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kvsourcing.stores.redis import RedisDriver
+
+    prefix = f"wrongtype-{uuid.uuid4().hex[:8]}"
+    client = redis_server.client()
+    events_key, snapshot_key, _ = RedisDriver(client, prefix=prefix).keys("k")
+    client.set(events_key, b"not a list")  # another program's data where the store looks
+    client.set(snapshot_key, b"not a hash")
+    url = f"{redis_server.url}?prefix={prefix}"
+    assert main(["events", "k", "--store", url]) == 1
+    assert "WRONGTYPE" in _one_line_error(capsys)
+    assert main(["snapshot", "k", "--store", url]) == 1
+    assert "WRONGTYPE" in _one_line_error(capsys)
+    client.delete(events_key, snapshot_key)
+    client.close()
+    # A database the server does not have: redis-py's error reply, also one line.
+    assert main(["events", "k", "--store", redis_server.url.rsplit("/", 1)[0] + "/99"]) == 1
+    assert "DB index is out of range" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "memory://admin:hunter2@somewhere",
+        "dynamodb://admin:hunter2@table",
+        "redsi://admin:hunter2@localhost/0",
+        "redis:/admin:hunter2@localhost",
+        "redis://admin:hunter2@127.0.0.1:1/0?socket_connect_timeout=1",
+    ],
+)
+def test_errors_never_show_the_password(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["events", "k", "--store", url]) == 1
+    assert "hunter2" not in _one_line_error(capsys)
+
+
+def test_server_refusing_the_password_does_not_show_it(
+    redis_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The test server has no password: AUTH is refused, and the error must not repeat it.
+    url = redis_server.url.replace("://", "://admin:hunter2@")
+    assert main(["events", "k", "--store", url]) == 1
+    assert "hunter2" not in _one_line_error(capsys)
+
+
+def test_demo_header_hides_a_secret_query_option(capsys: pytest.CaptureFixture[str]) -> None:
+    url = "rediss://127.0.0.1:1/0?ssl_password=hunter2&socket_connect_timeout=1"
+    assert main(["demo", "--store", url]) == 1
+    captured = capsys.readouterr()
+    assert "hunter2" not in captured.out + captured.err
+    assert "ssl_password=***" in captured.out
+
+
+def test_output_closed_early_is_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class ClosedPipe(io.StringIO):
+        """stdout of ``kvsourcing demo | head -1`` once head has exited."""
+
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["demo"]) == 1
+    assert capsys.readouterr().err == ""
+
+
+def test_closed_pipe_through_the_console_script(redis_server: Any) -> None:
+    url = f"{redis_server.url}?prefix=pipe-{uuid.uuid4().hex[:8]}"
+    with open_store(url) as store:
+        counter = Counter("long", store)
+        for _ in range(20):  # 2 000 events: more JSON than a pipe's buffer holds
+            for _ in range(100):
+                counter.apply_event(Incremented(1))
+            counter.commit()
+    script = shutil.which("kvsourcing", path=os.path.dirname(sys.executable)) or shutil.which("kvsourcing")
+    assert script
+    # `head -c 1` exits after one byte; the command's later writes then hit a closed pipe.
+    pipeline = f"{script} events long --json --store '{url}' | head -c 1 >/dev/null; exit ${{PIPESTATUS[0]}}"
+    done = subprocess.run(["bash", "-c", pipeline], capture_output=True, text=True, timeout=60, check=False)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr

@@ -147,3 +147,39 @@ def test_scheme_is_case_insensitive() -> None:
     from kvsourcing.stores.keyvalue import KeyValueStore
 
     assert isinstance(open_store("MEMORY://"), KeyValueStore)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://admin:hunter2@db/x",  # unsupported scheme
+        "redis:/admin:hunter2@localhost",  # no scheme (one slash)
+        "admin:hunter2@localhost:6379",  # no scheme at all
+        "redsi://:hun?ter/2@localhost/0",  # unencoded '?' and '/' in the password
+        "rediss+clustr://h:7000/0?ssl_password=hunter2",  # a secret query option
+    ],
+)
+def test_url_errors_do_not_show_the_password(url: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        open_store(url)
+    message = str(caught.value)
+    assert "hunter2" not in message and "hun?ter" not in message
+    assert "***" in message
+
+
+def test_redact_url_keeps_what_is_not_secret() -> None:
+    from kvsourcing.config import redact_url, url_secrets
+
+    assert (
+        redact_url("redis://app:p%40ss@host:6379/0?prefix=shop") == "redis://app:***@host:6379/0?prefix=shop"
+    )
+    assert redact_url("redis://host/0?client_name=a@b") == "redis://host/0?client_name=a@b"
+    assert redact_url("memory://") == "memory://"
+    assert url_secrets("redis://app:p%40ss@host/0?ssl_password=k") == ["p%40ss", "p@ss", "k"]
+
+
+@pytest.mark.parametrize("options", [{"snapshot_interval": -1}, {"buckets": 0}, {"commit_id_ttl": -5}])
+def test_a_bad_option_value_is_a_configuration_error(options: dict[str, Any]) -> None:
+    # The contract: bad URL or options raise ConfigurationError (which is still a ValueError).
+    with pytest.raises(ConfigurationError, match=next(iter(options))):
+        open_store("memory://", **options)
