@@ -303,3 +303,90 @@ def make_tls_files(workdir: Path) -> dict[str, str]:
         key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return {role: str(path) for role, path in files.items()}
+
+
+# --- deployments that change under the store (tests/test_redis_failover.py) -------------
+
+
+def info(server: RedisServer, section: str) -> dict[str, Any]:
+    """``INFO <section>`` of ``server``, parsed."""
+    client = server.client(socket_timeout=2, retry=NO_RETRY)
+    try:
+        return client.info(section)
+    finally:
+        client.close()
+
+
+def start_replica(workdir: Path, primary: RedisServer, *args: str) -> RedisServer:
+    """A replica of ``primary`` (``--replicaof``), returned once its link is up and synced."""
+    replica = start_server(workdir, "--replicaof", HOST, str(primary.port), *args)
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while info(replica, "replication").get("master_link_status") != "up":
+        if time.monotonic() > deadline:
+            replica.stop()
+            raise RuntimeError(f"replica on port {replica.port} did not sync: {replica.log()}")
+        time.sleep(0.05)
+    return replica
+
+
+def start_cluster(
+    workdir: Path, *, primaries: int = 3, replicas: int = 0, node_timeout_ms: int = 2000
+) -> RedisClusterNodes:
+    """A new Redis Cluster of ``primaries`` primaries with ``replicas`` replicas each, its
+    nodes listed in the order ``redis-cli --cluster create`` was given them (primaries
+    first); the caller stops it with ``stop()``."""
+    servers: list[RedisServer] = []
+    try:
+        for index in range(primaries * (1 + replicas)):
+            nodedir = workdir / f"node{index}"
+            servers.append(
+                start_server(
+                    nodedir,
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(nodedir / "nodes.conf"),
+                    "--cluster-node-timeout",
+                    str(node_timeout_ms),
+                )
+            )
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"{HOST}:{s.port}" for s in servers),
+                "--cluster-replicas",
+                str(replicas),
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        wait_for_cluster_ok(servers)
+        if replicas:
+            wait_for_replicas_synced(servers, primaries * replicas)
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    return RedisClusterNodes(servers)
+
+
+def wait_for_replicas_synced(servers: list[RedisServer], count: int) -> None:
+    """Wait until ``count`` of ``servers`` are replicas whose link to their primary is up."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        roles = [info(server, "replication") for server in servers]
+        if sum(r["role"] == "slave" and r.get("master_link_status") == "up" for r in roles) >= count:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"replicas not synced: {roles}")
+        time.sleep(0.05)
+
+
+def stop_cluster(cluster: RedisClusterNodes) -> None:
+    """Stop every node of ``cluster`` (those already stopped included)."""
+    for server in cluster.servers:
+        server.stop()

@@ -6,8 +6,9 @@ The key layout is described in the package docstring (``kvsourcing.stores.redis`
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from msgpack import packb, unpackb
@@ -19,8 +20,10 @@ from redis.exceptions import (
     ClusterError,
     NoPermissionError,
     NoScriptError,
+    OutOfMemoryError,
     ReadOnlyError,
-    SlotNotCoveredError,
+    RedisClusterException,
+    ResponseError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -48,18 +51,28 @@ MAX_ARGUMENT_BYTES = 512 * 1024 * 1024
 """Redis's default ``proto-max-bulk-len``: the longest string one command argument may be."""
 
 # Failures that mean "the server cannot serve us now", as opposed to a bug or bad data
-# (READONLY: a primary demoted to replica by a failover, until the client reconnects;
+# (OOM: a server at its maxmemory that refuses writes; READONLY: a primary demoted to replica by a failover, until the client reconnects;
 # ClusterError: redis-py's cluster client gave up following redirections, as while
-# slots migrate).
+# slots migrate; RedisClusterException: it reached no node that could serve, as when
+# every node is down or the slot maps it read do not cover or agree, SlotNotCoveredError
+# included. Its other uses, keys of several slots in one call, cannot arise from the
+# driver's calls, each of one hash tag).
 UNAVAILABLE = (
+    OutOfMemoryError,
     ClusterError,
     RedisConnectionError,
     RedisTimeoutError,
     NoPermissionError,
     ReadOnlyError,
     ClusterDownError,
-    SlotNotCoveredError,
+    RedisClusterException,
 )
+
+UNAVAILABLE_REPLIES = ("NOREPLICAS ", "MISCONF ", "BUSY ")
+"""Error replies that redis-py raises as a plain ``ResponseError`` but that mean the server
+refuses for now, having written nothing: NOREPLICAS, a primary with ``min-replicas-to-write``
+that has too few replicas in sync (as once its replica was promoted away); MISCONF, a
+server that cannot persist; BUSY, a server running a long script."""
 
 # KEYS: events list, snapshot hash, commit-id sorted set, the bucket's feed stream. ARGV:
 # expected head, "1" if a snapshot is given, the snapshot (or ""), "1" if a commit id is
@@ -327,10 +340,8 @@ class RedisDriver:
             records,
             self._commit_id_ttl,
         ]
-        try:
+        with self._served():
             return self._run(self._append, keys, args)
-        except UNAVAILABLE as err:
-            raise unavailable(self._where, err, self._password) from err
 
     def load(self, key: str, after: int, *, use_snapshot: bool = True) -> Loaded:
         """The newest snapshot newer than ``after`` (if wanted) and every record after it.
@@ -339,12 +350,10 @@ class RedisDriver:
         passing the records through Lua); with one, the script reads both consistently.
         """
         events, snapshots, _ = self.keys(key)
-        try:
+        with self._served():
             if not use_snapshot:
                 return Loaded(None, after + 1, self.client.lrange(events, after, -1))
             sequence, state, records = self._run(self._load, (events, snapshots), (after,))
-        except UNAVAILABLE as err:
-            raise unavailable(self._where, err, self._password) from err
         if state is None:
             return Loaded(None, after + 1, records)
         return Loaded(Snapshot(sequence, state), sequence + 1, records)
@@ -366,10 +375,8 @@ class RedisDriver:
         for bucket in after:
             if not 0 <= bucket < count:
                 raise ValueError(f"bucket {bucket} is not in 0 .. {count - 1}")
-        try:
+        with self._served():
             replies = self._read_cluster(after, limit) if self._cluster else self._read_node(after, limit)
-        except UNAVAILABLE as err:
-            raise unavailable(self._where, err, self._password) from err
         return [
             feed_entry(bucket, position, fields) for bucket, reply in replies for position, fields in reply
         ]
@@ -401,28 +408,22 @@ class RedisDriver:
         if not checkpoints:
             return 0
         ms, seq = min(tuple(int(part) for part in p.split("-")) for p in checkpoints)
-        try:
+        with self._served():
             return int(self.client.xtrim(self.feed_key(bucket), minid=f"{ms}-{seq + 1}", approximate=False))
-        except UNAVAILABLE as err:
-            raise unavailable(self._where, err, self._password) from err
 
     def read_value(self, name: str) -> bytes | None:
         """The value stored under ``name`` (``None`` when absent or expired)."""
-        try:
+        with self._served():
             return self.client.get(self.value_key(name))
-        except UNAVAILABLE as err:
-            raise unavailable(self._where, err, self._password) from err
 
     def read_values(self, names: Sequence[str]) -> list[bytes | None]:
         """The values of ``names``, in order: one ``MGET`` on a node; on a Cluster, where
         each name has a slot of its own, one ``MGET`` per slot, sent together."""
         keys = [self.value_key(name) for name in names]
-        try:
+        with self._served():
             if self._cluster:
                 return self.client.mget_nonatomic(keys)
             return self.client.mget(keys)
-        except UNAVAILABLE as err:
-            raise unavailable(self._where, err, self._password) from err
 
     def swap_value(
         self, name: str, expected: bytes | None, new: bytes | None, ttl: float | None = None
@@ -438,10 +439,35 @@ class RedisDriver:
             b"" if new is None else new,
             milliseconds,
         )
-        try:
+        with self._served():
             return self._run(self._swap, (self.value_key(name),), args) == 1
+
+    @contextlib.contextmanager
+    def _served(self) -> Iterator[None]:
+        """Run calls to the server with redis-py's failures translated: ``StoreUnavailableError``
+        when the server cannot serve now, ``ConfigurationError`` when the store is pointed at
+        the wrong place (a database the server lacks, keys of another application under the
+        prefix); any other error reply (a bug) is raised as redis-py gives it."""
+        try:
+            yield
         except UNAVAILABLE as err:
             raise unavailable(self._where, err, self._password) from err
+        except ResponseError as err:
+            message = str(err)
+            if message.startswith(UNAVAILABLE_REPLIES):
+                raise unavailable(self._where, err, self._password) from err
+            if message.startswith("WRONGTYPE"):
+                raise ConfigurationError(
+                    f"Redis at {self._where}: a key under the prefix {self.prefix!r} holds a value of "
+                    f"another type ({message}); another application writes there: give the store a "
+                    "prefix of its own"
+                ) from err
+            if "DB index is out of range" in message:
+                raise ConfigurationError(
+                    f"Redis at {self._where} has no such database ({message}): use one it has "
+                    "(0-15 unless its 'databases' setting says otherwise)"
+                ) from err
+            raise
 
     def _run(self, script: Script, keys: tuple[bytes, ...], args: list[Any] | tuple[Any, ...]) -> Any:
         """EVALSHA ``script``; on NOSCRIPT (a new, flushed or failed-over server) load it and retry.
