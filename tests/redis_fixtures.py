@@ -176,41 +176,11 @@ class RedisClusterNodes:
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
     """A real 3-primary Redis Cluster (no replicas) for the whole session."""
-    workdir = tmp_path_factory.mktemp("redis-cluster")
-    servers: list[RedisServer] = []
+    cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
     try:
-        for index in range(3):
-            nodedir = workdir / f"node{index}"
-            servers.append(
-                start_server(
-                    nodedir,
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    str(nodedir / "nodes.conf"),
-                    "--cluster-node-timeout",
-                    "2000",
-                )
-            )
-        subprocess.run(
-            [
-                "redis-cli",
-                "--cluster",
-                "create",
-                *(f"{HOST}:{s.port}" for s in servers),
-                "--cluster-replicas",
-                "0",
-                "--cluster-yes",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        wait_for_cluster_ok(servers)
-        yield RedisClusterNodes(servers)
+        yield cluster
     finally:
-        for server in servers:
-            server.stop()
+        stop_cluster(cluster)
 
 
 def wait_for_cluster_ok(servers: list[RedisServer]) -> None:
