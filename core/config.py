@@ -27,22 +27,28 @@ _SCHEMES: dict[str, tuple[str, str]] = {
 _SECRET_QUERY_VALUE = re.compile(r"[?&][a-z_]*password=([^&#]*)", re.IGNORECASE)
 
 
-def _secret_spans(url: str) -> list[tuple[int, int]]:
-    """Where ``url`` holds secrets: the password of its user info (from the first ``:``
-    after the scheme to the last ``@`` that is not inside a query value, so that a
-    password holding an unencoded ``/``, ``?`` or ``#`` is found too) and the values of
-    ``password``/``ssl_password`` query options. Works on malformed URLs too."""
-    sep = url.find("://")
-    offset = sep + 3 if sep >= 0 else 0
-    rest = url[offset:]
-    spans = []
+def userinfo_end(rest: str) -> int:
+    """Where the user info of ``rest`` (a URL after its ``://``) ends: its last ``@`` not in
+    a query value, or -1. Unlike ``urlsplit``, this finds the user info even when the
+    password holds an unencoded ``/``, ``?`` or ``#``."""
     query = rest.find("?")
     at = rest.rfind("@")
     while at >= 0:
         field_start = max(rest.rfind("&", 0, at), rest.rfind("?", 0, at)) + 1
         if query < 0 or at < query or "=" not in rest[field_start:at]:
-            break
+            return at
         at = rest.rfind("@", 0, at)
+    return -1
+
+
+def _secret_spans(url: str) -> list[tuple[int, int]]:
+    """Where ``url`` holds secrets: the password of its user info (``userinfo_end``) and the
+    values of ``password``/``ssl_password`` query options. Works on malformed URLs too."""
+    sep = url.find("://")
+    offset = sep + 3 if sep >= 0 else 0
+    rest = url[offset:]
+    spans = []
+    at = userinfo_end(rest)
     colon = rest.find(":", 0, max(at, 0))
     if colon >= 0:
         spans.append((offset + colon + 1, offset + at))

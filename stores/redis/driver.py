@@ -50,13 +50,13 @@ DEFAULT_BUCKETS = 1024
 MAX_ARGUMENT_BYTES = 512 * 1024 * 1024
 """Redis's default ``proto-max-bulk-len``: the longest string one command argument may be."""
 
-# Failures that mean "the server cannot serve us now", as opposed to a bug or bad data
-# (OOM: a server at its maxmemory that refuses writes; READONLY: a primary demoted to replica by a failover, until the client reconnects;
-# ClusterError: redis-py's cluster client gave up following redirections, as while
-# slots migrate; RedisClusterException: it reached no node that could serve, as when
-# every node is down or the slot maps it read do not cover or agree, SlotNotCoveredError
-# included. Its other uses, keys of several slots in one call, cannot arise from the
-# driver's calls, each of one hash tag).
+# Failures that mean "the server cannot serve us now", as opposed to a bug or bad data:
+# OOM, a server at its maxmemory that refuses writes; READONLY, a primary demoted to
+# replica by a failover, until the client reconnects; ClusterError, redis-py's cluster
+# client gave up following redirections, as while slots migrate; RedisClusterException,
+# it reached no node that could serve, as when every node is down or the slot maps it
+# read do not cover or agree (SlotNotCoveredError included). Its other uses, keys of
+# several slots in one call, cannot arise from the driver's calls, each of one hash tag.
 UNAVAILABLE = (
     OutOfMemoryError,
     ClusterError,

@@ -8,7 +8,6 @@ every connection option behaves as redis-py documents it.
 from __future__ import annotations
 
 import inspect
-import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
@@ -23,6 +22,7 @@ from redis.connection import (
 )
 from redis.exceptions import RedisClusterException, RedisError
 
+from kvsourcing.config import redact_url, userinfo_end
 from kvsourcing.errors import ConfigurationError
 from kvsourcing.stores.redis.driver import UNAVAILABLE, unavailable
 
@@ -47,8 +47,6 @@ TEXT_OPTIONS = {
     "ssl_cert_reqs",
     "ssl_ciphers",
 }
-# A query option holding a secret, and its value, as messages must not show it.
-SECRET_QUERY_VALUE = re.compile(r"([?&](?:ssl_)?password=)[^&#]*")
 
 
 def _init_parameters(*classes: type) -> set[str]:
@@ -102,35 +100,10 @@ class RedisUrl:
         return f"{scheme}://{netloc}/{self.db}" + (f"?{query}" if query else "")
 
 
-def userinfo_end(rest: str) -> int:
-    """Where the user info of ``rest`` (a URL after its ``://``) ends: its last ``@`` not in
-    a query value, or -1. Unlike ``urlsplit``, this finds the user info even when the
-    password holds an unencoded ``/``, ``?`` or ``#``."""
-    query = rest.find("?")
-    at = rest.rfind("@")
-    while at >= 0:
-        field_start = max(rest.rfind("&", 0, at), rest.rfind("?", 0, at)) + 1
-        if query < 0 or at < query or "=" not in rest[field_start:at]:
-            return at
-        at = rest.rfind("@", 0, at)
-    return -1
-
-
-def redact(url: str) -> str:
-    """``url`` with any password (of the user info, or a ``password`` or ``ssl_password``
-    query option) replaced by ``***``, for messages."""
-    scheme, sep, rest = url.partition("://")
-    end = userinfo_end(rest)
-    user, colon, _ = rest[: max(end, 0)].partition(":")
-    if colon:
-        rest = f"{user}:***{rest[end:]}"
-    return scheme + sep + SECRET_QUERY_VALUE.sub(r"\1***", rest)
-
-
 def bad_url(url: str, problem: str) -> ConfigurationError:
     """A ``ConfigurationError`` saying what is wrong with ``url``, with examples of right ones."""
     return ConfigurationError(
-        f"invalid Redis store URL {redact(url)!r}: {problem}; expected for example {EXAMPLES}"
+        f"invalid Redis store URL {redact_url(url)!r}: {problem}; expected for example {EXAMPLES}"
     )
 
 
