@@ -157,6 +157,9 @@ def test_scheme_is_case_insensitive() -> None:
         "admin:hunter2@localhost:6379",  # no scheme at all
         "redsi://:hun?ter/2@localhost/0",  # unencoded '?' and '/' in the password
         "rediss+clustr://h:7000/0?ssl_password=hunter2",  # a secret query option
+        "memory://admin:hunter2@somewhere",  # the memory store takes no host
+        "dynamodb://admin:hunter2@orders/extra",  # a path after the table
+        "dynamodb://admin:hunter2@orders?colour=blue",  # an unknown parameter
     ],
 )
 def test_url_errors_do_not_show_the_password(url: str) -> None:

@@ -13,6 +13,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from kvsourcing.config import redact_url
 from kvsourcing.errors import ConfigurationError
 from kvsourcing.stores.dynamodb.driver import (
     DEFAULT_BUCKETS,
@@ -208,25 +209,26 @@ def from_url(url: str, **options: Any) -> EventStore:
     and ``commit_id_ttl``.
     """
     parts = urlsplit(url)
+    shown = redact_url(url)
     if parts.scheme != "dynamodb":
-        raise ConfigurationError(f"not a DynamoDB store URL: {url!r}; expected e.g. {_URL_EXAMPLE}")
+        raise ConfigurationError(f"not a DynamoDB store URL: {shown!r}; expected e.g. {_URL_EXAMPLE}")
     if not parts.netloc:
-        raise ConfigurationError(f"DynamoDB store URL {url!r} names no table; expected e.g. {_URL_EXAMPLE}")
+        raise ConfigurationError(f"DynamoDB store URL {shown!r} names no table; expected e.g. {_URL_EXAMPLE}")
     if parts.path not in ("", "/") or parts.fragment:
         raise ConfigurationError(
-            f"DynamoDB store URL {url!r} has a path or fragment after the table name; "
+            f"DynamoDB store URL {shown!r} has a path or fragment after the table name; "
             f"expected e.g. {_URL_EXAMPLE}"
         )
     try:
         query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
     except ValueError:
         raise ConfigurationError(
-            f"malformed query in DynamoDB store URL {url!r}; expected e.g. {_URL_EXAMPLE}"
+            f"malformed query in DynamoDB store URL {shown!r}; expected e.g. {_URL_EXAMPLE}"
         ) from None
     unknown = sorted(set(query) - set(_URL_PARAMETERS))
     if unknown:
         raise ConfigurationError(
-            f"unknown parameter(s) {', '.join(unknown)} in DynamoDB store URL {url!r}; "
+            f"unknown parameter(s) {', '.join(unknown)} in DynamoDB store URL {shown!r}; "
             f"known: {', '.join(_URL_PARAMETERS)}, e.g. {_URL_EXAMPLE}"
         )
     params: dict[str, str] = {}
@@ -234,7 +236,7 @@ def from_url(url: str, **options: Any) -> EventStore:
         if len(values) != 1 or not values[0]:
             raise ConfigurationError(
                 f"parameter {name} must be given once, with a value, in DynamoDB store URL "
-                f"{url!r}; e.g. {_URL_EXAMPLE}"
+                f"{shown!r}; e.g. {_URL_EXAMPLE}"
             )
         params[name] = values[0]
     bad_options = sorted(set(options) - _URL_OPTIONS)
@@ -245,7 +247,7 @@ def from_url(url: str, **options: Any) -> EventStore:
         )
     if options.get("client") is not None and params:
         raise ConfigurationError(
-            f"DynamoDB store URL {url!r} sets {', '.join(params)}, but client= was given too; "
+            f"DynamoDB store URL {shown!r} sets {', '.join(params)}, but client= was given too; "
             "configure one or the other"
         )
     table_name = _check_table_name(parts.netloc)

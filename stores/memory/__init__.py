@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kvsourcing.codecs import Codec
+from kvsourcing.config import redact_url
 from kvsourcing.errors import ConfigurationError
 from kvsourcing.stores.keyvalue import (
     ALREADY_STORED,
@@ -143,7 +144,9 @@ def new_store(
 def from_url(url: str, **options: Any) -> KeyValueStore:
     """``memory://``: a new, empty in-memory store (options go to ``new_store``)."""
     if url.rstrip("/").lower() != "memory:":
-        raise ConfigurationError(f"memory store URL takes no host or path: got {url!r}, use 'memory://'")
+        raise ConfigurationError(
+            f"memory store URL takes no host or path: got {redact_url(url)!r}, use 'memory://'"
+        )
     unknown = set(options) - {"snapshot_interval", "codec", "buckets", "commit_id_ttl"}
     if unknown:
         raise ConfigurationError(
