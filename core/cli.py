@@ -42,6 +42,12 @@ def _store_url(args: argparse.Namespace, default: str | None = None) -> str:
 
 def _open(args: argparse.Namespace) -> KeyValueStore:
     url = _store_url(args)
+    if url.lower().startswith("memory:"):
+        print(
+            "kvsourcing: note: a memory:// store is new and empty in every process; to look at "
+            "stored data, point --store at Redis or DynamoDB",
+            file=sys.stderr,
+        )
     store = open_store(url)
     if not isinstance(store, KeyValueStore):
         store.close()

@@ -55,7 +55,9 @@ def test_no_store_given(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
 
 def test_events_of_unknown_aggregate(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["events", "nobody", "--store", "memory://"]) == 0
-    assert "no events stored for 'nobody'" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "no events stored for 'nobody'" in out
+    assert "memory:// store is new and empty in every process" in err
 
 
 def test_invalid_key_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
