@@ -42,13 +42,13 @@ def _store_url(args: argparse.Namespace, default: str | None = None) -> str:
 
 def _open(args: argparse.Namespace) -> KeyValueStore:
     url = _store_url(args)
+    store = open_store(url)
     if url.lower().startswith("memory:"):
         print(
             "kvsourcing: note: a memory:// store is new and empty in every process; to look at "
             "stored data, point --store at Redis or DynamoDB",
             file=sys.stderr,
         )
-    store = open_store(url)
     if not isinstance(store, KeyValueStore):
         store.close()
         raise ConfigurationError(f"{redact_url(url)!r} is not a key-value store this command can read")
