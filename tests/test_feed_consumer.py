@@ -27,22 +27,28 @@ class _Slow:
         time.sleep(self.delay)
 
 
+EVENTS = 25
+
+
 def test_consumer_keeps_its_lease_through_a_batch_longer_than_the_lease() -> None:
     """A live member handling a long batch lost its lease (renewed only between batches),
     so a second member delivered the same events at the same time."""
     store = memory.new_store(buckets=1)
     counter = Counter("acct", store)
-    for _ in range(10):
+    for _ in range(EVENTS):
         counter.apply_event(Incremented())
         counter.commit()
     log: list[tuple[str, int]] = []
-    first = FeedConsumer(store, "projection", owner="a", lease_seconds=0.6, batch_size=100)
-    second = FeedConsumer(store, "projection", owner="b", lease_seconds=0.6, batch_size=100)
-    first.add_handler(_Slow("a", log, 0.15))
+    # The batch (25 x 0.1 s) lasts twice the lease; renewals come every third of the lease
+    # (0.4 s) plus one event, so a pause of the process up to ~0.7 s does not lose the lease.
+    first = FeedConsumer(store, "projection", owner="a", lease_seconds=1.2, batch_size=100)
+    second = FeedConsumer(store, "projection", owner="b", lease_seconds=1.2, batch_size=100)
+    first.add_handler(_Slow("a", log, 0.1))
     second.add_handler(_Slow("b", log, 0.0))
     worker = threading.Thread(target=first.run_once)
     worker.start()
-    time.sleep(0.05)
+    while worker.is_alive() and not first.slices_held:  # "a" takes the lease first
+        time.sleep(0.01)
     while worker.is_alive():
         second.run_once()
         time.sleep(0.05)
@@ -50,7 +56,7 @@ def test_consumer_keeps_its_lease_through_a_batch_longer_than_the_lease() -> Non
     while second.run_once() or first.run_once():
         pass
     sequences = [sequence for _, sequence in log]
-    assert sorted(sequences) == list(range(1, 11)), log
+    assert sorted(sequences) == list(range(1, EVENTS + 1)), log
     first.stop()
     second.stop()
 

@@ -189,13 +189,38 @@ def test_client_must_be_a_redis_client() -> None:
         RedisDriver(object())  # type: ignore[arg-type]
 
 
-def test_script_errors_surface_with_the_redis_message(redis_client: redis.Redis) -> None:
+def test_a_key_of_another_application_under_the_prefix_is_a_configuration_error(
+    redis_client: redis.Redis,
+) -> None:
     driver = RedisDriver(redis_client)
     key = fresh_key()
     events, _, _ = driver.keys(key)
     redis_client.set(events, b"not a list")
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        driver.append(Commit(key, 0, [b"r"]))
+    for call in (lambda: driver.append(Commit(key, 0, [b"r"])), lambda: driver.load(key, 0)):
+        with pytest.raises(ConfigurationError, match=r"prefix 'kvsourcing'.*WRONGTYPE.*prefix of its own"):
+            call()
+    assert redis_client.get(events) == b"not a list"
+
+
+def test_a_database_the_server_lacks_is_a_configuration_error(redis_server: RedisServer) -> None:
+    driver = RedisDriver(redis_server.client(db=99), owns_client=True)
+    try:
+        with pytest.raises(ConfigurationError, match=r"no such database.*out of range"):
+            driver.load(fresh_key(), 0)
+    finally:
+        driver.close()
+
+
+def test_a_server_at_its_memory_limit_is_unavailable_and_keeps_nothing(redis_client: redis.Redis) -> None:
+    driver = RedisDriver(redis_client, prefix=f"oom-{uuid.uuid4().hex[:8]}")
+    key = fresh_key()
+    redis_client.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(StoreUnavailableError, match="maxmemory"):
+            driver.append(Commit(key, 0, [b"r"]))
+    finally:
+        redis_client.config_set("maxmemory", 0)
+    assert driver.load(key, 0).records == []
 
 
 @pytest.fixture
@@ -422,17 +447,20 @@ def test_swap_value_compares_then_sets_or_deletes(feed_driver: RedisDriver) -> N
 
 def test_swap_value_ttl_expires_and_a_swap_without_ttl_keeps_the_value(feed_driver: RedisDriver) -> None:
     name = f"lease-{uuid.uuid4().hex}"
-    assert feed_driver.swap_value(name, None, b"mine", ttl=0.2)
-    assert 0 < feed_driver.client.pttl(feed_driver.value_key(name)) <= 200
-    assert feed_driver.swap_value(name, b"mine", b"mine", ttl=0.2)  # a renewal
+    # Long ttls while the value must be there (a pause of the process must not expire it),
+    # then a renewal to a short one that must expire.
+    assert feed_driver.swap_value(name, None, b"mine", ttl=30)
+    assert 20_000 < feed_driver.client.pttl(feed_driver.value_key(name)) <= 30_000
     assert not feed_driver.swap_value(name, None, b"yours", ttl=0.2)
+    assert feed_driver.swap_value(name, b"mine", b"mine", ttl=0.2)  # a renewal
+    assert feed_driver.client.pttl(feed_driver.value_key(name)) <= 200  # or gone already (-2)
     time.sleep(0.25)
     assert feed_driver.read_value(name) is None
     assert not feed_driver.swap_value(name, b"mine", b"mine", ttl=0.2)  # too late to renew
     assert feed_driver.swap_value(name, None, b"yours", ttl=0.0001)  # rounded up to 1 ms
     time.sleep(0.01)
     assert feed_driver.read_value(name) is None
-    assert feed_driver.swap_value(name, None, b"kept", ttl=0.2)
+    assert feed_driver.swap_value(name, None, b"kept", ttl=30)
     assert feed_driver.swap_value(name, b"kept", b"forever")
     assert feed_driver.client.pttl(feed_driver.value_key(name)) == -1
 
@@ -553,5 +581,8 @@ def test_a_commit_longer_than_one_argument_may_be_is_too_large_and_writes_nothin
     with pytest.raises(CommitTooLargeError, match="1001 bytes of snapshot"):
         driver.append(Commit(key, 0, [b"small"], snapshot=b"s" * 1_001))
     assert driver.load(key, 0).records == []
-    assert not [e for e in driver.read_feed(dict.fromkeys(range(driver.buckets)), 10) if e.key == key]
+    # The whole of the key's bucket: other tests share the default prefix, so its first
+    # entries may be theirs.
+    bucket = partition_bucket(key, driver.buckets)
+    assert not [e for e in driver.read_feed({bucket: None}, 1_000_000) if e.key == key]
     assert driver.append(Commit(key, 0, [b"x" * 600], snapshot=b"s" * 900)) is None

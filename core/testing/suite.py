@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -296,11 +297,15 @@ class StoreSuite:
             except BaseException as exc:
                 errors.append(exc)
 
-        threads = [threading.Thread(target=worker) for _ in range(8)]
+        # A slow store (moto's server on a busy 2-core machine) took 99 s here: one
+        # deadline for all the threads, well past that, and a clear failure if it passes.
+        threads = [threading.Thread(target=worker, daemon=True) for _ in range(8)]
         for thread in threads:
             thread.start()
+        deadline = time.monotonic() + 270
         for thread in threads:
-            thread.join(timeout=120)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        assert not any(thread.is_alive() for thread in threads), "the writers did not finish in time"
         assert not errors, errors
         reader = self.load(store, key)
         assert (reader.count, reader.sequence_number()) == (200, 200)
