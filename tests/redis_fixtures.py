@@ -124,7 +124,8 @@ def start_server(workdir: Path, *args: str, tls: dict[str, str] | None = None) -
 
 
 def wait_for_ping(server: RedisServer) -> bool:
-    """True once the server answers PING; False if it exits or times out."""
+    """True once our server answers on its port (its ``process_id``, not that of a server
+    that took the port first); False if it exits or times out."""
     deadline = time.monotonic() + STARTUP_TIMEOUT
     client = server.client(socket_timeout=1, socket_connect_timeout=1, retry=NO_RETRY)
     try:
@@ -132,8 +133,9 @@ def wait_for_ping(server: RedisServer) -> bool:
             if server.process.poll() is not None:
                 return False
             try:
-                if client.ping():
+                if client.info("server")["process_id"] == server.process.pid:
                     return True
+                time.sleep(0.02)
             except redis.ConnectionError:
                 time.sleep(0.02)
         return False
