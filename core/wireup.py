@@ -30,11 +30,9 @@ def _wired_names(cls: type, prefix: str, arity: int, skip: frozenset[str]) -> tu
         if not name.startswith(prefix + "_") or name in skip:
             continue
         attribute = inspect.getattr_static(cls, name, None)
+        expected = arity if isinstance(attribute, staticmethod) else arity + 1  # self or cls first
         if isinstance(attribute, (staticmethod, classmethod)):
             attribute = attribute.__func__
-            expected = arity
-        else:
-            expected = arity + 1
         if not inspect.isfunction(attribute):
             continue
         try:

@@ -661,3 +661,19 @@ class Refund:
 )
 def test_unnamed_class_finds_what_a_hint_would_not_rebuild(value: Any, hint: Any, unnamed: Any) -> None:
     assert unnamed_class(value, hint) is unnamed
+
+
+def test_static_and_class_method_handlers_are_wired_up() -> None:
+    class Fixed(Account):
+        @staticmethod
+        def handle_deposit(command: Deposit) -> list[Any]:
+            return [Deposited(command.amount * 2)]
+
+        @classmethod
+        def handle_withdraw(cls, command: Withdraw) -> list[Any]:
+            return [Withdrawn(command.amount)]
+
+    account = Fixed("f", TestStore())
+    assert account.handle(Deposit(3)) == [Deposited(6)]
+    assert account.handle(Withdraw(1)) == [Withdrawn(1)]
+    assert account.balance == 5
