@@ -40,8 +40,9 @@ def test_commit_ids_are_forgotten_after_their_ttl() -> None:
     assert forever.append(Commit("k", 0, [b"r1"], commit_id="cmd-1")) is None
     time.sleep(0.25)
     assert forever.append(Commit("k", 1, [b"r2"], commit_id="cmd-1")) == ALREADY_STORED
-    with pytest.raises(ValueError, match="commit_id_ttl"):
-        memory.MemoryDriver(commit_id_ttl=0)
+    for bad in (0, -1, float("inf"), float("nan"), 1e40, True):
+        with pytest.raises(ValueError, match="commit_id_ttl"):
+            memory.MemoryDriver(commit_id_ttl=bad)
 
 
 def test_read_events_refuses_a_negative_after() -> None:

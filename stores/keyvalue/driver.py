@@ -36,12 +36,20 @@ aggregate, with the old id, would be written again.
 """
 
 
+MAX_COMMIT_ID_TTL: Final = 100 * 365 * 86_400.0
+"""The longest ``commit_id_ttl`` (a hundred years): expiry times stay numbers every backend
+stores; ``None`` keeps ids for ever."""
+
+
 def validate_commit_id_ttl(ttl: object) -> float | None:
-    """``ttl`` as seconds (> 0), or ``None`` to keep commit ids for ever."""
+    """``ttl`` as seconds (> 0, at most ``MAX_COMMIT_ID_TTL``), or ``None`` to keep commit ids for ever."""
     if ttl is None:
         return None
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
-        raise ValueError(f"commit_id_ttl must be a number of seconds > 0, or None, not {ttl!r}")
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= MAX_COMMIT_ID_TTL:
+        raise ValueError(
+            f"commit_id_ttl must be a number of seconds > 0 and at most {MAX_COMMIT_ID_TTL:.0f} "
+            f"(a hundred years), or None to keep ids for ever, not {ttl!r}"
+        )
     return float(ttl)
 
 
