@@ -279,6 +279,25 @@ def _holds_only_plain_data(hint: Any) -> bool:
     )
 
 
+_plain_fields: dict[type, bool] = {}
+
+
+def _fields_hold_only_plain_data(cls: type) -> bool:
+    """Whether every field of dataclass ``cls`` is hinted with plain data only (known once
+    its hints resolve), so that its instances need no search."""
+    if cls not in _resolved_hints and not _hints(cls):
+        return False
+    known = _plain_fields.get(cls)
+    if known is None:
+        hints = _hints(cls)
+        try:
+            known = all(_holds_only_plain_data(hints.get(f.name, Any)) for f in dataclasses.fields(cls))
+        except TypeError:
+            known = False
+        _plain_fields[cls] = known
+    return known
+
+
 def _single_arm(hint: Any) -> Any:
     """``X`` for ``X | None``; ``hint`` otherwise."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
@@ -303,8 +322,11 @@ def unnamed_class(value: Any, hint: Any = Any) -> type | None:
     Such a value is stored as plain data and comes back as plain data (a mapping, a bare
     value): a snapshot holding one would restore a state unlike the replayed one.
     """
-    if _holds_only_plain_data(hint):
-        return None
+    try:
+        if _holds_only_plain_data(hint):
+            return None
+    except TypeError:  # an unhashable hint (say, Annotated with a list): search the value
+        pass
     hint = _single_arm(hint)
     cls = type(value)
     if isinstance(value, enum.Enum):
@@ -312,6 +334,8 @@ def unnamed_class(value: Any, hint: Any = Any) -> type | None:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         if hint is not cls and not _union_picks(hint, value):
             return cls
+        if _fields_hold_only_plain_data(cls):
+            return None
         hints = _hints(cls)
         parts = [(getattr(value, f.name), hints.get(f.name, Any)) for f in dataclasses.fields(value)]
     elif isinstance(value, tuple) and hasattr(value, "_fields") and hint is cls:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pytest
 
@@ -657,6 +657,7 @@ class Refund:
         ((1, Entry(1)), tuple[int, ...], None),  # a wrong hint is the caller's: not searched
         ({Kind.IN: Entry(1)}, dict[Kind, Entry], None),
         ({Kind.IN: Entry(1)}, dict[Any, Entry], Kind),
+        ([Entry(1)], Annotated[list, []], Entry),  # an unhashable hint is searched, not cached
     ],
 )
 def test_unnamed_class_finds_what_a_hint_would_not_rebuild(value: Any, hint: Any, unnamed: Any) -> None:
