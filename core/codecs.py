@@ -82,7 +82,9 @@ def _int(obj: int) -> Any:
     value = int(obj)
     if -(2**63) <= value < 2**64:
         return value
-    return msgpack.ExtType(_BIGINT, str(value).encode())
+    # Hex, not decimal: Python converts ints to decimal text in quadratic time, and refuses
+    # past 4300 digits. Read back by ``int(text, 0)``, which takes decimal text too.
+    return msgpack.ExtType(_BIGINT, hex(value).encode())
 
 
 def _unsupported(obj: Any) -> Any:
@@ -176,7 +178,7 @@ class MsgpackCodec:
         if code == _FROZENSET:
             return _set_or_items(frozenset, self._unpack(data, pairs))
         if code == _BIGINT:
-            return int(data)
+            return int(data, 0)
         raise EncodingError(f"unknown msgpack extension code {code} in stored data")
 
     def _unpack(self, data: bytes, pairs: bool = False) -> Any:
@@ -269,6 +271,10 @@ class MsgpackCodec:
         return values
 
 
+_JSON_INT_BITS = 14_000
+"""Ints longer than this (about 4200 decimal digits) are written as tagged hex text."""
+
+
 def _tag(kind: str, value: Any) -> dict[str, Any]:
     return {"$t": kind, "v": value}
 
@@ -282,7 +288,9 @@ class JsonCodec:
         if isinstance(obj, enum.Enum):
             return self._tree(obj.value, path)
         if isinstance(obj, int):
-            return int(obj)
+            value = int(obj)
+            # Past about 4300 digits Python will not write (or read) an int as decimal text.
+            return _tag("int", hex(value)) if value.bit_length() > _JSON_INT_BITS else value
         if isinstance(obj, float):
             return obj if math.isfinite(obj) else _tag("float", repr(obj))
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -313,6 +321,7 @@ class JsonCodec:
 
     _readers: ClassVar[dict[str, Callable[[Any], Any]]] = {
         "float": float,
+        "int": lambda text: int(text, 16),
         "map": _dict_or_pairs,
         "tuple": tuple,
         "set": functools.partial(_set_or_items, set),

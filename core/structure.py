@@ -13,11 +13,12 @@ import dataclasses
 import datetime as dt
 import enum
 import functools
+import sys
 import types
 import typing
 import uuid
 import zoneinfo
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -50,17 +51,31 @@ def public_attributes(obj: Any) -> dict[str, Any]:
 
 
 _resolved_hints: dict[type, dict[str, Any]] = {}
+_unresolved_hints: dict[type, tuple[int, ...]] = {}
+
+
+def _namespaces(cls: type) -> tuple[int, ...]:
+    """How many names the modules hints of ``cls`` are evaluated in hold, and how many
+    modules are loaded: a hint that did not resolve may resolve once these grow."""
+    modules = sys.modules
+    return (len(modules), *(len(vars(modules[c.__module__])) for c in cls.__mro__ if c.__module__ in modules))
 
 
 def _hints(cls: type) -> dict[str, Any]:
     """``cls``'s evaluated type hints, cached once they resolve (a forward reference
-    that does not resolve yet is tried again next time)."""
+    that does not resolve yet is tried again once a name is defined or a module loaded,
+    not on every call: evaluating them, and failing, is slow)."""
     hints = _resolved_hints.get(cls)
     if hints is None:
+        namespaces = _namespaces(cls)
+        if _unresolved_hints.get(cls) == namespaces:
+            return {}
         try:
             hints = _resolved_hints[cls] = typing.get_type_hints(cls)
         except Exception:
+            _unresolved_hints[cls] = namespaces
             return {}
+        _unresolved_hints.pop(cls, None)
     return hints
 
 
@@ -84,7 +99,16 @@ def parse_datetime(text: str) -> dt.datetime:
         zone = zoneinfo.ZoneInfo(key)
     except (ValueError, zoneinfo.ZoneInfoNotFoundError) as exc:
         raise EncodingError(f"stored time {text!r} names a time zone this machine does not know") from exc
-    return dt.datetime.fromisoformat(instant).astimezone(zone)
+    parsed = dt.datetime.fromisoformat(instant)
+    if parsed.tzinfo is None:  # hand-written: a wall time in that zone
+        return parsed.replace(tzinfo=zone)
+    # The same wall time in the zone, with the fold that gives the stored offset: no
+    # conversion, which overflows at the ends of the calendar and moves times in a gap.
+    for fold in (0, 1):
+        local = parsed.replace(tzinfo=zone, fold=fold)
+        if local.utcoffset() == parsed.utcoffset():
+            return local
+    return parsed.astimezone(zone)  # the zone's rules changed since: the same instant
 
 
 _FROM_TEXT: dict[Any, Callable[[str], Any]] = {
@@ -118,7 +142,7 @@ def converter_for(hint: Any) -> Converter:
             if inner is _identity:
                 return _identity
             return lambda value: None if value is None else inner(value)
-        classes = tuple(arm for arm in arms if isinstance(arm, type) and dataclasses.is_dataclass(arm))
+        classes = _union_classes(arms)
         if not classes:
             return _identity
 
@@ -175,6 +199,22 @@ def _dataclass_plan(cls: type) -> tuple[tuple[str, Converter, bool], ...]:
         if cls in _resolved_hints:
             _plans[cls] = plan
     return plan
+
+
+def _union_classes(arms: Sequence[Any]) -> tuple[type, ...]:
+    """The dataclass arms of a union that a stored mapping picks between (``union_arm``);
+    none when another arm may hold a mapping too (``dict``, ``Mapping``, ``Any``): then
+    nothing stored says which arm a mapping was, so it stays as is."""
+    for arm in arms:
+        base = typing.get_origin(arm) or arm
+        if base is Any or base is object:
+            return ()
+        try:
+            if isinstance(base, type) and issubclass(base, Mapping):
+                return ()
+        except TypeError:
+            pass
+    return tuple(arm for arm in arms if isinstance(arm, type) and dataclasses.is_dataclass(arm))
 
 
 def union_arm(classes: tuple[type, ...], data: Mapping[str, Any]) -> type | None:
@@ -312,7 +352,7 @@ def _union_picks(hint: Any, value: Any) -> bool:
     fields would pick that arm back (``union_arm``)."""
     if typing.get_origin(hint) not in (typing.Union, types.UnionType):
         return False
-    classes = tuple(a for a in typing.get_args(hint) if isinstance(a, type) and dataclasses.is_dataclass(a))
+    classes = _union_classes(typing.get_args(hint))
     return union_arm(classes, dataclass_to_dict(value)) is type(value)
 
 
