@@ -136,8 +136,10 @@ class AggregateBase:
 
     def apply_event(self, event: Event) -> None:
         """Record a new event and apply it to the state; ``commit()`` stores it."""
-        if not self._pending and self._commit_id is None:
-            self._commit_id = os.urandom(16).hex()
+        if not self._pending:
+            self._already_stored = False  # a new commit: what the last one found is past
+            if self._commit_id is None:
+                self._commit_id = os.urandom(16).hex()
         self.replay_event(event)
         self._pending.append(event)
 
@@ -268,7 +270,7 @@ def _saved(state: dict[str, Any]) -> dict[str, Any]:
     for name, value in state.items():
         try:
             saved[name] = copy.deepcopy(value, memo)
-        except Exception as exc:
+        except (TypeError, copy.Error) as exc:  # what deepcopy raises for a lock or a socket
             raise TypeError(
                 f"cannot save attribute {name!r} ({type(value).__name__}) to roll back a failed command: "
                 f"{exc}; state is copied before each command, so keep locks, clients and other resources "

@@ -125,3 +125,18 @@ def test_publish_middleware_publishes_nothing_for_a_commit_id_already_stored() -
     assert counter.handle(Increment(5), commit_id="command-1") == []  # a re-sent command
     assert [(e.sequence, e.data) for e in inner.read_events("acct")] == [(1, {"by": 5})]
     assert publisher.published == [("acct", 1, Incremented(5))], "sequence 2 was never stored"
+
+
+def test_publishing_after_an_already_stored_commit_resumes_with_the_next_commit() -> None:
+    """The writer's 'already stored' answer belongs to one commit, even when the store is
+    called directly (``commit_events``) rather than through ``commit()``."""
+    publisher = Recording()
+    inner = memory.new_store()
+    store = new_middleware_wrapper(inner)
+    store.handle_commit(new_publish_middleware(publisher))
+    counter = Counter("acct", store)
+    counter.handle(Increment(5), commit_id="command-1")
+    assert counter.handle(Increment(5), commit_id="command-1") == []
+    counter.apply_event(Incremented(2))
+    store.commit_events(counter)
+    assert [(s, e) for _, s, e in publisher.published] == [(1, Incremented(5)), (2, Incremented(2))]
