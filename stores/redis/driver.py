@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -68,11 +69,15 @@ UNAVAILABLE = (
     RedisClusterException,
 )
 
-UNAVAILABLE_REPLIES = ("NOREPLICAS ", "MISCONF ", "BUSY ")
+UNAVAILABLE_REPLY = re.compile(r"(?:^|: )(?:NOREPLICAS|MISCONF|BUSY) ")
 """Error replies that redis-py raises as a plain ``ResponseError`` but that mean the server
 refuses for now, having written nothing: NOREPLICAS, a primary with ``min-replicas-to-write``
 that has too few replicas in sync (as once its replica was promoted away); MISCONF, a
-server that cannot persist; BUSY, a server running a long script."""
+server that cannot persist; BUSY, a server running a long script. Matched at the start,
+or after the ``: `` with which Redis before 7 wraps an error raised inside a script."""
+
+WRONGTYPE_REPLY = re.compile(r"(?:^|: )WRONGTYPE ")
+"""The reply to a command on a key holding another type of value (in a script too)."""
 
 # KEYS: events list, snapshot hash, commit-id sorted set, the bucket's feed stream. ARGV:
 # expected head, "1" if a snapshot is given, the snapshot (or ""), "1" if a commit id is
@@ -454,9 +459,9 @@ class RedisDriver:
             raise unavailable(self._where, err, self._password) from err
         except ResponseError as err:
             message = str(err)
-            if message.startswith(UNAVAILABLE_REPLIES):
+            if UNAVAILABLE_REPLY.search(message):
                 raise unavailable(self._where, err, self._password) from err
-            if message.startswith("WRONGTYPE"):
+            if WRONGTYPE_REPLY.search(message):
                 raise ConfigurationError(
                     f"Redis at {self._where}: a key under the prefix {self.prefix!r} holds a value of "
                     f"another type ({message}); another application writes there: give the store a "
