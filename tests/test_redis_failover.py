@@ -233,7 +233,8 @@ def test_a_promoted_replica_has_every_replicated_commit_and_no_half_commit(
     admin_new.close()
 
     assert writer.unexpected == []
-    assert not [a for a in writer.acked if a.at > demoted + 1]
+    # A demoted server refuses writes at once; the margin is for a loaded machine's scheduling.
+    assert not [a for a in writer.acked if a.at > demoted + 5]
     for err in writer.unavailable:
         assert f"{HOST}:{primary.port}" in str(err) and password not in str(err)
     before = [a for a in writer.acked if a.at < switched]
@@ -361,6 +362,14 @@ def test_a_cluster_failover_keeps_every_commit_that_survived_and_the_client_reco
             lambda: all(any(a.at > ok and a.key in on_victim for a in w.acked) for w in writers),
             15,
             "commits to the failed-over slots",
+        )
+        wait_until(
+            lambda: (
+                {partition_bucket(a.key, buckets) for w in writers for a in w.acked if a.at > ok}
+                == set(range(buckets))
+            ),
+            15,
+            "commits to every bucket after the failover",
         )
         promoted = killed + failover
         recovered = min(a.at for w in writers for a in w.acked if a.at > promoted and a.key in on_victim)
