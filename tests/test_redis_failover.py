@@ -233,8 +233,8 @@ def test_a_promoted_replica_has_every_replicated_commit_and_no_half_commit(
     admin_new.close()
 
     assert writer.unexpected == []
-    # A demoted server refuses writes at once; the margin is for a loaded machine's scheduling.
-    assert not [a for a in writer.acked if a.at > demoted + 5]
+    # A demoted server refuses writes at once: at most the commit in flight then is acknowledged.
+    assert len([a for a in writer.acked if a.at > demoted]) <= 1
     for err in writer.unavailable:
         assert f"{HOST}:{primary.port}" in str(err) and password not in str(err)
     before = [a for a in writer.acked if a.at < switched]
