@@ -31,22 +31,22 @@ def _check_text(what: str, text: str) -> str | None:
     return None
 
 
+def _validated(text: Any, what: str, invalid: type[Exception], not_text: type[Exception]) -> str:
+    """``text`` if it is a ``str`` every store can keep as a name, else ``not_text`` or ``invalid``."""
+    if not isinstance(text, str):
+        raise not_text(f"{what} must be a str, not {type(text).__name__}: {text!r}")
+    problem = _check_text(what, text)
+    if problem:
+        raise invalid(problem)
+    return text
+
+
 def validate_commit_id(commit_id: Any) -> str:
     """Return ``commit_id`` if every store can keep it, else raise ``ValueError`` (``TypeError``
     for a non-``str``): the same rules as aggregate keys."""
-    if not isinstance(commit_id, str):
-        raise TypeError(f"commit id must be a str, not {type(commit_id).__name__}: {commit_id!r}")
-    problem = _check_text("commit id", commit_id)
-    if problem:
-        raise ValueError(problem)
-    return commit_id
+    return _validated(commit_id, "commit id", ValueError, TypeError)
 
 
 def validate_key(key: Any) -> str:
     """Return ``key`` if it can name an aggregate on every backend, else raise ``InvalidKeyError``."""
-    if not isinstance(key, str):
-        raise InvalidKeyError(f"aggregate key must be a str, not {type(key).__name__}: {key!r}")
-    problem = _check_text("aggregate key", key)
-    if problem:
-        raise InvalidKeyError(problem)
-    return key
+    return _validated(key, "aggregate key", InvalidKeyError, InvalidKeyError)
