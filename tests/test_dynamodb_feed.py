@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from dynamodb_fixtures import count_requests
 from test_dynamodb_driver import records, table_items
 
-from kvsourcing.errors import StoreUnavailableError
+from kvsourcing.errors import KvSourcingError, StoreUnavailableError
 from kvsourcing.protocols import EventStore
 from kvsourcing.stores.dynamodb import DynamoDBDriver, new_store
 from kvsourcing.stores.dynamodb.driver import feed_partition, marker_key
@@ -414,23 +414,42 @@ def test_trim_still_removes_the_tombstone_of_a_failed_commit(
     assert set(feed_items(moto_client, moto_table)) == {0}
 
 
-def test_a_commit_lost_in_transit_tombstones_its_position_at_once(moto_client: Any, moto_table: str) -> None:
-    """Readers need not wait out the grace, and the tombstone is a gap's, which trims keep,
-    since the transaction might still arrive (and must then write nothing)."""
+def _refusal(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "TransactWriteItems",
+    )
+
+
+@pytest.mark.parametrize(
+    ("failure", "may_land"),
+    [
+        (EndpointConnectionError(endpoint_url="https://dynamodb.example"), True),
+        (_refusal("InternalServerError", 500), True),
+        (_refusal("TransactionInProgressException", 400), True),
+        (_refusal("ValidationException", 400), False),
+    ],
+    ids=["connection lost", "server error", "in progress", "refused"],
+)
+def test_a_failed_commit_tombstones_its_position_at_once(
+    moto_client: Any, moto_table: str, failure: Exception, may_land: bool
+) -> None:
+    """Readers need not wait out the grace. When the transaction may still arrive (and must
+    then write nothing), the tombstone is a gap's, which trims keep."""
     driver = DynamoDBDriver(moto_client, moto_table, buckets=1, feed_grace=60)
-    lost, after = key(), key()
+    failed, after = key(), key()
 
-    def cut(**_: Any) -> None:
-        raise EndpointConnectionError(endpoint_url="https://dynamodb.example")
+    def fail(**_: Any) -> None:
+        raise failure
 
-    moto_client.meta.events.register("before-call.dynamodb.TransactWriteItems", cut)
-    with pytest.raises(StoreUnavailableError):
-        driver.append(Commit(lost, 0, records(1, 1)))
-    moto_client.meta.events.unregister("before-call.dynamodb.TransactWriteItems", cut)
+    moto_client.meta.events.register("before-call.dynamodb.TransactWriteItems", fail)
+    with pytest.raises(KvSourcingError):
+        driver.append(Commit(failed, 0, records(1, 1)))
+    moto_client.meta.events.unregister("before-call.dynamodb.TransactWriteItems", fail)
     assert driver.append(Commit(after, 0, records(1, 1))) is None
     assert summary(driver.read_feed({0: None}, 10)) == [("2", after, 1, records(1, 1))]
-    assert set(feed_items(moto_client, moto_table)[1]) == {"k", "s", "t", "g"}
-    assert driver.load(lost, 0).records == []
+    assert ("g" in feed_items(moto_client, moto_table)[1]) is may_land
+    assert driver.load(failed, 0).records == []
 
 
 def test_a_tombstone_racing_a_landing_transaction_makes_the_reader_look_again(

@@ -399,7 +399,7 @@ class DynamoDBDriver:
                 return None
             except ClientError as err:
                 if _code(err) != "TransactionCanceledException":
-                    self._abandon(bucket, position, landing=True)
+                    self._abandon(bucket, position, landing=_may_have_landed(err))
                     raise self._fail(err) from err
                 reasons = err.response.get("CancellationReasons") or []
                 if _failed(reasons, transaction.marker_index):
@@ -946,6 +946,14 @@ def _live_value(item: dict[str, Any] | None, now: float) -> bytes | None:
     if "x" in item and float(item["x"]["N"]) <= now:
         return None
     return item["d"]["B"]
+
+
+def _may_have_landed(err: ClientError) -> bool:
+    """Whether a transaction that failed with ``err`` may still be applied: a server error
+    (5xx) leaves it unknown, as does ``TransactionInProgressException`` (botocore's resend of
+    an attempt still being applied); any other refusal (4xx) applied nothing."""
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 500
+    return status >= 500 or _code(err) == "TransactionInProgressException"
 
 
 def _head_sequence(item: dict[str, Any] | None) -> int:
