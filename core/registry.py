@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kvsourcing.structure import build, constructor_for, is_plain_dataclass
+from kvsourcing.structure import build, build_dataclass, constructor_for, is_plain_dataclass
 from kvsourcing.types import (
     CommandType,
     EventDetector,
@@ -104,7 +105,10 @@ class StandardEventRegistry:
 def _reader(cls: type, definitions: tuple[EventDefinition, ...]) -> Callable[[Any], Any]:
     """How ``create_event`` builds ``cls`` from stored data: older revisions first, then
     the class's own constructor, worked out once at registration."""
-    construct = constructor_for(cls)
+    plain = not definitions and is_plain_dataclass(cls)
+    # ``read_plain`` below has tried ``cls(**data)`` already: the general way goes straight
+    # to the builder that drops extra keys and defaults missing ones.
+    construct = functools.partial(build_dataclass, cls) if plain else constructor_for(cls)
 
     def read(data: Any) -> Any:
         if data is None:
@@ -116,7 +120,7 @@ def _reader(cls: type, definitions: tuple[EventDefinition, ...]) -> Callable[[An
             return construct(data)
         return data
 
-    if definitions or not is_plain_dataclass(cls):
+    if not plain:
         return read
 
     def read_plain(data: Any) -> Any:
