@@ -325,16 +325,17 @@ _plain_fields: dict[type, bool] = {}
 def _fields_hold_only_plain_data(cls: type) -> bool:
     """Whether every field of dataclass ``cls`` is hinted with plain data only (known once
     its hints resolve), so that its instances need no search."""
-    if cls not in _resolved_hints and not _hints(cls):
-        return False
     known = _plain_fields.get(cls)
-    if known is None:
-        hints = _hints(cls)
-        try:
-            known = all(_holds_only_plain_data(hints.get(f.name, Any)) for f in dataclasses.fields(cls))
-        except TypeError:
-            known = False
-        _plain_fields[cls] = known
+    if known is not None:
+        return known
+    hints = _hints(cls)
+    if cls not in _resolved_hints:
+        return False
+    try:
+        known = all(_holds_only_plain_data(hints.get(f.name, Any)) for f in dataclasses.fields(cls))
+    except TypeError:
+        known = False
+    _plain_fields[cls] = known
     return known
 
 
@@ -400,11 +401,11 @@ def unnamed_class(value: Any, hint: Any = Any) -> type | None:
     return None
 
 
-def unrestorable_attribute(state: Any) -> tuple[str, type] | None:
-    """``(attribute, class)`` of the first public attribute of ``state`` holding a dataclass
-    or enum that ``restore_attributes`` would give back as plain data, or ``None``."""
+def unrestorable_attribute(state: Any, attributes: Mapping[str, Any]) -> tuple[str, type] | None:
+    """``(attribute, class)`` of the first of ``attributes`` (``state``'s public ones) holding
+    a dataclass or enum that ``restore_attributes`` would give back as plain data, or ``None``."""
     hints = {} if isinstance(state, Mapping) else _hints(type(state))
-    for name, value in public_attributes(state).items():
+    for name, value in attributes.items():
         found = unnamed_class(value, hints.get(name, Any))
         if found is not None:
             return name, found

@@ -119,7 +119,8 @@ class KeyValueStore(ClosesOnExit):
         raise EncodingError(f"cannot commit {len(items)} event(s) to {key!r}: the codec rejected them")
 
     def _encode_state(self, key: str, sequence: int, state: Any) -> bytes:
-        unrestorable = unrestorable_attribute(state)
+        plain = public_attributes(state)
+        unrestorable = unrestorable_attribute(state, plain)
         if unrestorable is not None:
             name, cls = unrestorable
             raise EncodingError(
@@ -128,7 +129,6 @@ class KeyValueStore(ClosesOnExit):
                 f"restore it as plain data; annotate the attribute on the class (for example "
                 f"'{name}: {cls.__name__}' or '{name}: dict[str, {cls.__name__}]')"
             )
-        plain = public_attributes(state)
         try:
             return self._codec.encode(plain)
         except EncodingError as exc:
