@@ -20,6 +20,7 @@ e.g. from a throwaway venv::
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
 import statistics
@@ -61,6 +62,24 @@ def _kvsourcing_account() -> type:
             self.balance += event.amount
 
     return Account
+
+
+@functools.cache
+def peer_classes() -> tuple[type, type]:
+    """pyeventsourcing's ``Application`` and our workload's aggregate in its style, defined once
+    (it registers each aggregate class under a topic, and refuses a second class of one name)."""
+    from eventsourcing.application import Application
+    from eventsourcing.domain import Aggregate, event
+
+    class PeerAccount(Aggregate):
+        def __init__(self) -> None:
+            self.balance = 0
+
+        @event("Deposited")
+        def deposit(self, amount: int, note: str) -> None:
+            self.balance += amount
+
+    return Application, PeerAccount
 
 
 def count_requests(client: Any) -> Counter[str]:
@@ -210,18 +229,8 @@ class PyEventsourcing(System):
     name = "eventsourcing-dynamodb"
 
     def __init__(self, client: Any) -> None:
-        from eventsourcing.application import Application
-        from eventsourcing.domain import Aggregate, event
-
-        class Account(Aggregate):
-            def __init__(self) -> None:
-                self.balance = 0
-
-            @event("Deposited")
-            def deposit(self, amount: int, note: str) -> None:
-                self.balance += amount
-
-        self._application, self._account_cls, self._client = Application, Account, client
+        self._application, self._account_cls = peer_classes()
+        self._client = client
         self._counts: Counter[str] = Counter()
 
     def create(self, table: str) -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import functools
 import io
 import json
 import os
@@ -46,7 +45,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from dynamodb_bench import moto_dynamodb
+from dynamodb_bench import moto_dynamodb, peer_classes
 from redis_bench import redis_server
 
 from kvsourcing import AggregateBase, ConcurrencyFault, StandardEventRegistry
@@ -145,24 +144,6 @@ class Ours(Contender):
         else:
             outcome = "SECOND WRITER ACCEPTED"
         return f"{outcome}; stored events: {self.load(first)} (expected 2)"
-
-
-@functools.cache
-def peer_classes() -> tuple[type, type]:
-    """pyeventsourcing's ``Application`` and our workload's aggregate in its style, defined once
-    (it registers each aggregate class under a topic, and refuses a second class of one name)."""
-    from eventsourcing.application import Application
-    from eventsourcing.domain import Aggregate, event
-
-    class PeerAccount(Aggregate):
-        def __init__(self) -> None:
-            self.balance = 0
-
-        @event("Deposited")
-        def deposit(self, amount: int, note: str) -> None:
-            self.balance += amount
-
-    return Application, PeerAccount
 
 
 class PyEventsourcing(Contender):
