@@ -9,9 +9,11 @@ from kvsourcing.aggregate import AggregateBase
 from kvsourcing.codecs import Codec, JsonCodec, MsgpackCodec
 from kvsourcing.config import open_store
 from kvsourcing.errors import (
+    AggregateNotFoundError,
     CommitTooLargeError,
     ConcurrencyFault,
     ConfigurationError,
+    CrossPartitionError,
     DirtyAggregateError,
     DomainFault,
     EncodingError,
@@ -62,6 +64,7 @@ from kvsourcing.teststore import (
     new_test_store,
     test_store_failure_filter,
 )
+from kvsourcing.together import commit_together
 from kvsourcing.types import (
     EVENT_HANDLE_METHOD_PREFIX,
     HANDLE_METHOD_PREFIX,
@@ -93,6 +96,7 @@ __all__ = [
     "AdapterWithEvents",
     "Aggregate",
     "AggregateBase",
+    "AggregateNotFoundError",
     "CloseMiddleware",
     "Codec",
     "Command",
@@ -104,6 +108,7 @@ __all__ = [
     "CommitTooLargeError",
     "ConcurrencyFault",
     "ConfigurationError",
+    "CrossPartitionError",
     "DirtyAggregateError",
     "DomainFault",
     "EncodingError",
@@ -142,6 +147,7 @@ __all__ = [
     "TestStoreHistoryItem",
     "UnknownCommandError",
     "UnknownEventTypeError",
+    "commit_together",
     "default_test_store_filter",
     "is_concurrency_fault",
     "is_domain_fault",

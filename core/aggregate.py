@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
-from kvsourcing.errors import DirtyAggregateError, HandlerResultError, UnknownCommandError
+from kvsourcing.errors import (
+    AggregateNotFoundError,
+    DirtyAggregateError,
+    HandlerResultError,
+    UnknownCommandError,
+)
 from kvsourcing.keys import validate_key
 from kvsourcing.protocols import EventRegistry, EventStore
 from kvsourcing.structure import public_attributes, restore_attributes
@@ -40,7 +46,10 @@ class AggregateBase:
         self._sequence = 0
         self._pending: list[Event] = []
         self._commit_id: str | None = None
+        self._named = False
+        self._checked_id: str | None = None
         self._already_stored = False
+        self._savepoint: tuple[int, dict[str, Any]] | None = None
         self._replayers: dict[str, Callable[[Any], Any]] = {}
         self._replay_by_class: dict[type, Callable[[Any], Any] | None] = {}
         self._handlers: dict[type, Callable[[Any], Any]] = {}
@@ -138,6 +147,7 @@ class AggregateBase:
         """Record a new event and apply it to the state; ``commit()`` stores it."""
         if not self._pending:
             self._already_stored = False  # a new commit: what the last one found is past
+            self._save()
             if self._commit_id is None:
                 self._commit_id = os.urandom(16).hex()
         self.replay_event(event)
@@ -147,6 +157,15 @@ class AggregateBase:
         """The id of the uncommitted events: kept until they are stored, so a commit
         re-sent after a lost reply is recognised and not written twice."""
         return self._commit_id
+
+    def names_commit(self) -> bool:
+        """Whether the caller chose the commit id (``handle(command, commit_id=...)``), so the
+        store must find it again later, not only when this very commit is re-sent."""
+        return self._named
+
+    def commit_id_to_check(self) -> str | None:
+        """The commit id ``handle`` asks the store to look for while it refreshes."""
+        return self._checked_id
 
     def commit_already_stored(self) -> None:
         """Called by the store when this commit's id was found already stored."""
@@ -165,19 +184,45 @@ class AggregateBase:
         ``commit()`` again re-sends them under the same commit id."""
         if not self._pending:
             return
-        self._already_stored = False
+        self.prepare_commit()
         self._require_store().commit_events(self)
+        self.committed()
+
+    def prepare_commit(self, commit_id: str | None = None) -> None:
+        """Ready the uncommitted events for sending; ``commit_id`` names their commit."""
+        self._already_stored = False
+        if commit_id is not None:
+            self._commit_id = commit_id
+            self._named = True
+
+    def committed(self) -> None:
+        """Forget the events just stored (the store has them) and their commit id."""
         self._pending.clear()
         self._commit_id = None
+        self._named = False
+        self._savepoint = None
 
-    def refresh(self) -> None:
-        """Load the events stored since the aggregate's sequence (from a snapshot when newer)."""
+    def refresh(self, *, must_exist: bool = False) -> None:
+        """Load the events stored since the aggregate's sequence (from a snapshot when newer).
+
+        ``must_exist``: raise ``AggregateNotFoundError`` when the aggregate has no events,
+        for commands that only apply to an aggregate already created.
+        """
         if self._pending:
             raise DirtyAggregateError(
                 f"aggregate {self._key!r} has {len(self._pending)} uncommitted event(s): "
                 "commit them before refreshing"
             )
         self._require_store().refresh(self)
+        if must_exist and self._sequence == 0:
+            raise AggregateNotFoundError(
+                f"{type(self).__name__} {self._key!r} has no events: it was never created "
+                "(or its key is wrong)"
+            )
+
+    def get_store(self) -> EventStore:
+        """The store the aggregate is bound to."""
+        return self._require_store()
 
     def _require_store(self) -> EventStore:
         if self._store is None:
@@ -195,17 +240,28 @@ class AggregateBase:
             f"(handles: {known}); define handle_<name>(self, command: {type(command).__name__})"
         )
 
-    def handle(self, command: Command, commit_id: str | None = None) -> list[Event]:
+    def handle(
+        self, command: Command, commit_id: str | None = None, *, must_exist: bool = False
+    ) -> list[Event]:
         """Refresh, run the command's handler, apply the events it returns, commit them.
 
-        Returns the events committed. If anything fails the aggregate is rolled back to
-        its state before the command, so the same instance can run the command again (as
-        ``retry`` does). ``commit_id`` (by default a new one) names the commit: sending a
-        command again with the commit id of one already stored (say after a lost reply)
-        writes nothing and returns ``[]``.
+        Returns the events committed. ``commit_id`` (by default a new one) names the commit:
+        when a commit of that id is already stored for this aggregate, whatever was
+        committed after it, ``handle`` refreshes, returns ``[]`` and neither runs the handler
+        nor writes anything, so a command re-sent after a timeout or a lost reply is a
+        no-op. If anything fails, the aggregate is rolled back to its state before the
+        command (private attributes included), so the same instance can run the command
+        again (as ``retry`` does). ``must_exist``: see ``refresh``.
         """
         handler = self._find_handler(command)
-        self.refresh()
+        self._already_stored = False
+        self._checked_id = commit_id
+        try:
+            self.refresh(must_exist=must_exist)
+        finally:
+            self._checked_id = None
+        if self._already_stored:
+            return []
 
         def body() -> list[Event]:
             events = handler(command)
@@ -215,6 +271,7 @@ class AggregateBase:
                     "it must return a list of events (an empty list for none)"
                 )
             self._commit_id = commit_id
+            self._named = commit_id is not None
             for event in events:
                 self.apply_event(event)
             self.commit()
@@ -234,52 +291,102 @@ class AggregateBase:
         return self._atomically(body)
 
     def _atomically(self, body: Callable[[], Any]) -> Any:
-        """Run ``body``; restore the state before it if it fails, or if its commit was
+        """Run ``body``; roll back to the state before it if it fails, or if its commit was
         found already stored (then what is stored, not what ``body`` applied, is the truth)."""
-        target = self.state()
-        saved_sequence = self._sequence
-        saved_state = _saved(_public_vars(target))
+        self._savepoint = None
+        self._save()
         try:
             result = body()
         except BaseException:
-            self._restore(target, saved_sequence, saved_state)
+            self.rollback()
             raise
         if self._already_stored:
-            self._restore(target, saved_sequence, saved_state)
+            self.rollback()
+        self._savepoint = None
         return result
 
-    def _restore(self, target: Any, sequence: int, state: dict[str, Any]) -> None:
+    def _save(self) -> None:
+        """Keep a copy of the whole state to roll back to, unless one is kept already."""
+        if self._savepoint is None:
+            self._savepoint = (self._sequence, _saved(_state_vars(self.state(), self)))
+
+    def rollback(self) -> None:
+        """Drop the uncommitted events and restore the state from before them (from before
+        the command, inside ``handle``), private attributes included."""
+        savepoint, self._savepoint = self._savepoint, None
         self._pending.clear()
         self._commit_id = None
-        self._sequence = sequence
+        self._named = False
+        if savepoint is None:
+            return
+        self._sequence, state = savepoint
+        target = self.state()
         if isinstance(target, MutableMapping):
             target.clear()
             target.update(state)
             return
-        for name in set(_public_vars(target)) - set(state):
+        for name in set(_state_vars(target, self)) - set(state):
             delattr(target, name)
         for name, value in state.items():
             object.__setattr__(target, name, value)
 
+    def private_state(self) -> list[str]:
+        """Private attributes holding data that a snapshot of the public ones would miss,
+        when the aggregate itself is its state: every one when no public attribute holds
+        state (the snapshot would be empty), else those behind a property of the same name
+        (``_balance`` read through ``balance``). The store refuses to snapshot them."""
+        if self._state_fn is not None:
+            return []
+        own = vars(self)
+        empty = not any(not name.startswith("_") for name in own)
+        cls = type(self)
+        return [
+            name
+            for name, value in own.items()
+            if name.startswith("_") and not name.startswith("__") and name not in _BASE_ATTRIBUTES
+            and _is_plain_data(value)
+            and (empty or isinstance(getattr(cls, name.lstrip("_"), None), property))
+        ]  # fmt: skip
+
+
+_BASE_ATTRIBUTES = frozenset(vars(AggregateBase()))
+"""The attributes ``AggregateBase`` keeps for itself: never state, never rolled back."""
+
+_PLAIN = (int, float, str, bytes, bool, list, dict, set, frozenset, tuple)
+
+
+def _is_plain_data(value: Any) -> bool:
+    """Whether ``value`` looks like state (data) rather than a resource (a lock, a client)."""
+    return isinstance(value, _PLAIN) or (dataclasses.is_dataclass(value) and not isinstance(value, type))
+
+
+def _state_vars(target: Any, aggregate: AggregateBase) -> dict[str, Any]:
+    """What a rollback restores: every attribute of the state but ``AggregateBase``'s own."""
+    if isinstance(target, Mapping) or not hasattr(target, "__dict__"):
+        return public_attributes(target)  # a dict, or a dataclass with slots: its fields
+    if target is aggregate:
+        return {k: v for k, v in vars(target).items() if k not in _BASE_ATTRIBUTES}
+    return dict(vars(target))
+
 
 def _saved(state: dict[str, Any]) -> dict[str, Any]:
-    """A deep copy of ``state`` to roll back to (one memo, so shared objects stay shared);
-    a ``TypeError`` names an attribute that cannot be copied (a lock, a client)."""
+    """A deep copy of ``state`` to roll back to (one memo, so shared objects stay shared).
+
+    A public attribute that cannot be copied raises ``TypeError`` naming it; a private one
+    (a lock, a client: a resource, not state) is kept as it is.
+    """
     memo: dict[int, Any] = {}
     saved = {}
     for name, value in state.items():
         try:
             saved[name] = copy.deepcopy(value, memo)
         except (TypeError, copy.Error) as exc:  # what deepcopy raises for a lock or a socket
+            if name.startswith("_"):
+                saved[name] = value
+                continue
             raise TypeError(
                 f"cannot save attribute {name!r} ({type(value).__name__}) to roll back a failed command: "
                 f"{exc}; state is copied before each command, so keep locks, clients and other resources "
                 "in private attributes (with a leading underscore)"
             ) from exc
     return saved
-
-
-def _public_vars(obj: Any) -> dict[str, Any]:
-    if isinstance(obj, Mapping) or not hasattr(obj, "__dict__"):
-        return public_attributes(obj)  # a dict, or a dataclass with slots: its fields
-    return {k: v for k, v in vars(obj).items() if not k.startswith("_")}

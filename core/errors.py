@@ -74,6 +74,15 @@ class StoreUnavailableError(KvSourcingError, ConnectionError):
     """The store's server could not be reached, or refused our credentials."""
 
 
+class CrossPartitionError(KvSourcingError):
+    """Aggregates committed together that the backend cannot write in one atomic operation
+    (a Redis Cluster, keys in different slots); nothing was written."""
+
+
+class AggregateNotFoundError(KvSourcingError, LookupError):
+    """An aggregate that must exist has no events."""
+
+
 class CommitTooLargeError(KvSourcingError):
     """A commit exceeds what the backend can write in one atomic operation."""
 

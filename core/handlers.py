@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,13 +14,18 @@ from kvsourcing.wireup import prefixed_methods
 
 @dataclass(frozen=True)
 class PublishedEvent:
-    """A stored event as delivered to handlers; ``data`` is the event object."""
+    """A stored event as delivered to handlers; ``data`` is the event object. After Go's
+    five fields: the id of the commit that stored it and when (an aware UTC ``datetime``),
+    ``None`` where unknown (events stored before commits kept them, or published by
+    middleware, which runs before the store's time is known)."""
 
     domain: str
     type: EventType
     key: str
     sequence: int
     data: Event
+    commit_id: str | None = None
+    recorded_at: dt.datetime | None = None
 
 
 class EventHandlerBase:

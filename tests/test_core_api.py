@@ -10,9 +10,11 @@ import pytest
 
 import kvsourcing
 from kvsourcing import (
+    AggregateNotFoundError,
     CommitTooLargeError,
     ConcurrencyFault,
     ConfigurationError,
+    CrossPartitionError,
     DirtyAggregateError,
     DomainFault,
     EncodingError,
@@ -130,6 +132,8 @@ ERRORS = [
     CommitTooLargeError,
     InvalidKeyError,
     TableNotFoundError,
+    CrossPartitionError,
+    AggregateNotFoundError,
 ]
 
 

@@ -26,23 +26,16 @@ class TestMemoryFeed(FeedSuite):
         return self.shared
 
 
-def test_commit_ids_are_forgotten_after_their_ttl() -> None:
-    import time
-
+def test_commit_ids_live_with_their_aggregate() -> None:
     from kvsourcing.stores.keyvalue import ALREADY_STORED, Commit
 
-    driver = memory.MemoryDriver(commit_id_ttl=0.2)
+    driver = memory.MemoryDriver()
     assert driver.append(Commit("k", 0, [b"r1"], commit_id="cmd-1")) is None
-    assert driver.append(Commit("k", 0, [b"r1"], commit_id="cmd-1")) == ALREADY_STORED
-    time.sleep(0.25)
-    assert driver.append(Commit("k", 0, [b"r1"], commit_id="cmd-1")) == 1, "forgotten, yet the head protects"
-    forever = memory.MemoryDriver(commit_id_ttl=None)
-    assert forever.append(Commit("k", 0, [b"r1"], commit_id="cmd-1")) is None
-    time.sleep(0.25)
-    assert forever.append(Commit("k", 1, [b"r2"], commit_id="cmd-1")) == ALREADY_STORED
-    for bad in (0, -1, float("inf"), float("nan"), 1e40, True):
-        with pytest.raises(ValueError, match="commit_id_ttl"):
-            memory.MemoryDriver(commit_id_ttl=bad)
+    assert driver.append(Commit("k", 1, [b"r2"], commit_id="cmd-2")) is None
+    assert driver.append(Commit("k", 2, [b"r3"], commit_id="cmd-1")) == ALREADY_STORED
+    assert driver.append(Commit("other", 0, [b"r1"], commit_id="cmd-1")) is None, "ids are per aggregate"
+    assert driver.load("k", 2, commit_id="cmd-1").stored
+    assert not driver.load("k", 2, commit_id="cmd-3").stored
 
 
 def test_read_events_refuses_a_negative_after() -> None:

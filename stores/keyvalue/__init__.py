@@ -1,34 +1,51 @@
-"""The generic key-value tablestore base: drivers supply ``append``/``load``, the base the rest."""
+"""The generic key-value tablestore base: drivers supply primitives, the base the rest."""
 
+from kvsourcing.stores.keyvalue.base import STORE_OPTIONS, DriverBase, check_options, validate_buckets
 from kvsourcing.stores.keyvalue.consumer import FeedConsumer, trim_consumed
 from kvsourcing.stores.keyvalue.driver import (
-    ALREADY_STORED,
     DEFAULT_COMMIT_ID_TTL,
-    Commit,
     Driver,
+    EventDriver,
     FeedDriver,
+    ValueDriver,
+    validate_commit_id_ttl,
+)
+from kvsourcing.stores.keyvalue.records import (
+    ALREADY_STORED,
+    Commit,
+    CommitInfo,
     FeedEntry,
     Loaded,
+    Refusal,
     Snapshot,
+    hash_tag,
     partition_bucket,
-    validate_commit_id_ttl,
 )
 from kvsourcing.stores.keyvalue.store import KeyedEvent, KeyValueStore, new_store
 
 __all__ = [
     "ALREADY_STORED",
     "DEFAULT_COMMIT_ID_TTL",
+    "STORE_OPTIONS",
     "Commit",
+    "CommitInfo",
     "Driver",
+    "DriverBase",
+    "EventDriver",
     "FeedConsumer",
     "FeedDriver",
     "FeedEntry",
     "KeyValueStore",
     "KeyedEvent",
     "Loaded",
+    "Refusal",
     "Snapshot",
+    "ValueDriver",
+    "check_options",
+    "hash_tag",
     "new_store",
     "partition_bucket",
     "trim_consumed",
+    "validate_buckets",
     "validate_commit_id_ttl",
 ]

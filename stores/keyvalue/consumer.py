@@ -31,8 +31,9 @@ import msgpack
 from kvsourcing.errors import ConfigurationError
 from kvsourcing.handlers import PublishedEvent
 from kvsourcing.protocols import EventHandler, EventRegistry
-from kvsourcing.stores.keyvalue.driver import FeedDriver, FeedEntry
-from kvsourcing.stores.keyvalue.store import KeyValueStore
+from kvsourcing.stores.keyvalue.driver import FeedDriver
+from kvsourcing.stores.keyvalue.records import FeedEntry
+from kvsourcing.stores.keyvalue.store import KeyValueStore, utc
 from kvsourcing.types import EventType
 
 log = logging.getLogger("kvsourcing.consumer")
@@ -70,6 +71,11 @@ class FeedConsumer:
         if not isinstance(driver, FeedDriver):
             raise ConfigurationError(
                 f"{type(driver).__name__} keeps no feed: a FeedConsumer needs a FeedDriver"
+            )
+        if not driver.feed:
+            raise ConfigurationError(
+                "this store was opened with feed=False and records no feed: open it with feed=True "
+                "(the default) to follow it with a FeedConsumer"
             )
         if not name or "/" in name:
             raise ValueError(f"consumer name must be non-empty and without '/': {name!r}")
@@ -229,7 +235,13 @@ class FeedConsumer:
             registry = self._registries.get(stored.domain)
             event = stored.data if registry is None else registry.create_event(stored.event_type, stored.data)
             published = PublishedEvent(
-                stored.domain, EventType(stored.event_type), entry.key, sequence, event
+                stored.domain,
+                EventType(stored.event_type),
+                entry.key,
+                sequence,
+                event,
+                entry.commit_id,
+                None if entry.recorded_at is None else utc(entry.recorded_at),
             )
             for handler in self._handlers:
                 try:

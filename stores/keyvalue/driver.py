@@ -1,44 +1,30 @@
-"""The primitives a key-value driver supplies to the tablestore base.
+"""The primitives a key-value driver supplies to the tablestore base, by role.
 
 A driver stores opaque, already encoded records; the base does everything else
-(validation, encoding, the snapshot policy, mapping clashes to faults). Two calls
-carry the whole contract, and each must be one atomic operation on the backend:
+(validation, encoding, the snapshot policy, mapping refusals to faults). The roles:
 
-* ``append(commit)`` writes ``commit.records`` as sequences ``expected+1 .. last``
-  (and ``commit.snapshot`` at ``last`` when given) if and only if the aggregate is at
-  ``commit.expected``. It returns ``None`` on success, or the sequence the aggregate
-  was really at, having written nothing.
-* ``load(key, after, use_snapshot=...)`` returns the newest snapshot when it is newer
-  than ``after`` (and ``use_snapshot`` is true), and every record after the later of
-  the two, read consistently.
+* ``EventDriver``, which every driver is: ``append`` writes one or more aggregates'
+  commits in one atomic operation, ``load`` reads an aggregate back, ``close``.
+* ``FeedDriver``: an ``EventDriver`` that also records every commit in the durable
+  feed of its aggregate's bucket, inside the same atomic write, and reads it back.
+* ``ValueDriver``: small named values with compare-and-swap, on which ``FeedConsumer``
+  keeps its checkpoints and leases.
 
-A ``FeedDriver`` also keeps the durable global feed: in the same atomic write as the
-commit it appends a ``FeedEntry`` to the feed of the aggregate's partition bucket, and
-it keeps small named values (checkpoints, leases) with compare-and-swap.
+``DriverBase`` (``kvsourcing.stores.keyvalue.base``) supplies what these share.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final, Protocol, runtime_checkable
 
-ALREADY_STORED: Final = -1
-"""What ``append`` returns when the commit's ``commit_id`` is already stored for the aggregate."""
+from kvsourcing.stores.keyvalue.records import Commit, FeedEntry, Loaded, Refusal
 
 DEFAULT_COMMIT_ID_TTL: Final = 86_400.0
-"""Seconds a driver keeps a commit id by default (a day); ``None`` keeps ids for ever.
-
-A commit re-sent after its id was forgotten is still refused if the aggregate moved on
-(its expected sequence no longer matches); only a command run again from a refreshed
-aggregate, with the old id, would be written again.
-"""
-
+"""Seconds a driver that forgets commit ids keeps them at least (a day)."""
 
 MAX_COMMIT_ID_TTL: Final = 100 * 365 * 86_400.0
-"""The longest ``commit_id_ttl`` (a hundred years): expiry times stay numbers every backend
-stores; ``None`` keeps ids for ever."""
+"""The longest ``commit_id_ttl`` (a hundred years); ``None`` keeps ids for ever."""
 
 
 def validate_commit_id_ttl(ttl: object) -> float | None:
@@ -53,65 +39,39 @@ def validate_commit_id_ttl(ttl: object) -> float | None:
     return float(ttl)
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """An aggregate's encoded state as it was at ``sequence``."""
-
-    sequence: int
-    state: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Commit:
-    """One atomic append: records ``expected+1 .. last`` of aggregate ``key``."""
-
-    key: str
-    expected: int
-    records: Sequence[bytes]
-    snapshot: bytes | None = None
-    commit_id: str | None = None
-
-    @property
-    def last(self) -> int:
-        """The sequence of the commit's last record, and of its snapshot."""
-        return self.expected + len(self.records)
-
-
-@dataclass(frozen=True, slots=True)
-class Loaded:
-    """What ``load`` found: an optional snapshot, then records from ``first`` on."""
-
-    snapshot: Snapshot | None
-    first: int
-    records: Sequence[bytes]
-
-    @property
-    def last(self) -> int:
-        """The sequence of the last record (or of the snapshot, or ``first - 1``)."""
-        return self.first - 1 + len(self.records)
-
-
 @runtime_checkable
-class Driver(Protocol):
+class EventDriver(Protocol):
     """The backend primitives behind ``kvsourcing.stores.keyvalue.new_store``."""
 
-    def append(self, commit: Commit) -> int | None:
-        """Write ``commit`` atomically if the aggregate is at ``commit.expected``.
+    def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
+        """Write every commit in one atomic operation, all or none.
 
-        Return ``None`` when written, else the aggregate's actual sequence (nothing written).
-        When ``commit.commit_id`` is already stored for this aggregate, write nothing and
-        return ``ALREADY_STORED``: that check comes first, inside the same atomic operation.
-        A driver may forget a commit id after its ``commit_id_ttl``.
-        Raise ``StoreUnavailableError`` when the backend cannot be reached and
-        ``CommitTooLargeError`` when the commit exceeds the backend's atomic limits.
+        Each commit is written only if its aggregate is at ``commit.expected`` and its
+        ``commit_id`` is not already stored for that aggregate (that check comes first).
+        Return ``None`` when all were written; else a ``Refusal`` naming the first commit
+        that could not be, having written nothing. The commits name distinct aggregates.
+        Raise ``StoreUnavailableError`` when the backend cannot be reached,
+        ``CommitTooLargeError`` beyond the backend's atomic limits, and
+        ``CrossPartitionError`` when the backend cannot write these aggregates atomically
+        (a Redis Cluster, keys in different slots): always before writing anything.
         """
         ...
 
-    def load(self, key: str, after: int, *, use_snapshot: bool = True) -> Loaded:
-        """Return the snapshot newer than ``after`` (if any, and wanted) and the records after it.
+    def append(self, commit: Commit) -> int | None:
+        """``append_many([commit])``: ``None`` when written, else ``Refusal.head``
+        (``ALREADY_STORED`` or the aggregate's actual sequence). ``DriverBase`` supplies it."""
+        ...
 
-        When no snapshot is returned, ``Loaded.first`` is ``after + 1``; otherwise it is
-        the snapshot's sequence + 1.
+    def load(
+        self, key: str, after: int, *, use_snapshot: bool = True, commit_id: str | None = None,
+        metadata: bool = False,
+    ) -> Loaded:  # fmt: skip
+        """The newest snapshot newer than ``after`` (if any, and wanted) and the records after it.
+
+        When no snapshot is returned, ``Loaded.first`` is ``after + 1``; otherwise it is the
+        snapshot's sequence + 1. With ``commit_id``, ``Loaded.stored`` says whether that
+        (named) commit is stored for ``key``, read in the same operation where the backend
+        allows. With ``metadata``, ``Loaded.commits`` holds the commits of the records.
         """
         ...
 
@@ -120,42 +80,13 @@ class Driver(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class FeedEntry:
-    """One commit as its bucket's feed recorded it: records ``first ..`` of aggregate ``key``.
-
-    ``position`` is the driver's token for the entry, increasing within its bucket:
-    what a consumer's checkpoint stores, and what ``read_feed`` reads after.
-    """
-
-    bucket: int
-    position: str
-    key: str
-    first: int
-    records: Sequence[bytes]
+Driver = EventDriver
+"""The name of ``EventDriver`` before the contract was split by role."""
 
 
 @runtime_checkable
-class FeedDriver(Driver, Protocol):
-    """A driver that also keeps the durable feed and the consumers' small values.
-
-    Every successful ``append`` adds one ``FeedEntry`` (the commit's key, first sequence
-    and records) to the feed of bucket ``partition_bucket(key, buckets)`` in the same
-    atomic write, so no event is in the store but missing from the feed, or the reverse.
-    """
-
-    buckets: int
-
-    def read_feed(self, after: dict[int, str | None], limit: int) -> list[FeedEntry]:
-        """Up to ``limit`` entries of each bucket in ``after``, those after its position
-        (``None``: from the start), oldest first within each bucket."""
-        ...
-
-    def trim_feed(self, bucket: int, checkpoints: Sequence[str]) -> int:
-        """Remove the entries of ``bucket`` that every one of ``checkpoints`` has passed
-        (those at or before the earliest); later entries keep their positions. Returns
-        how many entries were removed."""
-        ...
+class ValueDriver(Protocol):
+    """Small named values with compare-and-swap (a consumer's checkpoints and leases)."""
 
     def read_value(self, name: str) -> bytes | None:
         """The value stored under ``name`` (``None`` when absent or expired)."""
@@ -163,7 +94,7 @@ class FeedDriver(Driver, Protocol):
 
     def read_values(self, names: Sequence[str]) -> list[bytes | None]:
         """The values of ``names``, in order, as ``read_value`` gives each, in as few
-        round trips as the backend allows (a consumer reads a slice's checkpoints so)."""
+        round trips as the backend allows."""
         ...
 
     def swap_value(
@@ -175,10 +106,29 @@ class FeedDriver(Driver, Protocol):
         ...
 
 
-def partition_bucket(key: str, buckets: int) -> int:
-    """The stable partition bucket (``0 .. buckets-1``) of an aggregate key.
+@runtime_checkable
+class FeedDriver(EventDriver, ValueDriver, Protocol):
+    """A driver that also keeps the durable feed.
 
-    Used by drivers to co-locate every record of one aggregate (a Redis hash tag, a
-    feed partition); stable across processes and Python versions.
+    Every successful append adds one ``FeedEntry`` per commit (the commit's key, first
+    sequence, records and metadata) to the feed of bucket ``partition_bucket(key,
+    buckets)`` in the same atomic write, so no event is in the store but missing from the
+    feed, or the reverse. ``feed`` is false for a driver opened with ``feed=False``: it
+    records no feed, and ``FeedConsumer`` refuses it.
     """
-    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % buckets
+
+    buckets: int
+    feed: bool
+
+    def read_feed(self, after: dict[int, str | None], limit: int, *, wait: float = 0.0) -> list[FeedEntry]:
+        """Up to ``limit`` entries of each bucket in ``after``, those after its position
+        (``None``: from the start), oldest first within each bucket. When there is none
+        and ``wait`` > 0, a driver that can be told of new entries (``pushes``) waits up to
+        ``wait`` seconds for some; others return at once."""
+        ...
+
+    def trim_feed(self, bucket: int, checkpoints: Sequence[str]) -> int:
+        """Remove the entries of ``bucket`` that every one of ``checkpoints`` has passed
+        (those at or before the earliest); later entries keep their positions. Returns
+        how many entries were removed."""
+        ...

@@ -11,6 +11,7 @@ registry does not know is replayed as its mapping (and still bumps the sequence)
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,25 +27,31 @@ from kvsourcing.errors import (
 )
 from kvsourcing.keys import validate_commit_id, validate_key
 from kvsourcing.protocols import EventRegistry, StoreLoaderAdapter, StoreWriterAdapter
-from kvsourcing.stores.keyvalue.driver import ALREADY_STORED, Commit, Driver
+from kvsourcing.stores.keyvalue.driver import EventDriver
+from kvsourcing.stores.keyvalue.records import ALREADY_STORED, Commit, require_distinct_keys
 from kvsourcing.structure import public_attributes, unrestorable_attribute
 
 
 @dataclass(frozen=True, slots=True)
 class KeyedEvent:
-    """A stored event as plain data: its aggregate, sequence, type name and decoded fields."""
+    """A stored event as plain data: its aggregate, sequence, type name and decoded fields,
+    and its commit's id and time (``None`` for events stored before commits kept them)."""
 
     key: str
     sequence: int
     event_type: str
     data: Any
     domain: str = ""
+    commit_id: str | None = None
+    recorded_at: dt.datetime | None = None
 
 
 class KeyValueStore(ClosesOnExit):
     """An ``EventStore`` over a key-value ``Driver``; see the module docstring."""
 
-    def __init__(self, driver: Driver, *, codec: Codec | None = None, snapshot_interval: int = 0) -> None:
+    def __init__(
+        self, driver: EventDriver, *, codec: Codec | None = None, snapshot_interval: int = 0
+    ) -> None:
         if isinstance(snapshot_interval, bool) or not isinstance(snapshot_interval, int):
             raise TypeError(f"snapshot_interval must be an int, not {type(snapshot_interval).__name__}")
         if snapshot_interval < 0:
@@ -54,7 +61,7 @@ class KeyValueStore(ClosesOnExit):
         self._interval = snapshot_interval
 
     @property
-    def driver(self) -> Driver:
+    def driver(self) -> EventDriver:
         """The driver this store writes through."""
         return self._driver
 
@@ -65,32 +72,54 @@ class KeyValueStore(ClosesOnExit):
 
     def commit_events(self, writer: StoreWriterAdapter) -> None:
         """Write the writer's new events (and a snapshot when due) in one atomic driver call."""
+        self.commit_together((writer,))
+
+    def commit_together(self, writers: Sequence[StoreWriterAdapter]) -> None:
+        """Write the new events of several aggregates in one atomic driver call: all or none.
+
+        A clash raises that aggregate's ``ConcurrencyFault`` and writes nothing. When the
+        driver finds a commit's id already stored (a re-send after a lost reply), nothing
+        is written and every writer hears of it through ``commit_already_stored()``.
+        """
+        prepared = [(writer, self._commit_of(writer)) for writer in writers]
+        prepared = [(writer, commit) for writer, commit in prepared if commit is not None]
+        if not prepared:
+            return
+        commits = [commit for _, commit in prepared]
+        require_distinct_keys(commits)
+        refusal = self._driver.append_many(commits)
+        if refusal is None:
+            return
+        if refusal.head == ALREADY_STORED:
+            for writer, _ in prepared:
+                already_stored = getattr(writer, "commit_already_stored", None)
+                if already_stored is not None:
+                    already_stored()
+            return
+        commit = commits[refusal.index]
+        if refusal.head > commit.expected:
+            raise ConcurrencyFault(commit.key, commit.expected + 1)
+        raise SequenceGapError(
+            f"cannot write {commit.key!r} after sequence {commit.expected}: the store holds only "
+            f"{refusal.head} event(s) for it; refresh the aggregate before committing"
+        )
+
+    def _commit_of(self, writer: StoreWriterAdapter) -> Commit | None:
+        """The driver's ``Commit`` of a writer's new events (``None`` when it has none)."""
         key = validate_key(writer.get_key())
         committed, events = writer.get_uncommitted_events()
         if not events:
-            return
+            return None
         records = self._encode_events(writer.get_event_registry(), key, committed, events)
         last = committed + len(records)
         snapshot = None
         if self._interval and last // self._interval > committed // self._interval:
-            snapshot = self._encode_state(key, last, writer.get_state())
+            snapshot = self._encode_state(key, last, writer)
         commit_id = getattr(writer, "get_commit_id", lambda: None)()
         if commit_id is not None:
             validate_commit_id(commit_id)
-        found = self._driver.append(Commit(key, committed, records, snapshot, commit_id))
-        if found is None:
-            return
-        if found == ALREADY_STORED:
-            already_stored = getattr(writer, "commit_already_stored", None)
-            if already_stored is not None:
-                already_stored()
-            return
-        if found > committed:
-            raise ConcurrencyFault(key, committed + 1)
-        raise SequenceGapError(
-            f"cannot write {key!r} after sequence {committed}: the store holds only "
-            f"{found} event(s) for it; refresh the aggregate before committing"
-        )
+        named = bool(getattr(writer, "names_commit", lambda: False)())
+        return Commit(key, committed, records, snapshot, commit_id, named)
 
     def _encode_events(
         self, registry: EventRegistry, key: str, committed: int, events: list[Any]
@@ -118,7 +147,15 @@ class KeyValueStore(ClosesOnExit):
                 ) from exc
         raise EncodingError(f"cannot commit {len(items)} event(s) to {key!r}: the codec rejected them")
 
-    def _encode_state(self, key: str, sequence: int, state: Any) -> bytes:
+    def _encode_state(self, key: str, sequence: int, writer: StoreWriterAdapter) -> bytes:
+        private = getattr(writer, "private_state", list)()
+        if private:
+            raise EncodingError(
+                f"cannot snapshot {key!r} at sequence {sequence}: attribute {private[0]!r} is private, "
+                "so the snapshot would restore the aggregate without it; keep the state in public "
+                "attributes, or give initialize() a state= function that returns the whole state"
+            )
+        state = writer.get_state()
         plain = public_attributes(state)
         unrestorable = unrestorable_attribute(state, plain)
         if unrestorable is not None:
@@ -138,13 +175,22 @@ class KeyValueStore(ClosesOnExit):
             ) from exc
 
     def refresh(self, reader: StoreLoaderAdapter) -> None:
-        """Bring ``reader`` up to date: the newest snapshot if newer, then the events after it."""
+        """Bring ``reader`` up to date: the newest snapshot if newer, then the events after it.
+
+        A reader that asks for a commit id to be checked (``commit_id_to_check()``, as
+        ``handle(command, commit_id=...)`` does) hears through ``commit_already_stored()``
+        when that commit is stored, read by the same load.
+        """
         key = validate_key(reader.get_key())
         if reader.is_dirty():
             raise DirtyAggregateError(
                 f"aggregate {key!r} has uncommitted events: commit them before refreshing"
             )
-        loaded = self._driver.load(key, reader.sequence_number())
+        check = getattr(reader, "commit_id_to_check", None)
+        commit_id = None if check is None else check()
+        if commit_id is not None:
+            validate_commit_id(commit_id)
+        loaded = self._driver.load(key, reader.sequence_number(), commit_id=commit_id)
         if loaded.snapshot is not None:
             state = self._decode(key, loaded.snapshot.sequence, loaded.snapshot.state)
             reader.restore_snapshot(loaded.snapshot.sequence, state)
@@ -152,6 +198,8 @@ class KeyValueStore(ClosesOnExit):
         replay_event = reader.replay_event
         for event_type, data, _ in self._decode_records(key, loaded.first, loaded.records):
             replay_event(create_event(event_type, data))
+        if loaded.stored:
+            getattr(reader, "commit_already_stored")()  # noqa: B009 (asked for by commit_id_to_check)
 
     def _decode_records(self, key: str, first: int, records: Sequence[bytes]) -> list[Any]:
         """The records as ``[type, data, domain]`` lists, every one checked before any is used."""
@@ -171,16 +219,26 @@ class KeyValueStore(ClosesOnExit):
             raise EncodingError(f"cannot read {key!r} at sequence {sequence}: {exc}") from exc
 
     def read_events(self, key: str, after: int = 0) -> list[KeyedEvent]:
-        """An aggregate's stored events after ``after`` as plain data, ignoring snapshots."""
+        """An aggregate's stored events after ``after`` as plain data, with each commit's id
+        and time, ignoring snapshots."""
         key = validate_key(key)
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
             raise ValueError(f"after must be a sequence number (an int >= 0), not {after!r}")
-        loaded = self._driver.load(key, after, use_snapshot=False)
+        loaded = self._driver.load(key, after, use_snapshot=False, metadata=True)
+        commits = iter(loaded.commits)
+        info = next(commits, None)
         events = []
         for sequence, (event_type, data, domain) in enumerate(
             self._decode_records(key, loaded.first, loaded.records), loaded.first
         ):
-            events.append(KeyedEvent(key, sequence, event_type, data, domain))
+            while info is not None and info.last < sequence:
+                info = next(commits, None)
+            if info is None or info.first > sequence:
+                events.append(KeyedEvent(key, sequence, event_type, data, domain))
+            else:
+                events.append(
+                    KeyedEvent(key, sequence, event_type, data, domain, info.commit_id, utc(info.recorded_at))
+                )
         return events
 
     def decode_record(self, key: str, sequence: int, record: bytes) -> KeyedEvent:
@@ -203,6 +261,11 @@ class KeyValueStore(ClosesOnExit):
         self._driver.close()
 
 
+def utc(seconds: float) -> dt.datetime:
+    """An aware UTC ``datetime`` of seconds since the epoch."""
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
 def _check_record(key: str, sequence: int, value: Any) -> None:
     """Refuse a decoded value that is not a ``[type, data, domain]`` record."""
     if type(value) is not list or len(value) != 3 or type(value[0]) is not str:
@@ -212,6 +275,8 @@ def _check_record(key: str, sequence: int, value: Any) -> None:
         )
 
 
-def new_store(driver: Driver, *, codec: Codec | None = None, snapshot_interval: int = 0) -> KeyValueStore:
+def new_store(
+    driver: EventDriver, *, codec: Codec | None = None, snapshot_interval: int = 0
+) -> KeyValueStore:
     """An event store over ``driver``; ``snapshot_interval=N`` snapshots every N events."""
     return KeyValueStore(driver, codec=codec, snapshot_interval=snapshot_interval)

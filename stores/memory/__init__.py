@@ -7,19 +7,21 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from kvsourcing.codecs import Codec
 from kvsourcing.config import redact_url
 from kvsourcing.errors import ConfigurationError
 from kvsourcing.stores.keyvalue import (
     ALREADY_STORED,
-    DEFAULT_COMMIT_ID_TTL,
     Commit,
+    CommitInfo,
+    DriverBase,
     FeedEntry,
     KeyValueStore,
     Loaded,
+    Refusal,
     Snapshot,
+    check_options,
     partition_bucket,
-    validate_commit_id_ttl,
+    validate_buckets,
 )
 from kvsourcing.stores.keyvalue import new_store as new_keyvalue_store
 
@@ -28,57 +30,87 @@ __all__ = ["MemoryDriver", "from_url", "new_store"]
 DEFAULT_BUCKETS = 16
 
 
-class MemoryDriver:
-    """Keeps each aggregate's records in a list and each bucket's feed in another, under
-    one lock: every call is atomic."""
+class _Stream:
+    """One aggregate: its records, newest snapshot, commits' metadata and ids."""
 
-    def __init__(
-        self, *, buckets: int = DEFAULT_BUCKETS, commit_id_ttl: float | None = DEFAULT_COMMIT_ID_TTL
-    ) -> None:
-        if buckets < 1:
-            raise ValueError(f"buckets must be at least 1, got {buckets}")
-        self.buckets = buckets
-        self.commit_id_ttl = validate_commit_id_ttl(commit_id_ttl)
-        self._records: dict[str, list[bytes]] = {}
-        self._snapshots: dict[str, Snapshot] = {}
-        self._commit_ids: dict[str, dict[str, float]] = {}
+    __slots__ = ("commit_ids", "commits", "records", "snapshot")
+
+    def __init__(self) -> None:
+        self.records: list[bytes] = []
+        self.snapshot: Snapshot | None = None
+        self.commits: list[CommitInfo] = []
+        self.commit_ids: dict[str, int] = {}
+
+
+class MemoryDriver(DriverBase):
+    """Keeps each aggregate's records in a list and each bucket's feed in another, under
+    one lock: every call is atomic. Commit ids live with their aggregate for as long as
+    the driver does, so the idempotency window is the aggregate's whole history."""
+
+    system_name = "memory"
+
+    def __init__(self, *, buckets: int = DEFAULT_BUCKETS, feed: bool = True) -> None:
+        self.buckets = validate_buckets(buckets, "memory")
+        self.feed = bool(feed)
+        self._streams: dict[str, _Stream] = {}
         self._feeds: list[list[FeedEntry]] = [[] for _ in range(buckets)]
         self._trimmed = [0] * buckets
         self._values: dict[str, tuple[bytes, float | None]] = {}
         self._lock = threading.Lock()
 
-    def append(self, commit: Commit) -> int | None:
+    def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
         with self._lock:
-            now = time.monotonic()
-            commit_ids = self._commit_ids.setdefault(commit.key, {})
-            if self.commit_id_ttl is not None:
-                while commit_ids and next(iter(commit_ids.values())) <= now - self.commit_id_ttl:
-                    del commit_ids[next(iter(commit_ids))]
-            if commit.commit_id is not None and commit.commit_id in commit_ids:
-                return ALREADY_STORED
-            records = self._records.setdefault(commit.key, [])
-            if len(records) != commit.expected:
-                return len(records)
-            records.extend(commit.records)
-            if commit.snapshot is not None:
-                self._snapshots[commit.key] = Snapshot(commit.last, commit.snapshot)
-            if commit.commit_id is not None:
-                commit_ids[commit.commit_id] = now
-            bucket = partition_bucket(commit.key, self.buckets)
-            feed = self._feeds[bucket]
-            position = str(self._trimmed[bucket] + len(feed) + 1)
-            feed.append(FeedEntry(bucket, position, commit.key, commit.expected + 1, tuple(commit.records)))
+            streams = [self._streams.get(commit.key) or _Stream() for commit in commits]
+            for index, (commit, stream) in enumerate(zip(commits, streams, strict=True)):
+                if commit.commit_id is not None and commit.commit_id in stream.commit_ids:
+                    return Refusal(index, ALREADY_STORED)
+                if len(stream.records) != commit.expected:
+                    return Refusal(index, len(stream.records))
+            now = time.time()
+            for commit, stream in zip(commits, streams, strict=True):
+                self._streams[commit.key] = stream
+                stream.records.extend(commit.records)
+                if commit.snapshot is not None:
+                    stream.snapshot = Snapshot(commit.last, commit.snapshot)
+                stream.commits.append(CommitInfo(commit.expected + 1, commit.last, commit.commit_id, now))
+                if commit.commit_id is not None:
+                    stream.commit_ids[commit.commit_id] = commit.last
+                if self.feed:
+                    self._record_feed(commit, now)
         return None
 
-    def load(self, key: str, after: int, *, use_snapshot: bool = True) -> Loaded:
-        with self._lock:
-            records = self._records.get(key, [])
-            snapshot = self._snapshots.get(key) if use_snapshot else None
-            if snapshot is not None and snapshot.sequence > after:
-                return Loaded(snapshot, snapshot.sequence + 1, records[snapshot.sequence :])
-            return Loaded(None, after + 1, records[after:])
+    def _record_feed(self, commit: Commit, now: float) -> None:
+        bucket = partition_bucket(commit.key, self.buckets)
+        feed = self._feeds[bucket]
+        position = str(self._trimmed[bucket] + len(feed) + 1)
+        feed.append(
+            FeedEntry(
+                bucket,
+                position,
+                commit.key,
+                commit.expected + 1,
+                tuple(commit.records),
+                commit.commit_id,
+                now,
+            )
+        )
 
-    def read_feed(self, after: dict[int, str | None], limit: int) -> list[FeedEntry]:
+    def load(
+        self, key: str, after: int, *, use_snapshot: bool = True, commit_id: str | None = None,
+        metadata: bool = False,
+    ) -> Loaded:  # fmt: skip
+        with self._lock:
+            stream = self._streams.get(key) or _Stream()
+            stored = commit_id is not None and commit_id in stream.commit_ids
+            snapshot = stream.snapshot if use_snapshot else None
+            start = snapshot.sequence if snapshot is not None and snapshot.sequence > after else after
+            commits = [info for info in stream.commits if info.last > start] if metadata else []
+            return Loaded(
+                snapshot if start != after else None, start + 1, stream.records[start:], stored, commits
+            )
+
+    def read_feed(self, after: dict[int, str | None], limit: int, *, wait: float = 0.0) -> list[FeedEntry]:
+        self.check_feed_request(after, limit)
         with self._lock:
             entries: list[FeedEntry] = []
             for bucket, position in after.items():
@@ -124,21 +156,12 @@ class MemoryDriver:
                 self._values[name] = (new, None if ttl is None else time.monotonic() + ttl)
             return True
 
-    def close(self) -> None:
-        """Nothing to release: the data lives as long as the driver."""
 
-
-def new_store(
-    *,
-    snapshot_interval: int = 0,
-    codec: Codec | None = None,
-    buckets: int = DEFAULT_BUCKETS,
-    commit_id_ttl: float | None = DEFAULT_COMMIT_ID_TTL,
-) -> KeyValueStore:
-    """A new, empty in-memory event store (``buckets`` partitions its feed; commit ids are
-    kept ``commit_id_ttl`` seconds)."""
-    driver = MemoryDriver(buckets=buckets, commit_id_ttl=commit_id_ttl)
-    return new_keyvalue_store(driver, codec=codec, snapshot_interval=snapshot_interval)
+def new_store(*, buckets: int = DEFAULT_BUCKETS, feed: bool = True, **options: Any) -> KeyValueStore:
+    """A new, empty in-memory event store (``buckets`` partitions its feed; ``feed=False``
+    keeps none); the other options (``snapshot_interval``, ``codec``, ...) go to the store."""
+    check_options("memory", options, ())
+    return new_keyvalue_store(MemoryDriver(buckets=buckets, feed=feed), **options)
 
 
 def from_url(url: str, **options: Any) -> KeyValueStore:
@@ -147,10 +170,5 @@ def from_url(url: str, **options: Any) -> KeyValueStore:
         raise ConfigurationError(
             f"memory store URL takes no host or path: got {redact_url(url)!r}, use 'memory://'"
         )
-    unknown = set(options) - {"snapshot_interval", "codec", "buckets", "commit_id_ttl"}
-    if unknown:
-        raise ConfigurationError(
-            f"memory store does not take option(s) {', '.join(sorted(unknown))}; "
-            "it takes snapshot_interval, codec, buckets and commit_id_ttl"
-        )
+    check_options("memory", options, ("buckets",))
     return new_store(**options)

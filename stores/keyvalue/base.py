@@ -1,0 +1,103 @@
+"""``DriverBase``: the checks and chores every key-value driver shares, written once.
+
+A driver subclasses it and supplies its primitives (``append_many``, ``load``, and for a
+feed ``read_feed``/``trim_feed`` and the value store). The base gives it the single-commit
+``append``, argument and option checks that raise the same exceptions on every backend,
+the context manager (``ClosesOnExit``), closing a client the driver owns, and ``served()``: the one place
+where a driver's client errors are translated, through the driver's ``translate`` hook.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+from kvsourcing.closing import ClosesOnExit
+from kvsourcing.errors import ConfigurationError, EncodingError, KvSourcingError
+from kvsourcing.stores.keyvalue.records import Commit, Refusal
+
+STORE_OPTIONS = frozenset({"snapshot_interval", "codec", "feed", "compression", "cipher"})
+"""The options every store takes (``open_store`` and each driver's ``new_store``)."""
+
+
+def validate_buckets(buckets: object, backend: str) -> int:
+    """``buckets`` if it is a usable bucket count (an ``int`` >= 1), else ``ConfigurationError``."""
+    if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1:
+        raise ConfigurationError(f"{backend} store option buckets must be an int >= 1, not {buckets!r}")
+    return buckets
+
+
+def check_options(backend: str, options: Mapping[str, Any], own: Iterable[str]) -> None:
+    """Refuse options that neither every store nor this backend (``own``) takes."""
+    allowed = STORE_OPTIONS | set(own)
+    unknown = set(options) - allowed
+    if unknown:
+        raise ConfigurationError(
+            f"{backend} store does not take option(s) {', '.join(sorted(unknown))}; "
+            f"it takes {', '.join(sorted(allowed))}"
+        )
+
+
+def corrupt_entry(bucket: int, position: str, err: Exception) -> EncodingError:
+    """The error for a feed entry the driver did not write (missing fields, bad data)."""
+    return EncodingError(f"feed entry {position} of bucket {bucket} is corrupt: {type(err).__name__}: {err}")
+
+
+class DriverBase(ClosesOnExit):
+    """Shared behaviour of drivers; see the module docstring.
+
+    Subclasses set ``system_name`` (OpenTelemetry's ``db.system.name``), ``client_errors``
+    (the exceptions of their client that ``served()`` translates) and override
+    ``translate``; a driver that made its client sets ``owns_client`` so ``close`` closes it.
+    """
+
+    system_name: ClassVar[str] = "keyvalue"
+    client_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    pushes: ClassVar[bool] = False
+    buckets: int = 1
+    feed: bool = True
+    owns_client: bool = False
+    _closed: bool = False
+
+    def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
+        raise NotImplementedError
+
+    def append(self, commit: Commit) -> int | None:
+        """Write one commit: ``None`` when written, else the refusal's ``head``."""
+        refusal = self.append_many((commit,))
+        return None if refusal is None else refusal.head
+
+    def translate(self, err: BaseException) -> KvSourcingError | None:
+        """The library's exception for a client error (``None``: raise it as it is)."""
+        return None
+
+    @contextlib.contextmanager
+    def served(self) -> Iterator[None]:
+        """Run calls to the backend with its client's errors translated by ``translate``."""
+        try:
+            yield
+        except self.client_errors as err:
+            translated = self.translate(err)
+            if translated is None:
+                raise
+            raise translated from err
+
+    def check_feed_request(self, after: Mapping[int, str | None], limit: int) -> None:
+        """Refuse a ``read_feed`` of a bucket the driver lacks, or a limit below 1."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        for bucket in after:
+            if not 0 <= bucket < self.buckets:
+                raise ValueError(f"bucket {bucket} is not in 0 .. {self.buckets - 1}")
+
+    def close_client(self) -> None:
+        """Close the client this driver made (called once, by ``close``)."""
+
+    def close(self) -> None:
+        """Close the client if this driver made it (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.owns_client:
+            self.close_client()

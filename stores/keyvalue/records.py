@@ -1,0 +1,145 @@
+"""The data a key-value driver and the tablestore base hand each other.
+
+Records are opaque, already encoded bytes: a driver stores and returns them without
+looking inside. Everything here is plain data, so the same values serve the sync and
+the async drivers.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+ALREADY_STORED: Final = -1
+"""``Refusal.head`` when a commit's id is already stored for its aggregate."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An aggregate's encoded state as it was at ``sequence``."""
+
+    sequence: int
+    state: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """One aggregate's part of an atomic append: records ``expected+1 .. last`` of ``key``.
+
+    ``commit_id`` names the commit; every driver keeps it with the commit's records (it is
+    the events' metadata) and recognises a re-send of this very commit. ``named`` says the
+    caller chose the id (``handle(command, commit_id=...)``): then a later
+    ``load(key, after, commit_id=...)`` must find it, whatever was committed after it,
+    within the driver's documented idempotency window.
+    """
+
+    key: str
+    expected: int
+    records: Sequence[bytes]
+    snapshot: bytes | None = None
+    commit_id: str | None = None
+    named: bool = False
+
+    @property
+    def last(self) -> int:
+        """The sequence of the commit's last record, and of its snapshot."""
+        return self.expected + len(self.records)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why an append wrote nothing: the commit at ``index`` could not be written.
+
+    ``head`` is ``ALREADY_STORED`` when that commit's id is already stored for its
+    aggregate, else the sequence the aggregate is really at.
+    """
+
+    index: int
+    head: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommitInfo:
+    """A stored commit's metadata: the sequences of its first and last records, its id and time.
+
+    ``recorded_at`` is seconds since the epoch (UTC), from the backend's clock where it
+    has one (Redis), else the writer's.
+    """
+
+    first: int
+    last: int
+    commit_id: str | None
+    recorded_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What ``load`` found: an optional snapshot, then records from ``first`` on.
+
+    ``stored`` says whether the commit id given to ``load`` is stored for the aggregate;
+    ``commits`` (only when ``load(..., metadata=True)``) holds the metadata of the commits
+    the records belong to, in sequence order; records written before commits carried
+    metadata have none.
+    """
+
+    snapshot: Snapshot | None
+    first: int
+    records: Sequence[bytes]
+    stored: bool = False
+    commits: Sequence[CommitInfo] = ()
+
+    @property
+    def last(self) -> int:
+        """The sequence of the last record (or of the snapshot, or ``first - 1``)."""
+        return self.first - 1 + len(self.records)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """One commit as its bucket's feed recorded it: records ``first ..`` of aggregate ``key``.
+
+    ``position`` is the driver's token for the entry, increasing within its bucket: what a
+    consumer's checkpoint stores, and what ``read_feed`` reads after. ``commit_id`` and
+    ``recorded_at`` are the commit's metadata (``None`` for entries written before them).
+    """
+
+    bucket: int
+    position: str
+    key: str
+    first: int
+    records: Sequence[bytes]
+    commit_id: str | None = None
+    recorded_at: float | None = None
+
+
+def hash_tag(key: str) -> str:
+    """The part of ``key`` that places it: the text inside its first ``{...}`` when that is
+    not empty (Redis's hash-tag rule), else the whole key. Aggregates whose keys share a
+    tag share a bucket, and so a Redis Cluster slot: they can be committed together."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
+
+
+def partition_bucket(key: str, buckets: int) -> int:
+    """The stable partition bucket (``0 .. buckets-1``) of an aggregate key.
+
+    Drivers co-locate every record of one aggregate by it (a Redis hash tag, a feed
+    partition); stable across processes and Python versions. Keys with the same
+    ``hash_tag`` share a bucket.
+    """
+    return zlib.crc32(hash_tag(key).encode("utf-8", "surrogatepass")) % buckets
+
+
+def require_distinct_keys(commits: Sequence[Commit]) -> None:
+    """Refuse an append that names one aggregate twice (``ValueError``)."""
+    seen: set[str] = set()
+    for commit in commits:
+        if commit.key in seen:
+            raise ValueError(f"aggregate {commit.key!r} appears twice in one atomic append")
+        seen.add(commit.key)
