@@ -23,6 +23,7 @@ from kvsourcing import (
     TestStore,
     UnknownCommandError,
     UnknownEventTypeError,
+    retry,
 )
 from kvsourcing.stores import memory
 from kvsourcing.structure import unnamed_class
@@ -678,3 +679,78 @@ def test_static_and_class_method_handlers_are_wired_up() -> None:
     assert account.handle(Deposit(3)) == [Deposited(6)]
     assert account.handle(Withdraw(1)) == [Withdrawn(1)]
     assert account.balance == 5
+
+
+class _Cargo(AggregateBase):
+    """State kept privately behind a property, as the original cargo model keeps it."""
+
+    def __init__(self, key: str, store: Any, **options: Any) -> None:
+        super().__init__()
+        self._total = 0
+        self.initialize(key, _cargo_events, store, **options)
+        self.automatic_wireup()
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    def replay_loaded(self, event: _Loaded) -> None:
+        self._total += event.weight
+
+    def handle_load(self, command: _Load) -> list[Any]:
+        return [_Loaded(command.weight)]
+
+
+@dataclass
+class _Loaded:
+    weight: int
+
+
+@dataclass
+class _Load:
+    weight: int
+
+
+_cargo_events = StandardEventRegistry("cargo")
+_cargo_events.register_event(_Loaded)
+
+
+class _RivalFirst:
+    """A store where a rival commits just before our first commit, so we lose one race."""
+
+    def __init__(self, inner: Any, key: str) -> None:
+        self.inner, self.key, self.raced = inner, key, False
+
+    def refresh(self, reader: Any) -> None:
+        self.inner.refresh(reader)
+
+    def commit_events(self, writer: Any) -> None:
+        if not self.raced:
+            self.raced = True
+            _Cargo(self.key, self.inner).handle(_Load(5))
+        self.inner.commit_events(writer)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_lost_race_rolls_back_private_state_so_retry_applies_each_event_once() -> None:
+    store = memory.new_store()
+    _Cargo("ship", store).handle(_Load(100))
+    cargo = _Cargo("ship", _RivalFirst(store, "ship"))
+    retry(3, lambda: cargo.handle(_Load(1)))
+    reader = _Cargo("ship", store)
+    reader.refresh()
+    assert reader.total == 106
+    assert cargo.total == 106, "the first attempt's event must not stay applied in memory"
+
+
+def test_a_snapshot_of_state_kept_in_private_attributes_is_refused_naming_the_attribute() -> None:
+    store = memory.new_store(snapshot_interval=2)
+    cargo = _Cargo("ship", store)
+    cargo.handle(_Load(10))
+    with pytest.raises(EncodingError, match="'_total'.*public attributes.*state="):
+        cargo.handle(_Load(20))
+    reader = _Cargo("ship", store)
+    reader.refresh()
+    assert (reader.total, reader.sequence_number()) == (10, 1), "nothing written"

@@ -1,4 +1,5 @@
-"""A small counter domain the store compliance suite writes and reads."""
+"""The test domains the compliance suites (and the benchmarks) write and read: a counter,
+and a bank whose accounts transfer money in atomic commits of two aggregates."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from decimal import Decimal
 from typing import Any
 
 from kvsourcing.aggregate import AggregateBase
+from kvsourcing.errors import DomainFault
 from kvsourcing.protocols import EventStore
 from kvsourcing.registry import EventDefinition, StandardEventRegistry
+from kvsourcing.retry import retry
+from kvsourcing.together import commit_together
 
 
 @dataclass
@@ -107,3 +111,105 @@ class Counter(AggregateBase):
 
     def handle_increment(self, command: Increment) -> list[Any]:
         return [Incremented(command.by)]
+
+
+bank = StandardEventRegistry("bank")
+
+
+@bank.register_event
+@dataclass
+class Opened:
+    owner: str
+
+
+@bank.register_event
+@dataclass
+class Deposited:
+    amount: int
+
+
+@bank.register_event
+@dataclass
+class Withdrawn:
+    amount: int
+
+
+@dataclass
+class Open:
+    owner: str
+
+
+@dataclass
+class Deposit:
+    amount: int
+
+
+@dataclass
+class Withdraw:
+    amount: int
+
+
+class Account(AggregateBase):
+    """A bank account: opened once, then deposits and withdrawals that never overdraw.
+
+    ``handled()`` counts the commands its handlers ran, so tests can see a re-sent command
+    that was not run again.
+    """
+
+    owner: str
+    balance: int
+
+    def __init__(self, key: str, store: EventStore) -> None:
+        super().__init__()
+        self.owner = ""
+        self.balance = 0
+        self._handled = 0
+        self.initialize(key, bank, store)
+        self.automatic_wireup()
+
+    def handled(self) -> int:
+        """How many commands this instance's handlers ran."""
+        return self._handled
+
+    def replay_opened(self, event: Opened) -> None:
+        self.owner = event.owner
+
+    def replay_deposited(self, event: Deposited) -> None:
+        self.balance += event.amount
+
+    def replay_withdrawn(self, event: Withdrawn) -> None:
+        self.balance -= event.amount
+
+    def handle_open(self, command: Open) -> list[Any]:
+        self._handled += 1
+        if self.sequence_number():
+            raise DomainFault(self.get_key(), "already-open")
+        return [Opened(command.owner)]
+
+    def handle_deposit(self, command: Deposit) -> list[Any]:
+        self._handled += 1
+        return [Deposited(command.amount)]
+
+    def handle_withdraw(self, command: Withdraw) -> list[Any]:
+        self._handled += 1
+        if command.amount > self.balance:
+            raise DomainFault(self.get_key(), "insufficient-funds")
+        return [Withdrawn(command.amount)]
+
+
+def transfer(store: EventStore, source: str, target: str, amount: int, transfer_id: str | None = None) -> bool:
+    """Move ``amount`` from ``source`` to ``target`` in one atomic commit of both accounts,
+    run again on a lost race; ``False`` (nothing written) when the source lacks the money."""
+
+    def attempt() -> bool:
+        debit, credit = Account(source, store), Account(target, store)
+        debit.refresh()
+        credit.refresh()
+        if debit.balance < amount:
+            return False
+        debit.apply_event(Withdrawn(amount))
+        credit.apply_event(Deposited(amount))
+        commit_together(debit, credit, commit_id=transfer_id)
+        return True
+
+    return retry(20, attempt)

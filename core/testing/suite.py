@@ -32,6 +32,7 @@ from kvsourcing.errors import (
 )
 from kvsourcing.protocols import EventRegistry, EventStore
 from kvsourcing.retry import retry
+from kvsourcing.testing.commits import CommitTests
 from kvsourcing.testing.domain import (
     Audited,
     Counter,
@@ -73,7 +74,7 @@ class Unregistered:
     """An event type no registry knows."""
 
 
-class StoreSuite:
+class StoreSuite(CommitTests):
     """The store compliance suite; subclasses define ``new_store``."""
 
     def new_store(self, *, snapshot_interval: int = 0) -> EventStore:
