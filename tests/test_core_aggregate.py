@@ -749,7 +749,7 @@ def test_a_snapshot_of_state_kept_in_private_attributes_is_refused_naming_the_at
     store = memory.new_store(snapshot_interval=2)
     cargo = _Cargo("ship", store)
     cargo.handle(_Load(10))
-    with pytest.raises(EncodingError, match="'_total'.*public attributes.*state="):
+    with pytest.raises(EncodingError, match=r"'_total'.*public attributes.*state="):
         cargo.handle(_Load(20))
     reader = _Cargo("ship", store)
     reader.refresh()

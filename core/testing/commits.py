@@ -155,7 +155,7 @@ class CommitTests:
         account.apply_event(Deposited(2))
         account.commit()
         events = store.read_events(key)  # type: ignore[attr-defined]
-        assert [(e.sequence, e.commit_id) for e in events][0] == (1, "open-7")
+        assert (events[0].sequence, events[0].commit_id) == (1, "open-7")
         assert events[1].commit_id == events[2].commit_id not in (None, "open-7")
         for event in events:
             assert event.recorded_at is not None and event.recorded_at.tzinfo is not None

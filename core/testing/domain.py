@@ -197,7 +197,9 @@ class Account(AggregateBase):
         return [Withdrawn(command.amount)]
 
 
-def transfer(store: EventStore, source: str, target: str, amount: int, transfer_id: str | None = None) -> bool:
+def transfer(
+    store: EventStore, source: str, target: str, amount: int, transfer_id: str | None = None
+) -> bool:
     """Move ``amount`` from ``source`` to ``target`` in one atomic commit of both accounts,
     run again on a lost race; ``False`` (nothing written) when the source lacks the money."""
 
