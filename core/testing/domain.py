@@ -198,10 +198,17 @@ class Account(AggregateBase):
 
 
 def transfer(
-    store: EventStore, source: str, target: str, amount: int, transfer_id: str | None = None
+    store: EventStore,
+    source: str,
+    target: str,
+    amount: int,
+    transfer_id: str | None = None,
+    *,
+    attempts: int = 20,
 ) -> bool:
     """Move ``amount`` from ``source`` to ``target`` in one atomic commit of both accounts,
-    run again on a lost race; ``False`` (nothing written) when the source lacks the money."""
+    run again on a lost race (up to ``attempts`` times); ``False`` (nothing written) when
+    the source lacks the money."""
 
     def attempt() -> bool:
         debit, credit = Account(source, store), Account(target, store)
@@ -214,4 +221,4 @@ def transfer(
         commit_together(debit, credit, commit_id=transfer_id)
         return True
 
-    return retry(20, attempt)
+    return retry(attempts, attempt)

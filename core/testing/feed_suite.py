@@ -21,7 +21,9 @@ from kvsourcing.handlers import PublishedEvent
 from kvsourcing.protocols import EventStore
 from kvsourcing.retry import retry
 from kvsourcing.stores.keyvalue.consumer import FeedConsumer, trim_consumed
+from kvsourcing.testing.commits import LostReply
 from kvsourcing.testing.domain import Counter, Increment, Incremented, registry
+from kvsourcing.testing.transfers import TransferTests
 
 
 class Recorder:
@@ -47,26 +49,7 @@ class Killed(BaseException):
     """Stands for the process being killed mid-batch."""
 
 
-class _LostReply:
-    """Wraps a store: the first commit is written, then its reply is lost."""
-
-    def __init__(self, inner: EventStore) -> None:
-        self.inner, self.lost = inner, False
-
-    def refresh(self, reader: Any) -> None:
-        self.inner.refresh(reader)
-
-    def commit_events(self, writer: Any) -> None:
-        self.inner.commit_events(writer)
-        if not self.lost:
-            self.lost = True
-            raise StoreUnavailableError("connection reset before the reply (simulated)")
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-class FeedSuite:
+class FeedSuite(TransferTests):
     """Durable feed, checkpointed consumers and idempotent commits; subclasses define ``new_store``."""
 
     def new_store(self, *, snapshot_interval: int = 0) -> EventStore:
@@ -266,7 +249,7 @@ class FeedSuite:
         assert counter.handle(Increment(5), commit_id="command-1") == [Incremented(5)]
         assert counter.handle(Increment(5), commit_id="command-1") == []
         assert (counter.count, counter.sequence_number()) == (5, 1)
-        flaky = Counter(key, _LostReply(store))
+        flaky = Counter(key, LostReply(store))
         flaky.refresh()
         flaky.apply_event(Incremented(2))
         with pytest.raises(StoreUnavailableError):
