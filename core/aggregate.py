@@ -6,7 +6,7 @@ import copy
 import dataclasses
 import os
 from collections.abc import Callable, Mapping, MutableMapping
-from typing import Any
+from typing import Any, TypeVar
 
 from kvsourcing.errors import (
     AggregateNotFoundError,
@@ -16,6 +16,7 @@ from kvsourcing.errors import (
 )
 from kvsourcing.keys import validate_key
 from kvsourcing.protocols import EventRegistry, EventStore
+from kvsourcing.steps import Call, Steps, run_async, run_sync
 from kvsourcing.structure import public_attributes, restore_attributes
 from kvsourcing.types import (
     HANDLE_METHOD_PREFIX,
@@ -27,6 +28,8 @@ from kvsourcing.types import (
     normalize_type_name,
 )
 from kvsourcing.wireup import prefixed_methods
+
+T = TypeVar("T")
 
 
 class AggregateBase:
@@ -182,10 +185,17 @@ class AggregateBase:
     def commit(self) -> None:
         """Store the uncommitted events; on failure they stay uncommitted, and calling
         ``commit()`` again re-sends them under the same commit id."""
+        run_sync(self._commit_steps(), self._sync_store("commit", "acommit"))
+
+    async def acommit(self) -> None:
+        """``commit()`` for an aggregate bound to an async store."""
+        await run_async(self._commit_steps(), self._async_store("acommit", "commit"))
+
+    def _commit_steps(self) -> Steps[None]:
         if not self._pending:
             return
         self.prepare_commit()
-        self._require_store().commit_events(self)
+        yield Call("commit_events", (self,))
         self.committed()
 
     def prepare_commit(self, commit_id: str | None = None) -> None:
@@ -208,12 +218,19 @@ class AggregateBase:
         ``must_exist``: raise ``AggregateNotFoundError`` when the aggregate has no events,
         for commands that only apply to an aggregate already created.
         """
+        run_sync(self._refresh_steps(must_exist), self._sync_store("refresh", "arefresh"))
+
+    async def arefresh(self, *, must_exist: bool = False) -> None:
+        """``refresh()`` for an aggregate bound to an async store."""
+        await run_async(self._refresh_steps(must_exist), self._async_store("arefresh", "refresh"))
+
+    def _refresh_steps(self, must_exist: bool) -> Steps[None]:
         if self._pending:
             raise DirtyAggregateError(
                 f"aggregate {self._key!r} has {len(self._pending)} uncommitted event(s): "
                 "commit them before refreshing"
             )
-        self._require_store().refresh(self)
+        yield Call("refresh", (self,))
         if must_exist and self._sequence == 0:
             raise AggregateNotFoundError(
                 f"{type(self).__name__} {self._key!r} has no events: it was never created "
@@ -240,6 +257,24 @@ class AggregateBase:
             f"(handles: {known}); define handle_<name>(self, command: {type(command).__name__})"
         )
 
+    def _sync_store(self, called: str, instead: str) -> EventStore:
+        store = self._require_store()
+        if getattr(store, "is_async", False):
+            raise TypeError(
+                f"{type(self).__name__} {self._key!r} is bound to an async store: "
+                f"await {instead}() instead of calling {called}()"
+            )
+        return store
+
+    def _async_store(self, called: str, instead: str) -> Any:
+        store = self._require_store()
+        if not getattr(store, "is_async", False):
+            raise TypeError(
+                f"{type(self).__name__} {self._key!r} is bound to a sync store: "
+                f"call {instead}() instead of awaiting {called}()"
+            )
+        return store
+
     def handle(
         self, command: Command, commit_id: str | None = None, *, must_exist: bool = False
     ) -> list[Event]:
@@ -253,17 +288,28 @@ class AggregateBase:
         command (private attributes included), so the same instance can run the command
         again (as ``retry`` does). ``must_exist``: see ``refresh``.
         """
+        steps = self._handle_steps(command, commit_id, must_exist)
+        return run_sync(steps, self._sync_store("handle", "ahandle"))
+
+    async def ahandle(
+        self, command: Command, commit_id: str | None = None, *, must_exist: bool = False
+    ) -> list[Event]:
+        """``handle()`` for an aggregate bound to an async store."""
+        steps = self._handle_steps(command, commit_id, must_exist)
+        return await run_async(steps, self._async_store("ahandle", "handle"))
+
+    def _handle_steps(self, command: Command, commit_id: str | None, must_exist: bool) -> Steps[list[Event]]:
         handler = self._find_handler(command)
         self._already_stored = False
         self._checked_id = commit_id
         try:
-            self.refresh(must_exist=must_exist)
+            yield from self._refresh_steps(must_exist)
         finally:
             self._checked_id = None
         if self._already_stored:
             return []
 
-        def body() -> list[Event]:
+        def body() -> Steps[list[Event]]:
             events = handler(command)
             if not isinstance(events, (list, tuple)):
                 raise HandlerResultError(
@@ -274,29 +320,33 @@ class AggregateBase:
             self._named = commit_id is not None
             for event in events:
                 self.apply_event(event)
-            self.commit()
+            yield from self._commit_steps()
             return [] if self._already_stored else list(events)
 
-        return self._atomically(body)
+        return (yield from self._atomically(body()))
 
     def run(self, callback: Callable[[], Any]) -> Any:
         """Refresh, run ``callback`` (which applies events), commit; rolled back on failure."""
-        self.refresh()
+        store = self._sync_store("run", "ahandle")
 
-        def body() -> Any:
+        def body() -> Steps[Any]:
             result = callback()
-            self.commit()
+            yield from self._commit_steps()
             return result
 
-        return self._atomically(body)
+        def steps() -> Steps[Any]:
+            yield from self._refresh_steps(False)
+            return (yield from self._atomically(body()))
 
-    def _atomically(self, body: Callable[[], Any]) -> Any:
+        return run_sync(steps(), store)
+
+    def _atomically(self, body: Steps[T]) -> Steps[T]:
         """Run ``body``; roll back to the state before it if it fails, or if its commit was
         found already stored (then what is stored, not what ``body`` applied, is the truth)."""
         self._savepoint = None
         self._save()
         try:
-            result = body()
+            result = yield from body
         except BaseException:
             self.rollback()
             raise

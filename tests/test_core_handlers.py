@@ -83,7 +83,10 @@ def test_published_event_is_a_dataclass_with_the_event_object_as_data() -> None:
         "key",
         "sequence",
         "data",
-    ]
+        "commit_id",
+        "recorded_at",
+    ], "Go's five fields first, ours after them with defaults"
+    assert (event.commit_id, event.recorded_at) == (None, None)
     assert event.data == Deposited(1)
     assert event == PublishedEvent(domain="bank", type="Deposited", key="acct", sequence=3, data=Deposited(1))
 

@@ -27,6 +27,7 @@ from kvsourcing.errors import (
 )
 from kvsourcing.keys import validate_commit_id, validate_key
 from kvsourcing.protocols import EventRegistry, StoreLoaderAdapter, StoreWriterAdapter
+from kvsourcing.steps import Call, Steps, run_sync
 from kvsourcing.stores.keyvalue.driver import EventDriver
 from kvsourcing.stores.keyvalue.records import ALREADY_STORED, Commit, require_distinct_keys
 from kvsourcing.structure import public_attributes, unrestorable_attribute
@@ -46,8 +47,10 @@ class KeyedEvent:
     recorded_at: dt.datetime | None = None
 
 
-class KeyValueStore(ClosesOnExit):
-    """An ``EventStore`` over a key-value ``Driver``; see the module docstring."""
+class StoreLogic:
+    """What a key-value store decides, with no I/O: encoding, the snapshot policy, checks,
+    and the store's operations as ``Steps`` that ask for driver calls. ``KeyValueStore``
+    runs them on a sync driver, ``AsyncKeyValueStore`` awaits them on an async one."""
 
     def __init__(
         self, driver: EventDriver, *, codec: Codec | None = None, snapshot_interval: int = 0
@@ -70,11 +73,7 @@ class KeyValueStore(ClosesOnExit):
         """Events between snapshots (0: no snapshots are written)."""
         return self._interval
 
-    def commit_events(self, writer: StoreWriterAdapter) -> None:
-        """Write the writer's new events (and a snapshot when due) in one atomic driver call."""
-        self.commit_together((writer,))
-
-    def commit_together(self, writers: Sequence[StoreWriterAdapter]) -> None:
+    def commit_steps(self, writers: Sequence[StoreWriterAdapter]) -> Steps[None]:
         """Write the new events of several aggregates in one atomic driver call: all or none.
 
         A clash raises that aggregate's ``ConcurrencyFault`` and writes nothing. When the
@@ -87,7 +86,7 @@ class KeyValueStore(ClosesOnExit):
             return
         commits = [commit for _, commit in prepared]
         require_distinct_keys(commits)
-        refusal = self._driver.append_many(commits)
+        refusal = yield Call("append_many", (commits,))
         if refusal is None:
             return
         if refusal.head == ALREADY_STORED:
@@ -174,7 +173,7 @@ class KeyValueStore(ClosesOnExit):
                 "(keep non-state attributes private, with a leading underscore)"
             ) from exc
 
-    def refresh(self, reader: StoreLoaderAdapter) -> None:
+    def refresh_steps(self, reader: StoreLoaderAdapter) -> Steps[None]:
         """Bring ``reader`` up to date: the newest snapshot if newer, then the events after it.
 
         A reader that asks for a commit id to be checked (``commit_id_to_check()``, as
@@ -190,7 +189,7 @@ class KeyValueStore(ClosesOnExit):
         commit_id = None if check is None else check()
         if commit_id is not None:
             validate_commit_id(commit_id)
-        loaded = self._driver.load(key, reader.sequence_number(), commit_id=commit_id)
+        loaded = yield Call("load", (key, reader.sequence_number()), {"commit_id": commit_id})
         if loaded.snapshot is not None:
             state = self._decode(key, loaded.snapshot.sequence, loaded.snapshot.state)
             reader.restore_snapshot(loaded.snapshot.sequence, state)
@@ -218,13 +217,13 @@ class KeyValueStore(ClosesOnExit):
         except EncodingError as exc:
             raise EncodingError(f"cannot read {key!r} at sequence {sequence}: {exc}") from exc
 
-    def read_events(self, key: str, after: int = 0) -> list[KeyedEvent]:
+    def read_events_steps(self, key: str, after: int = 0) -> Steps[list[KeyedEvent]]:
         """An aggregate's stored events after ``after`` as plain data, with each commit's id
         and time, ignoring snapshots."""
         key = validate_key(key)
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
             raise ValueError(f"after must be a sequence number (an int >= 0), not {after!r}")
-        loaded = self._driver.load(key, after, use_snapshot=False, metadata=True)
+        loaded = yield Call("load", (key, after), {"use_snapshot": False, "metadata": True})
         commits = iter(loaded.commits)
         info = next(commits, None)
         events = []
@@ -248,13 +247,38 @@ class KeyValueStore(ClosesOnExit):
         event_type, data, domain = value
         return KeyedEvent(key, sequence, event_type, data, domain)
 
-    def read_snapshot(self, key: str) -> tuple[int, Any] | None:
+    def read_snapshot_steps(self, key: str) -> Steps[tuple[int, Any] | None]:
         """``(sequence, state as plain data)`` of an aggregate's newest snapshot, or ``None``."""
         key = validate_key(key)
-        snapshot = self._driver.load(key, 0).snapshot
+        loaded = yield Call("load", (key, 0))
+        snapshot = loaded.snapshot
         if snapshot is None:
             return None
         return snapshot.sequence, self._decode(key, snapshot.sequence, snapshot.state)
+
+
+class KeyValueStore(StoreLogic, ClosesOnExit):
+    """An ``EventStore`` over a key-value driver; see the module docstring."""
+
+    def commit_events(self, writer: StoreWriterAdapter) -> None:
+        """Write the writer's new events (and a snapshot when due) in one atomic driver call."""
+        run_sync(self.commit_steps((writer,)), self._driver)
+
+    def commit_together(self, writers: Sequence[StoreWriterAdapter]) -> None:
+        """See ``commit_steps``."""
+        run_sync(self.commit_steps(writers), self._driver)
+
+    def refresh(self, reader: StoreLoaderAdapter) -> None:
+        """See ``refresh_steps``."""
+        run_sync(self.refresh_steps(reader), self._driver)
+
+    def read_events(self, key: str, after: int = 0) -> list[KeyedEvent]:
+        """See ``read_events_steps``."""
+        return run_sync(self.read_events_steps(key, after), self._driver)
+
+    def read_snapshot(self, key: str) -> tuple[int, Any] | None:
+        """See ``read_snapshot_steps``."""
+        return run_sync(self.read_snapshot_steps(key), self._driver)
 
     def close(self) -> None:
         """Close the driver."""
