@@ -78,12 +78,9 @@ def supported_schemes() -> list[str]:
     return list(_SCHEMES)
 
 
-def open_store(url: str | None = None, **options: Any) -> EventStore:
-    """Open the event store that ``url`` names (``url=None`` reads ``KVSOURCING_STORE``).
-
-    Options such as ``snapshot_interval`` and ``codec`` go to the driver's ``new_store``.
-    A malformed URL or a bad option value raises ``ConfigurationError``.
-    """
+def store_module(url: str | None) -> tuple[Any, str]:
+    """The driver module that serves ``url`` (``None``: ``KVSOURCING_STORE``), and the URL;
+    ``ConfigurationError`` for a missing, malformed or unsupported URL or a missing extra."""
     if url is None:
         url = os.environ.get(ENVIRONMENT_VARIABLE, "")
         if not url:
@@ -104,13 +101,22 @@ def open_store(url: str | None = None, **options: Any) -> EventStore:
         )
     module_name, extra = _SCHEMES[scheme]
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name), url
     except ImportError as exc:
         raise ConfigurationError(
             f"{scheme}:// stores need the {extra!r} extra: pip install 'kvsourcing[{extra}]' ({exc})"
         ) from exc
+
+
+def open_store(url: str | None = None, **options: Any) -> EventStore:
+    """Open the event store that ``url`` names (``url=None`` reads ``KVSOURCING_STORE``).
+
+    Options such as ``snapshot_interval`` and ``codec`` go to the driver's ``new_store``.
+    A malformed URL or a bad option value raises ``ConfigurationError``.
+    """
+    module, url = store_module(url)
     try:
-        return module.from_url(url, **options)
+        return module.from_url(url, **options)  # type: ignore[no-any-return]
     except ValueError as exc:
         if isinstance(exc, KvSourcingError):
             raise

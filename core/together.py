@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from kvsourcing.aggregate import AggregateBase
 from kvsourcing.errors import StoreUnavailableError
 from kvsourcing.keys import validate_commit_id
+from kvsourcing.steps import Call, Steps, run_sync
 
 
 def commit_together(*aggregates: AggregateBase, commit_id: str | None = None) -> None:
@@ -20,16 +22,29 @@ def commit_together(*aggregates: AggregateBase, commit_id: str | None = None) ->
     ``StoreUnavailableError`` the events stay uncommitted, and calling ``commit_together``
     again re-sends them under the same ids.
     """
+    steps, store = together_steps(aggregates, commit_id)
+    if steps is not None:
+        run_sync(steps, store)
+
+
+def together_steps(
+    aggregates: Sequence[AggregateBase], commit_id: str | None
+) -> tuple[Steps[None] | None, Any]:
+    """The steps of ``commit_together`` and the store to run them on (``None``: nothing to do)."""
     pending = [aggregate for aggregate in aggregates if aggregate.is_dirty()]
     if not pending:
-        return
+        return None, None
     store = _one_store(pending)
     if commit_id is not None:
         validate_commit_id(commit_id)
+    return _steps(pending, commit_id), store
+
+
+def _steps(pending: list[AggregateBase], commit_id: str | None) -> Steps[None]:
     for aggregate in pending:
         aggregate.prepare_commit(commit_id)
     try:
-        store.commit_together(pending)
+        yield Call("commit_together", (pending,))
     except StoreUnavailableError:
         raise
     except BaseException:

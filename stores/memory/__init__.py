@@ -24,8 +24,9 @@ from kvsourcing.stores.keyvalue import (
     validate_buckets,
 )
 from kvsourcing.stores.keyvalue import new_store as new_keyvalue_store
+from kvsourcing.stores.keyvalue.aio import AsyncKeyValueStore
 
-__all__ = ["MemoryDriver", "from_url", "new_store"]
+__all__ = ["AsyncMemoryDriver", "MemoryDriver", "from_url", "new_async_store", "new_store", "open_async"]
 
 DEFAULT_BUCKETS = 16
 
@@ -164,11 +165,71 @@ def new_store(*, buckets: int = DEFAULT_BUCKETS, feed: bool = True, **options: A
     return new_keyvalue_store(MemoryDriver(buckets=buckets, feed=feed), **options)
 
 
-def from_url(url: str, **options: Any) -> KeyValueStore:
-    """``memory://``: a new, empty in-memory store (options go to ``new_store``)."""
+def check_memory_url(url: str) -> None:
+    """Refuse a ``memory://`` URL with a host or path."""
     if url.rstrip("/").lower() != "memory:":
         raise ConfigurationError(
             f"memory store URL takes no host or path: got {redact_url(url)!r}, use 'memory://'"
         )
+
+
+def from_url(url: str, **options: Any) -> KeyValueStore:
+    """``memory://``: a new, empty in-memory store (options go to ``new_store``)."""
+    check_memory_url(url)
     check_options("memory", options, ("buckets",))
     return new_store(**options)
+
+
+class AsyncMemoryDriver:
+    """A ``MemoryDriver`` for asyncio: the same calls as coroutines. They never wait on
+    I/O (the lock is held only while lists are read or extended), so they run in place."""
+
+    system_name = MemoryDriver.system_name
+
+    def __init__(self, driver: MemoryDriver) -> None:
+        self.sync = driver
+        self.buckets = driver.buckets
+        self.feed = driver.feed
+
+    async def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
+        return self.sync.append_many(commits)
+
+    async def load(self, key: str, after: int, **options: Any) -> Loaded:
+        return self.sync.load(key, after, **options)
+
+    async def read_feed(
+        self, after: dict[int, str | None], limit: int, *, wait: float = 0.0
+    ) -> list[FeedEntry]:
+        return self.sync.read_feed(after, limit)
+
+    async def trim_feed(self, bucket: int, checkpoints: Sequence[str]) -> int:
+        return self.sync.trim_feed(bucket, checkpoints)
+
+    async def read_value(self, name: str) -> bytes | None:
+        return self.sync.read_value(name)
+
+    async def read_values(self, names: Sequence[str]) -> list[bytes | None]:
+        return self.sync.read_values(names)
+
+    async def swap_value(
+        self, name: str, expected: bytes | None, new: bytes | None, ttl: float | None = None
+    ) -> bool:
+        return self.sync.swap_value(name, expected, new, ttl)
+
+    async def close(self) -> None:
+        self.sync.close()
+
+
+def new_async_store(
+    *, buckets: int = DEFAULT_BUCKETS, feed: bool = True, **options: Any
+) -> AsyncKeyValueStore:
+    """``new_store`` for asyncio: a new, empty in-memory store with coroutine methods."""
+    check_options("memory", options, ())
+    return AsyncKeyValueStore(AsyncMemoryDriver(MemoryDriver(buckets=buckets, feed=feed)), **options)
+
+
+async def open_async(url: str, **options: Any) -> AsyncKeyValueStore:
+    """``memory://`` for ``kvsourcing.aio.open_store``."""
+    check_memory_url(url)
+    check_options("memory", options, ("buckets",))
+    return new_async_store(**options)

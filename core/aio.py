@@ -1,0 +1,62 @@
+"""kvsourcing for asyncio: the same stores, URLs, options and data, awaited.
+
+An aggregate bound to a store from here uses ``await agg.ahandle(command)``,
+``await agg.arefresh()`` and ``await agg.acommit()``; its domain methods (``replay_*``,
+``handle_*``) stay plain functions. The logic is the sync API's, shared (see
+``kvsourcing.steps``): only the I/O is awaited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from kvsourcing.aggregate import AggregateBase
+from kvsourcing.config import store_module
+from kvsourcing.errors import ConcurrencyFault
+from kvsourcing.steps import run_async
+from kvsourcing.together import together_steps
+
+__all__ = ["commit_together", "open_store", "retry"]
+
+T = TypeVar("T")
+
+
+@contextlib.asynccontextmanager
+async def open_store(url: str | None = None, **options: Any) -> AsyncIterator[Any]:
+    """``async with open_store(url, **options) as store``: the async store of ``url``
+    (``KVSOURCING_STORE`` when ``None``), on the same URLs and options as
+    ``kvsourcing.open_store``; closed on the way out."""
+    module, url = store_module(url)
+    store = await module.open_async(url, **options)
+    async with store:
+        yield store
+
+
+async def commit_together(*aggregates: AggregateBase, commit_id: str | None = None) -> None:
+    """``kvsourcing.commit_together`` for aggregates bound to one async store."""
+    steps, store = together_steps(aggregates, commit_id)
+    if steps is not None:
+        await run_async(steps, store)
+
+
+async def retry(limit: int, body: Callable[[], Awaitable[T]]) -> T:
+    """Await ``body()`` until it returns without raising ``ConcurrencyFault``, at most ``limit``
+    times; any other exception propagates at once; returns ``body``'s result."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"retry limit must be an int >= 1, not {limit!r}")
+    for attempt in range(limit):
+        try:
+            return await body()
+        except ConcurrencyFault:
+            if attempt == limit - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FeedConsumer":
+        return importlib.import_module("kvsourcing.stores.keyvalue.aio_consumer").AsyncFeedConsumer
+    raise AttributeError(f"module 'kvsourcing.aio' has no attribute {name!r}")
