@@ -1,9 +1,12 @@
 """The memory driver runs the whole compliance suite and the feed suite."""
 
+from typing import Any
+
 import pytest
 
 from kvsourcing.stores import memory
-from kvsourcing.testing import FeedSuite, StoreSuite
+from kvsourcing.stores.keyvalue.aio import AsyncKeyValueStore
+from kvsourcing.testing import AsyncStoreSuite, FeedSuite, StoreSuite
 from kvsourcing.testing.domain import Counter, Increment
 
 
@@ -46,3 +49,14 @@ def test_read_events_refuses_a_negative_after() -> None:
     with pytest.raises(ValueError, match="after"):
         store.read_events("acct", after=-1)  # gave events 3 and 4 numbered -1 and 0... wrongly
     assert [e.sequence for e in store.read_events("acct", after=1)] == [2, 3]
+
+
+class TestAsyncMemoryStore(AsyncStoreSuite):
+    shared = memory.new_store()
+
+    async def new_store(self, *, snapshot_interval: int = 0) -> Any:
+        driver = memory.AsyncMemoryDriver(self.shared.driver)  # type: ignore[arg-type]
+        return AsyncKeyValueStore(driver, snapshot_interval=snapshot_interval)
+
+    def new_sync_store(self) -> Any:
+        return self.shared

@@ -4,7 +4,7 @@ from typing import Any
 
 from kvsourcing.testing.scenario import AggregateScenario, run_json
 
-__all__ = ["AggregateScenario", "FeedSuite", "StoreSuite", "run_json"]
+__all__ = ["AggregateScenario", "AsyncStoreSuite", "FeedSuite", "StoreSuite", "run_json"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,4 +16,8 @@ def __getattr__(name: str) -> Any:
         from kvsourcing.testing.feed_suite import FeedSuite
 
         return FeedSuite
+    if name == "AsyncStoreSuite":
+        from kvsourcing.testing.async_suite import AsyncStoreSuite
+
+        return AsyncStoreSuite
     raise AttributeError(f"module 'kvsourcing.testing' has no attribute {name!r}")

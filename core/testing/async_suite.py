@@ -1,0 +1,208 @@
+"""``AsyncStoreSuite``: the compliance tests of an async store (``kvsourcing.aio``).
+
+Subclass it and define ``async def new_store(self, *, snapshot_interval=0)`` returning an
+async store, and ``new_sync_store(self)`` returning the sync store of the same backend
+and data (to show that each reads what the other wrote). Each test runs on a fresh event
+loop (``asyncio.run``), so clients made by ``new_store`` belong to that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from kvsourcing import aio
+from kvsourcing.errors import ConcurrencyFault, StoreUnavailableError
+from kvsourcing.protocols import EventStore
+from kvsourcing.testing.domain import Account, Deposit, Deposited, Open, Opened, Withdraw, Withdrawn
+
+AsyncTest = Callable[[Any], Awaitable[None]]
+
+
+class _LostReply:
+    """An async store whose next commit is stored but whose reply is lost."""
+
+    is_async = True
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.lost = inner, False
+
+    async def refresh(self, reader: Any) -> None:
+        await self.inner.refresh(reader)
+
+    async def commit_events(self, writer: Any) -> None:
+        await self.inner.commit_events(writer)
+        if not self.lost:
+            self.lost = True
+            raise StoreUnavailableError("connection reset before the reply (simulated)")
+
+
+class AsyncStoreSuite:
+    """The async store compliance suite; subclasses define ``new_store`` and ``new_sync_store``."""
+
+    async def new_store(self, *, snapshot_interval: int = 0) -> Any:
+        raise NotImplementedError("an AsyncStoreSuite subclass must define async new_store()")
+
+    def new_sync_store(self) -> EventStore:
+        raise NotImplementedError("an AsyncStoreSuite subclass must define new_sync_store()")
+
+    def run(self, test: AsyncTest, *, snapshot_interval: int = 0) -> None:
+        async def main() -> None:
+            store = await self.new_store(snapshot_interval=snapshot_interval)
+            try:
+                await test(store)
+            finally:
+                await store.close()
+
+        asyncio.run(main())
+
+    @staticmethod
+    def key() -> str:
+        return f"async-{uuid.uuid4().hex[:12]}{{bank}}"
+
+    @staticmethod
+    async def read(store: Any, key: str) -> Account:
+        account = Account(key, store)
+        await account.arefresh()
+        return account
+
+    def test_commands_round_trip_and_a_resent_command_is_a_no_op(self) -> None:
+        async def test(store: Any) -> None:
+            key = self.key()
+            account = Account(key, store)
+            assert await account.ahandle(Open("ann")) == [Opened("ann")]
+            assert await account.ahandle(Deposit(100)) == [Deposited(100)]
+            assert await account.ahandle(Withdraw(70), commit_id="w-1") == [Withdrawn(70)]
+            await Account(key, store).ahandle(Deposit(5))
+            again = Account(key, store)
+            assert await again.ahandle(Withdraw(70), commit_id="w-1") == []
+            assert again.handled() == 0
+            reader = await self.read(store, key)
+            assert (reader.balance, reader.sequence_number()) == (35, 4)
+            events = await store.read_events(key)
+            assert events[2].commit_id == "w-1" and events[2].recorded_at is not None
+
+        self.run(test)
+
+    def test_a_lost_reply_can_be_retried_and_stores_once(self) -> None:
+        async def test(store: Any) -> None:
+            key = self.key()
+            await Account(key, store).ahandle(Deposit(10))
+            flaky = Account(key, _LostReply(store))
+            with pytest.raises(StoreUnavailableError):
+                await flaky.ahandle(Deposit(5), commit_id="d-lost")
+            assert await flaky.ahandle(Deposit(5), commit_id="d-lost") == []
+            reader = await self.read(store, key)
+            assert (reader.balance, reader.sequence_number()) == (15, 2)
+
+        self.run(test)
+
+    def test_a_concurrency_fault_writes_nothing(self) -> None:
+        async def test(store: Any) -> None:
+            key = self.key()
+            first, second = await self.read(store, key), await self.read(store, key)
+            first.apply_event(Deposited(1))
+            await first.acommit()
+            second.apply_event(Deposited(7))
+            with pytest.raises(ConcurrencyFault):
+                await second.acommit()
+            reader = await self.read(store, key)
+            assert (reader.balance, reader.sequence_number()) == (1, 1)
+
+        self.run(test)
+
+    def test_snapshots_load_flat(self) -> None:
+        async def test(store: Any) -> None:
+            key = self.key()
+            account = Account(key, store)
+            for _ in range(12):
+                await account.ahandle(Deposit(1))
+            assert await store.read_snapshot(key) == (10, {"owner": "", "balance": 10})
+            reader = await self.read(store, key)
+            assert (reader.balance, reader.sequence_number()) == (12, 12)
+
+        self.run(test, snapshot_interval=5)
+
+    def test_commit_together_is_all_or_none(self) -> None:
+        async def test(store: Any) -> None:
+            source, target = self.key(), self.key()
+            await Account(source, store).ahandle(Deposit(50))
+            debit, credit = await self.read(store, source), await self.read(store, target)
+            await Account(target, store).ahandle(Deposit(1))
+            debit.apply_event(Withdrawn(20))
+            credit.apply_event(Deposited(20))
+            with pytest.raises(ConcurrencyFault):
+                await aio.commit_together(debit, credit)
+            assert (debit.balance, debit.is_dirty(), credit.balance) == (50, False, 0)
+            await debit.arefresh()
+            await credit.arefresh()
+            debit.apply_event(Withdrawn(20))
+            credit.apply_event(Deposited(20))
+            await aio.commit_together(debit, credit, commit_id="t-1")
+            assert [(await self.read(store, k)).balance for k in (source, target)] == [30, 21]
+
+        self.run(test)
+
+    def test_fifty_coroutines_racing_on_one_aggregate_lose_nothing(self) -> None:
+        async def test(store: Any) -> None:
+            key = self.key()
+
+            async def deposit() -> None:
+                account = Account(key, store)
+                await aio.retry(10_000, lambda: account.ahandle(Deposit(1)))
+
+            await asyncio.gather(*(deposit() for _ in range(50)))
+            reader = await self.read(store, key)
+            assert (reader.balance, reader.sequence_number()) == (50, 50)
+
+        self.run(test)
+
+    def test_a_task_cancelled_during_a_commit_leaves_the_aggregate_whole(self) -> None:
+        async def test(store: Any) -> None:
+            key = self.key()
+            outcomes = set()
+            for delay in (0, 0, 0.0005, 0.001, 0.002, 0.005):
+                account = await self.read(store, key)
+                before = account.sequence_number()
+                for amount in (1, 2, 3):
+                    account.apply_event(Deposited(amount))
+                task = asyncio.create_task(account.acommit())
+                await asyncio.sleep(delay)
+                task.cancel()
+                try:
+                    await task
+                    outcomes.add("stored")
+                except asyncio.CancelledError:
+                    outcomes.add("cancelled")
+                account.rollback()
+                reader = await self.read(store, key)
+                assert reader.sequence_number() in (before, before + 3), "whole or absent"
+                assert reader.balance == 6 * reader.sequence_number() // 3
+            await Account(key, store).ahandle(Deposit(100))  # the connection is still usable
+            reader = await self.read(store, key)
+            assert reader.balance % 6 == 100 % 6 and outcomes
+
+        self.run(test)
+
+    def test_the_sync_and_async_stores_read_each_other(self) -> None:
+        sync_store = self.new_sync_store()
+        key = self.key()
+        try:
+            Account(key, sync_store).handle(Deposit(3), commit_id="sync-1")
+
+            async def test(store: Any) -> None:
+                account = await self.read(store, key)
+                assert account.balance == 3
+                assert await Account(key, store).ahandle(Deposit(3), commit_id="sync-1") == []
+                await account.ahandle(Deposit(4), commit_id="async-1")
+
+            self.run(test)
+            reader = Account(key, sync_store)
+            assert reader.handle(Deposit(4), commit_id="async-1") == []
+            assert (reader.balance, reader.sequence_number()) == (7, 2)
+        finally:
+            sync_store.close()
