@@ -28,16 +28,16 @@ def _section(text: str, heading: str) -> str:
 
 
 def test_writing_a_driver_names_every_member_of_the_driver_protocols() -> None:
-    from kvsourcing.stores.keyvalue.driver import Driver, FeedDriver
+    from kvsourcing.stores.keyvalue.driver import EventDriver, FeedDriver, ValueDriver
 
     section = _section(README.read_text(encoding="utf-8"), "## Writing a driver")
     members = {
         name
-        for protocol in (Driver, FeedDriver)
+        for protocol in (EventDriver, FeedDriver, ValueDriver)
         for name in [*vars(protocol), *protocol.__annotations__]
         if not name.startswith("_")
     }
-    assert members >= {"append", "load", "close", "buckets", "read_feed", "trim_feed", "read_values"}
+    assert members >= {"append_many", "load", "close", "buckets", "feed", "read_feed", "swap_value"}
     missing = sorted(name for name in members if f"`{name}" not in section)
     assert not missing, f"README's 'Writing a driver' does not name {missing}"
 
