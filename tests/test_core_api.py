@@ -19,11 +19,14 @@ from kvsourcing import (
     HandlerResultError,
     InvalidKeyError,
     KvSourcingError,
+    RegistrationError,
     SequenceGapError,
     StoreUnavailableError,
     TableNotFoundError,
+    TestStoreError,
     UnknownCommandError,
     UnknownEventTypeError,
+    WireupError,
     is_concurrency_fault,
     is_domain_fault,
     new_concurrency_fault,
@@ -130,6 +133,9 @@ ERRORS = [
     CommitTooLargeError,
     InvalidKeyError,
     TableNotFoundError,
+    RegistrationError,
+    TestStoreError,
+    WireupError,
 ]
 
 
