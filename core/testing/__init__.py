@@ -2,9 +2,18 @@
 
 from typing import Any
 
+from kvsourcing.testing.aggregate_tester import AggregateTest, AggregateTestCommand, AggregateTester
 from kvsourcing.testing.scenario import AggregateScenario, run_json
 
-__all__ = ["AggregateScenario", "FeedSuite", "StoreSuite", "run_json"]
+__all__ = [
+    "AggregateScenario",
+    "AggregateTest",
+    "AggregateTestCommand",
+    "AggregateTester",
+    "FeedSuite",
+    "StoreSuite",
+    "run_json",
+]
 
 
 def __getattr__(name: str) -> Any:
