@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from kvsourcing.config import redact_url
 from kvsourcing.errors import ConfigurationError
@@ -63,7 +63,9 @@ def make_client(region: str | None = None, endpoint_url: str | None = None) -> A
 
     ``region`` defaults to boto3's (``AWS_DEFAULT_REGION``, the profile); ``endpoint_url``
     points at DynamoDB Local, moto or LocalStack. Each client gets its own boto3 session,
-    because the shared default session is not safe to use from several threads.
+    because the shared default session is not safe to use from several threads. User info
+    in ``endpoint_url`` is dropped: botocore never sends it (requests are signed with AWS
+    credentials), and so no message can show its password.
     """
     try:
         import boto3
@@ -74,6 +76,8 @@ def make_client(region: str | None = None, endpoint_url: str | None = None) -> A
             "the DynamoDB store needs boto3: pip install 'kvsourcing[dynamodb]'"
         ) from None
     config = Config(retries={"mode": "standard"}, connect_timeout=10)
+    if endpoint_url is not None:
+        endpoint_url = _without_userinfo(endpoint_url)
     try:
         return boto3.session.Session().client(
             "dynamodb", region_name=region, endpoint_url=endpoint_url, config=config
@@ -81,7 +85,19 @@ def make_client(region: str | None = None, endpoint_url: str | None = None) -> A
     except BotoCoreError as err:
         raise translate_error(err, "", endpoint_url) from None
     except ValueError as err:
-        raise ConfigurationError(f"invalid DynamoDB endpoint_url {endpoint_url!r}: {err}") from None
+        raise ConfigurationError(
+            f"invalid DynamoDB endpoint_url {redact_url(endpoint_url)!r}: {err}"
+        ) from None
+
+
+def _without_userinfo(endpoint_url: str) -> str:
+    try:
+        parts = urlsplit(endpoint_url)
+    except ValueError:
+        return endpoint_url  # boto3 refuses it, and the message is redacted
+    if "@" not in parts.netloc:
+        return endpoint_url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def new_store(
