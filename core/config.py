@@ -97,6 +97,12 @@ def url_secrets(url: str) -> list[str]:
     return sorted((secret for secret in found if secret), key=len, reverse=True)
 
 
+def drivers() -> dict[str, tuple[str, str]]:
+    """The driver packages ``open_store`` knows, by name (``"redis"``), each with the pip
+    extra it needs; nothing is imported."""
+    return {module.rpartition(".")[2]: (module, extra) for module, extra in _SCHEMES.values()}
+
+
 def supported_schemes() -> list[str]:
     """The URL schemes ``open_store`` understands."""
     return list(_SCHEMES)

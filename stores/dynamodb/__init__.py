@@ -42,6 +42,7 @@ __all__ = [
     "from_url",
     "make_client",
     "new_store",
+    "parse_url",
 ]
 
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
@@ -218,12 +219,9 @@ def _check_existing_schema(table: dict[str, Any]) -> None:
         )
 
 
-def from_url(url: str, **options: Any) -> EventStore:
-    """The store for ``dynamodb://TABLE?region=R&endpoint_url=U`` (as ``open_store`` uses).
-
-    ``options`` are ``snapshot_interval``, ``codec``, ``client``, ``buckets``, ``feed_grace``
-    and ``commit_id_ttl``.
-    """
+def parse_url(url: str) -> tuple[str, dict[str, str]]:
+    """The table name and the query parameters of a ``dynamodb://TABLE?region=R&endpoint_url=U``
+    URL; ``ConfigurationError`` when it is malformed."""
     parts = urlsplit(url)
     shown = redact_url(url)
     if parts.scheme != "dynamodb":
@@ -255,6 +253,17 @@ def from_url(url: str, **options: Any) -> EventStore:
                 f"{shown!r}; e.g. {_URL_EXAMPLE}"
             )
         params[name] = values[0]
+    return _check_table_name(parts.netloc), params
+
+
+def from_url(url: str, **options: Any) -> EventStore:
+    """The store for ``dynamodb://TABLE?region=R&endpoint_url=U`` (as ``open_store`` uses).
+
+    ``options`` are ``snapshot_interval``, ``codec``, ``client``, ``buckets``, ``feed_grace``
+    and ``commit_id_ttl``.
+    """
+    table_name, params = parse_url(url)
+    shown = redact_url(url)
     bad_options = sorted(set(options) - _URL_OPTIONS)
     if bad_options:
         raise ConfigurationError(
@@ -266,7 +275,6 @@ def from_url(url: str, **options: Any) -> EventStore:
             f"DynamoDB store URL {shown!r} sets {', '.join(params)}, but client= was given too; "
             "configure one or the other"
         )
-    table_name = _check_table_name(parts.netloc)
     if options.get("client") is not None:
         return new_store(table_name, **options)
     options.pop("client", None)
