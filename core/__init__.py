@@ -56,7 +56,7 @@ from kvsourcing.registry import (
     new_standard_command_registry,
     new_standard_event_registry,
 )
-from kvsourcing.retry import retry
+from kvsourcing.retry import Backoff, backoff, retry
 from kvsourcing.teststore import (
     TestStore,
     TestStoreFilter,
@@ -96,6 +96,7 @@ __all__ = [
     "AdapterWithEvents",
     "Aggregate",
     "AggregateBase",
+    "Backoff",
     "CloseMiddleware",
     "Codec",
     "Command",
@@ -148,6 +149,7 @@ __all__ = [
     "UnknownCommandError",
     "UnknownEventTypeError",
     "WireupError",
+    "backoff",
     "default_test_store_filter",
     "is_concurrency_fault",
     "is_domain_fault",
