@@ -100,7 +100,9 @@ def test_event_handler_ignores_unknown_types_and_other_shapes() -> None:
     assert projection.seen == []
 
 
-def test_event_handler_wires_another_subject() -> None:
+def test_event_handler_initialize_wires_up_the_subject_at_once() -> None:
+    """eventhandler_base.go (go-gadgets/eventsourcing): Initialize calls AutomaticWireup(self)."""
+
     class Sink:
         def __init__(self) -> None:
             self.amounts: list[int] = []
@@ -111,7 +113,6 @@ def test_event_handler_wires_another_subject() -> None:
     sink = Sink()
     base = EventHandlerBase()
     base.initialize(registry(), sink)
-    base.automatic_wireup(sink)
     base.handle(published(Deposited(7)))
     assert sink.amounts == [7]
 

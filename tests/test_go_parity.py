@@ -72,21 +72,6 @@ def test_event_handler_initialize_wires_up_at_once() -> None:
     assert projection.seen == [("a", 1, Deposited(5))]
 
 
-def test_event_handler_initialize_wires_the_given_subject() -> None:
-    class Sink:
-        def __init__(self) -> None:
-            self.amounts: list[int] = []
-
-        def handle_it(self, key: str, sequence: int, event: Deposited) -> None:
-            self.amounts.append(event.amount)
-
-    sink = Sink()
-    base = EventHandlerBase()
-    base.initialize(registry(), sink)
-    base.handle(PublishedEvent("bank", registry().get_event_type(Deposited)[0], "a", 1, Deposited(7)))
-    assert sink.amounts == [7]
-
-
 def test_automatic_wireup_replaces_the_handlers_wired_before() -> None:
     """eventhandler_base.go: AutomaticWireup assigns a new map of consumers."""
 
