@@ -141,3 +141,11 @@ def test_rediss_to_a_plain_server_says_tls_may_be_the_cause(redis_server: RedisS
         pytest.raises(StoreUnavailableError, match=r"TLS handshake.*use redis:// instead of rediss://"),
     ):
         Counter("a", store).handle(Increment())
+
+
+def test_rediss_cluster_to_a_plain_server_says_tls_may_be_the_cause(redis_server: RedisServer) -> None:
+    url = f"rediss+cluster://{HOST}:{redis_server.port}?socket_connect_timeout=0.5&socket_timeout=0.5"
+    with pytest.raises(
+        StoreUnavailableError, match="if the servers do not speak TLS, use redis\\+cluster://"
+    ):
+        open_store(url)
