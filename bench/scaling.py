@@ -26,8 +26,8 @@ from typing import Any
 
 from redis_bench import redis_server
 
-from kvsourcing.benchmark import Tally
 from kvsourcing.protocols import EventStore
+from kvsourcing.tools.benchmark import Tally
 
 SIZES = (100, 1_000, 10_000, 100_000)
 QUICK_SIZES = (100, 1_000, 5_000)

@@ -25,6 +25,25 @@ _SCHEMES: dict[str, tuple[str, str]] = {
 
 # A query option holding a secret (``password=``, ``ssl_password=``), and its value.
 _SECRET_QUERY_VALUE = re.compile(r"[?&][a-z_]*password=([^&#]*)", re.IGNORECASE)
+# A query option's value, and in a value that is a URL (``endpoint_url=http://u:pw@host``,
+# as is or percent-encoded) the parts that bound its password.
+_QUERY_VALUE = re.compile(r"[?&][^=&#]*=([^&#]*)")
+_NESTED_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*(?:://|%3A%2F%2F)", re.IGNORECASE)
+_NESTED_SLASH = re.compile(r"/|%2F", re.IGNORECASE)
+_NESTED_AT = re.compile(r"@|%40", re.IGNORECASE)
+_NESTED_COLON = re.compile(r":|%3A", re.IGNORECASE)
+
+
+def _nested_password(url: str, start: int, end: int) -> tuple[int, int] | None:
+    """Where the password is of the URL that ``url[start:end]`` (a query value) holds, if any."""
+    scheme = _NESTED_SCHEME.match(url, start, end)
+    if scheme is None:
+        return None
+    slash = _NESTED_SLASH.search(url, scheme.end(), end)
+    authority_end = slash.start() if slash else end
+    ats = list(_NESTED_AT.finditer(url, scheme.end(), authority_end))
+    colon = _NESTED_COLON.search(url, scheme.end(), ats[-1].start()) if ats else None
+    return (colon.end(), ats[-1].start()) if colon else None
 
 
 def userinfo_end(rest: str) -> int:
@@ -42,8 +61,9 @@ def userinfo_end(rest: str) -> int:
 
 
 def _secret_spans(url: str) -> list[tuple[int, int]]:
-    """Where ``url`` holds secrets: the password of its user info (``userinfo_end``) and the
-    values of ``password``/``ssl_password`` query options. Works on malformed URLs too."""
+    """Where ``url`` holds secrets: the password of its user info (``userinfo_end``), the
+    values of ``password``/``ssl_password`` query options, and the password of a URL given
+    as a query value (``endpoint_url``). Works on malformed URLs too."""
     sep = url.find("://")
     offset = sep + 3 if sep >= 0 else 0
     rest = url[offset:]
@@ -54,12 +74,16 @@ def _secret_spans(url: str) -> list[tuple[int, int]]:
         spans.append((offset + colon + 1, offset + at))
     after = offset + at + 1 if at >= 0 else offset
     spans.extend((m.start(1), m.end(1)) for m in _SECRET_QUERY_VALUE.finditer(url, after))
-    return spans
+    for value in _QUERY_VALUE.finditer(url, after):
+        nested = _nested_password(url, value.start(1), value.end(1))
+        if nested is not None and nested not in spans:
+            spans.append(nested)
+    return sorted(spans)
 
 
 def redact_url(url: str) -> str:
-    """``url`` as messages may show it: its password (of the user info, or a
-    ``password``/``ssl_password`` query option) replaced by ``***``."""
+    """``url`` as messages may show it: its passwords (of the user info, a
+    ``password``/``ssl_password`` query option, a URL in a query value) replaced by ``***``."""
     for start, end in reversed(_secret_spans(url)):
         url = url[:start] + "***" + url[end:]
     return url
@@ -71,6 +95,12 @@ def url_secrets(url: str) -> list[str]:
     found = {url[start:end] for start, end in _secret_spans(url)}
     found |= {unquote(secret) for secret in found}
     return sorted((secret for secret in found if secret), key=len, reverse=True)
+
+
+def drivers() -> dict[str, tuple[str, str]]:
+    """The driver packages ``open_store`` knows, by name (``"redis"``), each with the pip
+    extra it needs; nothing is imported."""
+    return {module.rpartition(".")[2]: (module, extra) for module, extra in _SCHEMES.values()}
 
 
 def supported_schemes() -> list[str]:

@@ -46,6 +46,23 @@ class HandlerResultError(KvSourcingError, TypeError):
     """A command handler returned something other than a list of events."""
 
 
+class WireupError(KvSourcingError, TypeError):
+    """A ``replay_*``/``handle_*`` method has the wired shape but no annotation on the
+    parameter that names the class it takes, so it cannot be wired."""
+
+
+class RegistrationError(KvSourcingError, ValueError):
+    """A class cannot be registered: its type name is taken by another class of the
+    registry, or its fields hold types the store's default codec cannot encode."""
+
+
+class TestStoreError(KvSourcingError):
+    """A ``TestStore`` was asked to refresh in a way its ``when`` set-up does not allow, as
+    Go's ``TestStore.Refresh`` refuses it."""
+
+    __test__ = False
+
+
 class DirtyAggregateError(KvSourcingError):
     """An aggregate with uncommitted events was asked to refresh."""
 

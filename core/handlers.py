@@ -38,21 +38,30 @@ class EventHandlerBase:
         self._handlers: dict[str, Callable[[str, int, Any], Any]] = {}
 
     def initialize(self, registry: EventRegistry, self_: Any = None) -> None:
-        """Bind the registry that names event types; ``self_`` is the object to wire up."""
+        """Bind the registry that names event types and wire up ``self_`` (by default this
+        handler) at once, as Go's ``Initialize`` calls ``AutomaticWireup(self)``."""
         if "_handlers" not in vars(self):
             EventHandlerBase.__init__(self)
         self._registry = registry
         self._self = self if self_ is None else self_
+        self.automatic_wireup(self._self)
 
     def automatic_wireup(self, subject: Any = None) -> None:
-        """Register ``subject``'s ``handle_*`` methods (``subject`` defaults to the initialized self)."""
+        """Route events to ``subject``'s ``handle_*`` methods (``subject`` defaults to the
+        initialized self), in place of those wired before, as Go's ``AutomaticWireup`` does.
+
+        Raises ``WireupError`` for a ``handle_*`` method of the wired shape whose event
+        parameter has no annotation."""
+        if self._registry is None:
+            raise RuntimeError("call initialize(registry) before automatic_wireup()")
+        registry = self._registry
         subject = self._self if subject is None else subject
-        for event_cls, method in prefixed_methods(
-            subject, EVENT_HANDLE_METHOD_PREFIX, 3, skip=frozenset({"handle"})
-        ):
-            if self._registry is None:
-                raise RuntimeError("call initialize(registry) before automatic_wireup()")
-            self._handlers[self._registry.get_event_type(event_cls)[0]] = method
+        self._handlers = {
+            registry.get_event_type(event_cls)[0]: method
+            for event_cls, method in prefixed_methods(
+                subject, EVENT_HANDLE_METHOD_PREFIX, 3, skip=frozenset({"handle"})
+            )
+        }
 
     def handle(self, published: PublishedEvent) -> None:
         """Deliver ``published`` to its ``handle_*`` method; events with none are ignored."""

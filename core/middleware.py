@@ -44,24 +44,25 @@ class EventStoreWithMiddleware(ClosesOnExit):
         cleanup: CloseMiddleware | None = None,
     ) -> None:
         """Add any of a commit middleware, a refresh middleware and a cleanup; ``None`` is skipped."""
-        if commit is not None:
-            self.handle_commit(commit)
-        if refresh is not None:
-            self.handle_refresh(refresh)
+        self.handle_cleanup(cleanup)
+        self.handle_commit(commit)
+        self.handle_refresh(refresh)
+
+    def handle_commit(self, middleware: CommitMiddleware | None) -> None:
+        """Add ``middleware(writer, next)``; the one added last runs first; ``None`` is skipped, as in Go."""
+        if middleware is not None:
+            self._commit.append(middleware)
+
+    def handle_refresh(self, middleware: RefreshMiddleware | None) -> None:
+        """Add ``middleware(reader, next)``; the one added last runs first; ``None`` is skipped."""
+        if middleware is not None:
+            self._refresh.append(middleware)
+
+    def handle_cleanup(self, cleanup: CloseMiddleware | None) -> None:
+        """Run ``cleanup()`` on ``close()``, in the order added, before the inner store closes;
+        ``None`` is skipped."""
         if cleanup is not None:
-            self.handle_cleanup(cleanup)
-
-    def handle_commit(self, middleware: CommitMiddleware) -> None:
-        """Add ``middleware(writer, next)``; the one added last runs first."""
-        self._commit.append(middleware)
-
-    def handle_refresh(self, middleware: RefreshMiddleware) -> None:
-        """Add ``middleware(reader, next)``; the one added last runs first."""
-        self._refresh.append(middleware)
-
-    def handle_cleanup(self, cleanup: CloseMiddleware) -> None:
-        """Run ``cleanup()`` on ``close()``, in the order added, before the inner store closes."""
-        self._cleanup.append(cleanup)
+            self._cleanup.append(cleanup)
 
     def commit_events(self, writer: StoreWriterAdapter) -> None:
         _chain(self._commit, writer, lambda: self._inner.commit_events(writer))

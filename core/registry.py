@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kvsourcing.encodable import encoding_problem
+from kvsourcing.errors import RegistrationError
 from kvsourcing.structure import build, build_dataclass, constructor_for, is_plain_dataclass
 from kvsourcing.types import (
     CommandType,
@@ -49,7 +51,7 @@ class _TypeTable:
         with self._lock:
             known = self._by_name.get(name)
             if known is not None and known is not cls:
-                raise ValueError(
+                raise RegistrationError(
                     f"{self._kind} type {name!r} is already registered in domain {self._domain!r} "
                     f"by {known.__module__}.{known.__qualname__}; pass name= to register it under another"
                 )
@@ -79,8 +81,25 @@ class StandardEventRegistry:
     def domain(self) -> str:
         return self._domain
 
-    def register_event(self, cls: type, *definitions: EventDefinition, name: str | None = None) -> type:
-        """Register ``cls`` (and readers of its older revisions); returns ``cls``, so it decorates."""
+    def register_event(
+        self,
+        cls: type,
+        *definitions: EventDefinition,
+        name: str | None = None,
+        check_encodable: bool = True,
+    ) -> type:
+        """Register ``cls`` (and readers of its older revisions); returns ``cls``, so it decorates.
+
+        A dataclass with a field whose hinted type the default codecs cannot encode raises
+        ``RegistrationError`` here rather than at its first commit; ``check_encodable=False``
+        skips that check, for a store whose own codec encodes such a type.
+        """
+        problem = encoding_problem(cls) if check_encodable and isinstance(cls, type) else None
+        if problem is not None:
+            raise RegistrationError(
+                f"cannot register event {cls.__qualname__}: {problem}; change the field's type, or "
+                "pass check_encodable=False if the store's codec encodes it"
+            )
         type_name = self._table.add(cls, name)
         self._readers[type_name] = _reader(cls, definitions)
         return cls
@@ -152,11 +171,16 @@ class StandardCommandRegistry:
         name, found = self._table.name_of(command)
         return CommandType(name), found
 
+    def command_class(self, command_type: str) -> type | None:
+        """The class registered under ``command_type``, or ``None``."""
+        return self._table.get(command_type)
+
     def create_command(self, command_type: str, data: Mapping[str, Any] | None = None) -> Any:
-        """A new command of ``command_type`` (built from ``data`` when given), or ``None``."""
+        """A new command of ``command_type``, built from ``data`` when given. An unknown type
+        gives a new mutable mapping (of ``data``), as Go's ``make(map[string]interface{})``."""
         cls = self._table.get(command_type)
         if cls is None:
-            return None
+            return {} if data is None else dict(data)
         return cls() if data is None else build(cls, data)
 
 

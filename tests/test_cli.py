@@ -12,8 +12,8 @@ import pytest
 from test_codecs import Labels, Tag, Tagged
 
 from kvsourcing import open_store
-from kvsourcing.cli import _plain, main
 from kvsourcing.testing.domain import Counter, Incremented
+from kvsourcing.tools.cli import _plain, main
 
 
 def test_demo_on_memory(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,9 +8,10 @@ import re
 import pytest
 from redis_fixtures import RedisServer
 
-from kvsourcing import benchmark, open_store
-from kvsourcing.cli import main
+from kvsourcing import open_store
 from kvsourcing.stores import memory
+from kvsourcing.tools import benchmark
+from kvsourcing.tools.cli import main
 
 ROW = re.compile(
     r"^(commit 1 event|commit 10 events|load \d+ events)\s+(\d+)\s+\d+\.\d\s+\d+(\s+\d+\.\d{3}){3}$"
@@ -124,3 +125,23 @@ def test_bench_on_redis_writes_real_events(
         assert len(store.read_events(commit10)) == 10 * operations["commit 10 events"]
         assert [e.sequence for e in store.read_events(loaded)] == list(range(1, 121))
         assert store.read_snapshot(loaded) == (100, {"total": 100})
+
+
+def test_load_counts_only_the_events_it_read() -> None:
+    """With snapshots, a load reads the snapshot and the events after it: events/s counts
+    those, not the aggregate's length (it printed millions of events/s before)."""
+    quiet = benchmark.Progress(io.StringIO())
+    with_snapshot = benchmark.run(
+        memory.new_store(snapshot_interval=20), seconds=0.01, load_events=25, progress=quiet
+    )
+    load = with_snapshot[-1]
+    assert load.events == 0, "the snapshot at 25 stands for every event"
+    assert load.events_per_second == 0.0
+    partial = benchmark.run(
+        memory.new_store(snapshot_interval=100), seconds=0.01, load_events=130, progress=quiet
+    )
+    # Filled in commits of 100: the snapshot at 100 stands for those, 30 are read per load.
+    assert partial[-1].events == 30 * partial[-1].ops
+    plain = benchmark.run(memory.new_store(), seconds=0.01, load_events=25, progress=quiet)
+    assert plain[-1].events == 25 * plain[-1].ops
+    assert plain[-1].events_per_second == pytest.approx(25 * plain[-1].ops / plain[-1].elapsed)

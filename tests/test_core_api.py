@@ -21,11 +21,14 @@ from kvsourcing import (
     HandlerResultError,
     InvalidKeyError,
     KvSourcingError,
+    RegistrationError,
     SequenceGapError,
     StoreUnavailableError,
     TableNotFoundError,
+    TestStoreError,
     UnknownCommandError,
     UnknownEventTypeError,
+    WireupError,
     is_concurrency_fault,
     is_domain_fault,
     new_concurrency_fault,
@@ -134,6 +137,9 @@ ERRORS = [
     TableNotFoundError,
     CrossPartitionError,
     AggregateNotFoundError,
+    RegistrationError,
+    TestStoreError,
+    WireupError,
 ]
 
 

@@ -66,9 +66,6 @@ class Projection(EventHandlerBase):
     def handle_short(self, key: str, event: Frozen) -> None:
         raise AssertionError("must not be wired")
 
-    def handle_untyped(self, key, sequence, event):  # type: ignore[no-untyped-def]
-        raise AssertionError("must not be wired")
-
 
 def published(event: Any, key: str = "acct", sequence: int = 1) -> PublishedEvent:
     event_type, _ = registry().get_event_type(event)
@@ -106,7 +103,9 @@ def test_event_handler_ignores_unknown_types_and_other_shapes() -> None:
     assert projection.seen == []
 
 
-def test_event_handler_wires_another_subject() -> None:
+def test_event_handler_initialize_wires_up_the_subject_at_once() -> None:
+    """eventhandler_base.go (go-gadgets/eventsourcing): Initialize calls AutomaticWireup(self)."""
+
     class Sink:
         def __init__(self) -> None:
             self.amounts: list[int] = []
@@ -117,7 +116,6 @@ def test_event_handler_wires_another_subject() -> None:
     sink = Sink()
     base = EventHandlerBase()
     base.initialize(registry(), sink)
-    base.automatic_wireup(sink)
     base.handle(published(Deposited(7)))
     assert sink.amounts == [7]
 
@@ -282,19 +280,6 @@ def test_test_store_records_commits_as_history_items() -> None:
         TestStoreHistoryItem("k", 2, [Deposited(3)], counter),
     ]
     assert [f.name for f in dataclasses.fields(TestStoreHistoryItem)] == ["key", "offset", "events", "state"]
-
-
-def test_when_adds_history_that_refresh_replays_per_key() -> None:
-    store = TestStore()
-    assert store.when("a", 0, [Deposited(1), Deposited(2)]) is store
-    store.when("b", 0, [Deposited(100)])
-    store.when("a", 2, [Deposited(4)], state="s")
-    assert store.history[-1] == TestStoreHistoryItem("a", 2, [Deposited(4)], "s")
-    counter = Counter("a", store)
-    counter.refresh()
-    assert (counter.total, counter.sequence_number()) == (7, 3)
-    counter.refresh()
-    assert (counter.total, counter.sequence_number()) == (7, 3), "nothing replayed twice"
 
 
 def test_failure_filter_makes_operations_raise_and_record_nothing() -> None:

@@ -243,7 +243,7 @@ def test_command_registry() -> None:
     assert reg.get_command_type(Closed()) == ("Closed", False)
     assert reg.create_command("Deposit") == Deposit()
     assert reg.create_command("Deposit", {"amount": 9}) == Deposit(9)
-    assert reg.create_command("Withdraw") is None
+    assert reg.create_command("Withdraw") == {}
 
 
 def test_command_registry_duplicate_name_of_another_class_raises() -> None:

@@ -188,3 +188,36 @@ def test_run_json_rejects_unknown_command_and_event_types(tmp_path: Path) -> Non
     bad_event.write_text('[{"name": "y", "given": [{"type": "Nope"}], "when": {"type": "CloseAccount"}}]')
     with pytest.raises(ValueError, match="Nope"):
         run_json(bad_event, BankAccount)
+
+
+def test_then_raises_for_errors_that_are_not_domain_faults() -> None:
+    """Issue 11: then_raises expresses any error, not only a DomainFault."""
+    from kvsourcing import UnknownCommandError
+
+    @dataclass
+    class Teleport:
+        pass
+
+    raised = scenario.when(Teleport()).then_raises(UnknownCommandError, match="Teleport")
+    assert isinstance(raised, UnknownCommandError)
+    scenario.when(DepositMoney(1)).then_raises(DomainFault, match="account-not-open")
+    with pytest.raises(AssertionError, match="expected UnknownCommandError, got events"):
+        scenario.given(AccountOpened("ann")).when(DepositMoney(1)).then_raises(UnknownCommandError)
+    with pytest.raises(AssertionError, match="got DomainFault"):
+        scenario.when(DepositMoney(1)).then_raises(UnknownCommandError)
+    with pytest.raises(AssertionError, match="matching 'nope'"):
+        scenario.when(DepositMoney(1)).then_raises(DomainFault, match="nope")
+
+
+def test_run_json_error_field_expects_an_error_containing_it(tmp_path: Path) -> None:
+    path = tmp_path / "errors.json"
+    path.write_text(
+        '[{"name": "closed", "when": {"type": "DepositMoney", "data": {"amount": 1}}, "error": "not-open"},'
+        ' {"name": "wrong", "given": [{"type": "AccountOpened", "data": {"owner": "a"}}],'
+        ' "when": {"type": "DepositMoney", "data": {"amount": 1}}, "error": "not-open"}]'
+    )
+    with pytest.raises(AssertionError) as caught:
+        run_json(path, BankAccount)
+    assert str(caught.value).startswith("1 of 2 scenario(s)") and "wrong: expected Exception" in str(
+        caught.value
+    )

@@ -1,4 +1,5 @@
-"""The README's code runs as written, its blocks in order as a reader would run them."""
+"""The README's code runs as written: each python block on its own, as a reader who
+pastes only that one would run it."""
 
 import re
 from pathlib import Path
@@ -7,14 +8,18 @@ from typing import Any
 import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
 
 
-def test_quickstart_runs() -> None:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-    assert blocks, "README has no python block"
-    namespace = {"__name__": "readme"}
-    for block in blocks:
-        exec(compile(block, str(README), "exec"), namespace)
+def test_readme_has_the_quickstart_feed_and_upcasting_examples() -> None:
+    assert len(BLOCKS) >= 3
+    assert any("EventDefinition(" in block for block in BLOCKS), "the upcasting section has an example"
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_each_python_block_runs_on_its_own(index: int) -> None:
+    namespace: dict[str, Any] = {"__name__": f"readme_block_{index}"}
+    exec(compile(BLOCKS[index], f"{README}:block{index}", "exec"), namespace)
 
 
 def test_ci_runs_the_readme_test_command() -> None:
@@ -167,3 +172,11 @@ def test_security_acl_rule_with_its_cluster_addition_runs_the_store_on_a_cluster
             pass
         consumer.stop()
     assert len(seen) == 8
+
+
+def test_pyproject_has_project_urls_and_the_changelog_an_unreleased_section() -> None:
+    import tomllib
+
+    project = tomllib.loads((README.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert all(url.startswith("https://") for url in project["urls"].values()) and project["urls"]
+    assert "## Unreleased" in (README.parent / "CHANGELOG.md").read_text(encoding="utf-8")

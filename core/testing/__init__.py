@@ -2,9 +2,19 @@
 
 from typing import Any
 
+from kvsourcing.testing.aggregate_tester import AggregateTest, AggregateTestCommand, AggregateTester
 from kvsourcing.testing.scenario import AggregateScenario, run_json
 
-__all__ = ["AggregateScenario", "AsyncStoreSuite", "FeedSuite", "StoreSuite", "run_json"]
+__all__ = [
+    "AggregateScenario",
+    "AggregateTest",
+    "AggregateTestCommand",
+    "AggregateTester",
+    "AsyncStoreSuite",
+    "FeedSuite",
+    "StoreSuite",
+    "run_json",
+]
 
 
 def __getattr__(name: str) -> Any:

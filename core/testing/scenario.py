@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,17 +41,43 @@ class AggregateScenario:
         """The command under test."""
         return replace(self, command=command, _has_command=True)
 
-    def _run(self) -> tuple[list[Any], DomainFault | None]:
+    @staticmethod
+    def _produced(store: TestStore) -> list[Any]:
+        return [e for item in store.history for e in item.events]
+
+    def _prepare(self) -> tuple[AggregateBase, TestStore]:
         if not self._has_command:
             raise ValueError(f"{self.name}: call .when(command) before .then()")
         store = TestStore().when(self.key, 0, list(self.history))
-        aggregate = self.aggregate_factory(self.key, store)
-        recorded = len(store.history)
+        return self.aggregate_factory(self.key, store), store
+
+    def _run(self) -> tuple[list[Any], DomainFault | None]:
+        aggregate, store = self._prepare()
         try:
             aggregate.handle(self.command)
         except DomainFault as fault:
             return [], fault
-        return [e for item in store.history[recorded:] for e in item.events], None
+        return self._produced(store), None
+
+    def then_raises(self, exc_type: type[BaseException], match: str | None = None) -> BaseException:
+        """Assert that the command raised ``exc_type`` (any exception, not only a
+        ``DomainFault``), whose text ``re.search``es ``match`` when given; returns it."""
+        aggregate, store = self._prepare()
+        try:
+            aggregate.handle(self.command)
+        except exc_type as raised:
+            if match is not None and not re.search(match, str(raised)):
+                raise AssertionError(
+                    f"{self.name}: expected {exc_type.__name__} matching {match!r}, got {raised}"
+                ) from raised
+            return raised
+        except Exception as other:
+            raise AssertionError(
+                f"{self.name}: expected {exc_type.__name__}, got {type(other).__name__}: {other}"
+            ) from other
+        raise AssertionError(
+            f"{self.name}: expected {exc_type.__name__}, got events {self._produced(store)!r}"
+        )
 
     def then(self, *events: Any) -> None:
         """Assert that the command produced exactly ``events``."""
@@ -74,7 +101,9 @@ def run_json(path: str | Path, aggregate_factory: AggregateFactory) -> int:
 
     The file holds ``{"scenarios": [...]}`` (or the list itself); each scenario is
     ``{"name", "given": [{"type", "data"}], "when": {"type", "data"}, "then": [...]}``
-    with ``"then_fault": "<code>"`` in place of ``"then"`` for a command that must fail.
+    with ``"then_fault": "<code>"`` in place of ``"then"`` for a command that must fail with
+    that ``DomainFault``, or ``"error": "<text>"`` for one that must raise any error whose
+    text contains it.
     """
     document = json.loads(Path(path).read_text(encoding="utf-8"))
     scenarios: Sequence[dict[str, Any]] = document["scenarios"] if isinstance(document, dict) else document
@@ -102,6 +131,8 @@ def run_json(path: str | Path, aggregate_factory: AggregateFactory) -> int:
         try:
             if "then_fault" in spec:
                 scenario.then_fault(spec["then_fault"])
+            elif "error" in spec:
+                scenario.then_raises(Exception, match=re.escape(spec["error"]))
             else:
                 scenario.then(*(event(e, f"{path}: {name}") for e in spec.get("then", [])))
         except AssertionError as exc:

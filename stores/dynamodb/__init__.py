@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from kvsourcing.config import redact_url
 from kvsourcing.errors import ConfigurationError
@@ -42,6 +42,7 @@ __all__ = [
     "from_url",
     "make_client",
     "new_store",
+    "parse_url",
 ]
 
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
@@ -63,7 +64,9 @@ def make_client(region: str | None = None, endpoint_url: str | None = None) -> A
 
     ``region`` defaults to boto3's (``AWS_DEFAULT_REGION``, the profile); ``endpoint_url``
     points at DynamoDB Local, moto or LocalStack. Each client gets its own boto3 session,
-    because the shared default session is not safe to use from several threads.
+    because the shared default session is not safe to use from several threads. User info
+    in ``endpoint_url`` is dropped: botocore never sends it (requests are signed with AWS
+    credentials), and so no message can show its password.
     """
     try:
         import boto3
@@ -74,6 +77,8 @@ def make_client(region: str | None = None, endpoint_url: str | None = None) -> A
             "the DynamoDB store needs boto3: pip install 'kvsourcing[dynamodb]'"
         ) from None
     config = Config(retries={"mode": "standard"}, connect_timeout=10)
+    if endpoint_url is not None:
+        endpoint_url = _without_userinfo(endpoint_url)
     try:
         return boto3.session.Session().client(
             "dynamodb", region_name=region, endpoint_url=endpoint_url, config=config
@@ -81,7 +86,19 @@ def make_client(region: str | None = None, endpoint_url: str | None = None) -> A
     except BotoCoreError as err:
         raise translate_error(err, "", endpoint_url) from None
     except ValueError as err:
-        raise ConfigurationError(f"invalid DynamoDB endpoint_url {endpoint_url!r}: {err}") from None
+        raise ConfigurationError(
+            f"invalid DynamoDB endpoint_url {redact_url(endpoint_url)!r}: {err}"
+        ) from None
+
+
+def _without_userinfo(endpoint_url: str) -> str:
+    try:
+        parts = urlsplit(endpoint_url)
+    except ValueError:
+        return endpoint_url  # boto3 refuses it, and the message is redacted
+    if "@" not in parts.netloc:
+        return endpoint_url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def new_store(
@@ -202,12 +219,9 @@ def _check_existing_schema(table: dict[str, Any]) -> None:
         )
 
 
-def from_url(url: str, **options: Any) -> EventStore:
-    """The store for ``dynamodb://TABLE?region=R&endpoint_url=U`` (as ``open_store`` uses).
-
-    ``options`` are ``snapshot_interval``, ``codec``, ``client``, ``buckets``, ``feed_grace``
-    and ``commit_id_ttl``.
-    """
+def parse_url(url: str) -> tuple[str, dict[str, str]]:
+    """The table name and the query parameters of a ``dynamodb://TABLE?region=R&endpoint_url=U``
+    URL; ``ConfigurationError`` when it is malformed."""
     parts = urlsplit(url)
     shown = redact_url(url)
     if parts.scheme != "dynamodb":
@@ -239,6 +253,17 @@ def from_url(url: str, **options: Any) -> EventStore:
                 f"{shown!r}; e.g. {_URL_EXAMPLE}"
             )
         params[name] = values[0]
+    return _check_table_name(parts.netloc), params
+
+
+def from_url(url: str, **options: Any) -> EventStore:
+    """The store for ``dynamodb://TABLE?region=R&endpoint_url=U`` (as ``open_store`` uses).
+
+    ``options`` are ``snapshot_interval``, ``codec``, ``client``, ``buckets``, ``feed_grace``
+    and ``commit_id_ttl``.
+    """
+    table_name, params = parse_url(url)
+    shown = redact_url(url)
     bad_options = sorted(set(options) - _URL_OPTIONS)
     if bad_options:
         raise ConfigurationError(
@@ -250,7 +275,6 @@ def from_url(url: str, **options: Any) -> EventStore:
             f"DynamoDB store URL {shown!r} sets {', '.join(params)}, but client= was given too; "
             "configure one or the other"
         )
-    table_name = _check_table_name(parts.netloc)
     if options.get("client") is not None:
         return new_store(table_name, **options)
     options.pop("client", None)

@@ -24,6 +24,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from kvsourcing.config import redact_url, userinfo_end
 from kvsourcing.errors import ConfigurationError
+from kvsourcing.stores.redis.connection import CheckedConnection, CheckedSSLConnection
 from kvsourcing.stores.redis.driver import UNAVAILABLE, unavailable
 
 SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
@@ -188,13 +189,16 @@ def parse_url(url: str) -> RedisUrl:
 def build_client(url: str, parsed: RedisUrl) -> Redis | RedisCluster:
     """A redis-py client for ``parsed``, built by redis-py's own URL parser.
 
-    A single-node client connects lazily; a cluster client reads the slot map at once,
-    so an unreachable cluster raises ``StoreUnavailableError`` here.
+    A single-node client connects lazily, on connections that name the likely cause when
+    the port is not a Redis server's or does not speak TLS (``CheckedConnection``); a
+    cluster client reads the slot map at once, so an unreachable cluster raises
+    ``StoreUnavailableError`` here.
     """
     first, *others = parsed.nodes
     try:
         if not parsed.cluster:
-            return Redis.from_url(parsed.node_url(*first))
+            connection_class = CheckedSSLConnection if parsed.tls else CheckedConnection
+            return Redis.from_url(parsed.node_url(*first), connection_class=connection_class)
         return RedisCluster.from_url(
             parsed.node_url(*first),
             startup_nodes=[ClusterNode(host, port) for host, port in others],
@@ -204,4 +208,7 @@ def build_client(url: str, parsed: RedisUrl) -> Redis | RedisCluster:
     except (*UNAVAILABLE, RedisClusterException, RedisError) as err:
         where = ",".join(f"{host}:{port}" for host, port in parsed.nodes)
         password = unquote(parsed.userinfo.partition(":")[2]) or None
-        raise unavailable(where, err, password) from err
+        failure = unavailable(where, err, password)
+        if parsed.tls:
+            failure.args = (f"{failure}; if the servers do not speak TLS, use redis+cluster://",)
+        raise failure from err

@@ -45,11 +45,18 @@ class Tally(AggregateBase):
     def __init__(self, key: str, store: EventStore) -> None:
         super().__init__()
         self.total = 0
+        self._replayed = 0  # private: not part of the snapshot
         self.initialize(key, events, store)
         self.automatic_wireup()
 
     def replay_counted(self, event: Counted) -> None:
         self.total += event.amount
+        self._replayed += 1
+
+    @property
+    def replayed(self) -> int:
+        """Events replayed (read from the store or applied) since this aggregate was made."""
+        return self._replayed
 
     def add(self, count: int) -> None:
         """Apply ``count`` events (uncommitted)."""
@@ -59,13 +66,16 @@ class Tally(AggregateBase):
 
 @dataclass
 class PhaseResult:
-    """One phase: its operations' latencies in seconds, and the events each one moved."""
+    """One phase: its operations' latencies in seconds, and the events they moved: written,
+    or read from the store (those a snapshot stood for are not counted)."""
 
     name: str
     key: str
     events_per_op: int
     elapsed: float
     latencies: list[float] = field(default_factory=list)
+    events: int | None = None
+    """Events moved in all; ``None``: ``events_per_op`` for each operation."""
 
     @property
     def ops(self) -> int:
@@ -77,7 +87,8 @@ class PhaseResult:
 
     @property
     def events_per_second(self) -> float:
-        return self.ops_per_second * self.events_per_op
+        moved = self.ops * self.events_per_op if self.events is None else self.events
+        return moved / self.elapsed if self.elapsed else 0.0
 
     def percentile(self, p: float) -> float:
         """The latency below which ``p`` percent of operations fall (nearest rank)."""
@@ -189,13 +200,19 @@ def run(
         progress.update(writer.sequence_number() / load_events)
     progress.finish()
 
+    replayed = 0
+
     def load() -> None:
+        nonlocal replayed
         reader = Tally(loaded_key, store)
         reader.refresh()
         if reader.total != load_events:
             raise AssertionError(f"reloaded {reader.total} of {load_events} events from {loaded_key!r}")
+        replayed += reader.replayed
 
-    results.append(_timed(f"load {load_events} events", loaded_key, load_events, seconds, load, progress, 1))
+    loaded = _timed(f"load {load_events} events", loaded_key, load_events, seconds, load, progress, 1)
+    loaded.events = replayed
+    results.append(loaded)
     return results
 
 

@@ -1,20 +1,31 @@
-"""The ``kvsourcing`` command: a demo, and a look at what a store holds.
+"""The ``kvsourcing`` command: a demo, a benchmark, and a look at what a store holds.
 
 Every command takes ``--store URL`` (default: ``$KVSOURCING_STORE``); errors are
-printed as one line, never with a password of the URL, and exit non-zero.
+printed as one line, never with a password of the URL, and exit non-zero. A driver adds
+commands of its own (``kvsourcing dynamodb create-table``) with a ``cli`` module holding
+``cli_commands(commands)``; it is imported only when its command is run, or for the help.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kvsourcing.config import ENVIRONMENT_VARIABLE, open_store, redact_url, supported_schemes, url_secrets
+import kvsourcing
+from kvsourcing.config import (
+    ENVIRONMENT_VARIABLE,
+    drivers,
+    open_store,
+    redact_url,
+    supported_schemes,
+    url_secrets,
+)
 from kvsourcing.errors import ConfigurationError, KvSourcingError
 from kvsourcing.stores.keyvalue import KeyValueStore
 
@@ -56,7 +67,7 @@ def _open(args: argparse.Namespace) -> KeyValueStore:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from kvsourcing import demo
+    from kvsourcing.tools import demo
 
     url = _store_url(args, "memory://")
     print(f"kvsourcing demo: a bank account on {redact_url(url)}\n")
@@ -121,17 +132,8 @@ def _cmd_feed_trim(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_dynamodb_create_table(args: argparse.Namespace) -> int:
-    from kvsourcing.stores import dynamodb
-
-    client = dynamodb.make_client(args.region, args.endpoint_url)
-    created = dynamodb.create_table(client, args.name)
-    print(f"table {args.name!r} {'created' if created else 'already exists'}, and ACTIVE")
-    return 0
-
-
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from kvsourcing import benchmark
+    from kvsourcing.tools import benchmark
 
     url = _store_url(args, "memory://")
     snapshots = f"snapshots every {args.snapshot_interval}" if args.snapshot_interval else "no snapshots"
@@ -165,11 +167,31 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``kvsourcing`` command."""
+def _add_driver_commands(commands: argparse._SubParsersAction[Any], argv: Sequence[str] | None) -> None:
+    """Let the driver that ``argv`` names (every driver when it names none, so that the help
+    lists them) add its commands; a driver with no ``cli`` module has none."""
+    words = [word for word in argv or () if not word.startswith("-")]
+    for name, (module, extra) in drivers().items():
+        if words and words[0] != name:
+            continue
+        try:
+            hook = importlib.import_module(f"{module}.cli")
+        except ImportError as err:
+            if err.name == f"{module}.cli" or not words:
+                continue
+            raise ConfigurationError(
+                f"the {name} commands need the {extra!r} extra: pip install 'kvsourcing[{extra}]' ({err})"
+            ) from err
+        hook.cli_commands(commands)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``kvsourcing`` command, with the commands of the driver
+    ``argv`` names (of every driver, when ``argv`` is ``None`` or names none)."""
     parser = argparse.ArgumentParser(
         prog="kvsourcing", description="Event sourcing on key-value stores: memory, Redis, DynamoDB."
     )
+    parser.add_argument("--version", action="version", version=f"kvsourcing {kvsourcing.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
@@ -246,20 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     _store_option(trim)
     trim.set_defaults(run=_cmd_feed_trim)
 
-    dynamodb = commands.add_parser(
-        "dynamodb", help="DynamoDB administration", description="DynamoDB administration."
-    )
-    dynamodb_commands = dynamodb.add_subparsers(dest="dynamodb_command", required=True, metavar="COMMAND")
-    create = dynamodb_commands.add_parser(
-        "create-table",
-        help="create the store's table",
-        description="Create the store's table (on-demand billing) and wait until it is ACTIVE; "
-        "succeeds when it already exists with the right key schema.",
-    )
-    create.add_argument("name", help="the table name")
-    create.add_argument("--region", help="AWS region (default: boto3's, e.g. $AWS_DEFAULT_REGION)")
-    create.add_argument("--endpoint-url", metavar="URL", help="DynamoDB Local, moto or LocalStack endpoint")
-    create.set_defaults(run=_cmd_dynamodb_create_table)
+    _add_driver_commands(commands, argv)
     return parser
 
 
@@ -277,7 +286,12 @@ def _fail(message: str, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``kvsourcing`` command; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(argv)
+    except KvSourcingError as exc:
+        return _fail(f"{type(exc).__name__}: {exc}", argparse.Namespace())
+    args = parser.parse_args(argv)
     try:
         return args.run(args)
     except KvSourcingError as exc:
