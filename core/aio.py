@@ -8,14 +8,16 @@ An aggregate bound to a store from here uses ``await agg.ahandle(command)``,
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from kvsourcing.aggregate import AggregateBase
 from kvsourcing.config import store_module
-from kvsourcing.errors import ConcurrencyFault
+from kvsourcing.retry import Backoff, retry_steps
 from kvsourcing.steps import run_async
 from kvsourcing.together import together_steps
 
@@ -42,18 +44,11 @@ async def commit_together(*aggregates: AggregateBase, commit_id: str | None = No
         await run_async(steps, store)
 
 
-async def retry(limit: int, body: Callable[[], Awaitable[T]]) -> T:
-    """Await ``body()`` until it returns without raising ``ConcurrencyFault``, at most ``limit``
-    times; any other exception propagates at once; returns ``body``'s result."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"retry limit must be an int >= 1, not {limit!r}")
-    for attempt in range(limit):
-        try:
-            return await body()
-        except ConcurrencyFault:
-            if attempt == limit - 1:
-                raise
-    raise AssertionError("unreachable")
+async def retry(limit: int, body: Callable[[], Awaitable[T]], backoff: Backoff | None = None) -> T:
+    """``kvsourcing.retry`` for coroutines: awaits ``body()`` until it returns without raising
+    ``ConcurrencyFault``, at most ``limit`` times, sleeping ``backoff(n)`` between tries."""
+    target = SimpleNamespace(body=body, sleep=asyncio.sleep)
+    return await run_async(retry_steps(limit, backoff), target)  # type: ignore[no-any-return]
 
 
 def __getattr__(name: str) -> Any:

@@ -7,9 +7,11 @@ import math
 import random
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from types import SimpleNamespace
+from typing import Any, TypeVar
 
 from kvsourcing.errors import ConcurrencyFault
+from kvsourcing.steps import Call, Steps, run_sync
 
 T = TypeVar("T")
 
@@ -47,6 +49,11 @@ def retry(limit: int, body: Callable[[], T], backoff: Backoff | None = None) -> 
     ``limit`` faults the last ``ConcurrencyFault`` propagates. With ``backoff``, waits
     ``backoff(n)`` seconds after the n-th fault before trying again (none by default).
     """
+    return run_sync(retry_steps(limit, backoff), SimpleNamespace(body=body, sleep=time.sleep))
+
+
+def retry_steps(limit: int, backoff: Backoff | None) -> Steps[Any]:
+    """``retry``'s logic, for sync and async callers: calls ``body`` and ``sleep``."""
     if isinstance(limit, bool) or not isinstance(limit, int):
         raise TypeError(f"retry limit must be an int, not {type(limit).__name__}")
     if limit <= 0:
@@ -55,7 +62,7 @@ def retry(limit: int, body: Callable[[], T], backoff: Backoff | None = None) -> 
         raise TypeError(f"backoff must be a callable taking the number of failed tries, not {backoff!r}")
     for failures in range(1, limit):
         try:
-            return body()
+            return (yield Call("body"))
         except ConcurrencyFault:
             if backoff is not None:
                 delay = backoff(failures)
@@ -63,5 +70,5 @@ def retry(limit: int, body: Callable[[], T], backoff: Backoff | None = None) -> 
                     raise ValueError(
                         f"backoff({failures}) returned {delay!r}, not a number of seconds >= 0"
                     ) from None
-                time.sleep(delay)
-    return body()
+                yield Call("sleep", (delay,))
+    return (yield Call("body"))
