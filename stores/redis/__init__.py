@@ -70,8 +70,10 @@ empty buckets), one pipelined ``XRANGE`` per bucket on a Cluster, where one comm
 not span slots (about 20 ms for 1024 buckets on 3 nodes, mostly redis-py's per-command
 cost). ``swap_value`` is one script (GET, compare, then SET with ``PX`` or DEL).
 
-What a commit's metadata costs: one field of the ``m:`` hash, about the id's length plus
-30 bytes (measured with ``MEMORY USAGE``: COSTS).
+What a commit's metadata costs, for as long as the aggregate exists: one field of its
+``m:`` hash. Measured with ``MEMORY USAGE`` (Redis 7.0): up to 128 commits the hash is a
+listpack, about 30 bytes a commit plus its id (62 bytes with the 32-character ids that
+aggregates make); beyond, Redis makes it a hash table, about 72 bytes plus the id (112).
 
 What a feed entry costs: each commit's records are stored twice, once in the
 aggregate's list and once in the feed entry, with the aggregate key and the first
