@@ -14,7 +14,6 @@ import msgpack
 import pytest
 import redis
 from redis.cluster import RedisCluster
-from redis.connection import AbstractConnection
 from redis.crc import key_slot
 from redis_fixtures import HOST, NO_RETRY, RedisClusterNodes, RedisServer, free_port, start_server
 
@@ -212,20 +211,6 @@ def test_a_server_at_its_memory_limit_is_unavailable_and_keeps_nothing(redis_cli
     finally:
         redis_client.config_set("maxmemory", 0)
     assert driver.load(key, 0).records == []
-
-
-@pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every packet the process's redis-py connections send, as it is sent."""
-    sent: list[bytes] = []
-    original = AbstractConnection.send_packed_command
-
-    def counting(self: AbstractConnection, command: object, check_health: bool = True) -> None:
-        sent.append(command if isinstance(command, bytes) else b"".join(command))  # type: ignore[arg-type]
-        original(self, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
-    return sent
 
 
 def test_commit_and_load_are_one_round_trip_each(driver: RedisDriver, round_trips: list[bytes]) -> None:
