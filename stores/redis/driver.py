@@ -9,7 +9,7 @@ package docstring (``kvsourcing.stores.redis``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from redis import Redis
 from redis.cluster import RedisCluster
@@ -117,22 +117,25 @@ class RedisDriver(RedisFeed):
         )
         with self.served():
             if call is None:
-                return Loaded(None, after + 1, self.client.lrange(self.layout.keys(key)[0], after, -1))
+                records = self.client.lrange(self.layout.keys(key)[0], after, -1)
+                return Loaded(None, after + 1, cast("list[bytes]", records))
             return parse_load(key, after, self._run(call))
 
     def read_value(self, name: str) -> bytes | None:
         """The value stored under ``name`` (``None`` when absent or expired)."""
         with self.served():
-            return self.client.get(self.layout.value_key(name))
+            return cast("bytes | None", self.client.get(self.layout.value_key(name)))
 
     def read_values(self, names: Sequence[str]) -> list[bytes | None]:
         """The values of ``names``, in order: one ``MGET`` on a node; on a Cluster, where
         each name has a slot of its own, one ``MGET`` per slot, sent together."""
         keys = [self.layout.value_key(name) for name in names]
         with self.served():
-            if self.cluster:
-                return self.client.mget_nonatomic(keys)
-            return self.client.mget(keys)
+            if isinstance(self.client, RedisCluster):
+                values = self.client.mget_nonatomic(keys)
+            else:
+                values = self.client.mget(keys)
+        return cast("list[bytes | None]", values)
 
     def swap_value(
         self, name: str, expected: bytes | None, new: bytes | None, ttl: float | None = None
@@ -141,7 +144,7 @@ class RedisDriver(RedisFeed):
         ``expected`` (``None``: absent or expired); ``ttl`` seconds makes ``new`` expire.
         Returns whether it was replaced."""
         with self.served():
-            return self._run(swap_call(self.layout, name, expected, new, ttl)) == 1
+            return bool(self._run(swap_call(self.layout, name, expected, new, ttl)) == 1)
 
     def translate(self, err: BaseException) -> KvSourcingError | None:
         return translate_error(err, where=self._where, password=self._password, prefix=self.prefix)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from msgpack import packb, unpackb
 from redis.crc import key_slot
@@ -42,7 +42,7 @@ class ScriptCall:
 def pack_records(records: Sequence[bytes]) -> bytes:
     """Records as the append script takes them and the feed keeps them: one msgpack array
     of raw strings (the pre-2013 ``raw`` family, the one Lua's cmsgpack decodes)."""
-    return packb(records, use_bin_type=False)
+    return cast(bytes, packb(records, use_bin_type=False))
 
 
 def unpack_records(packed: bytes) -> list[bytes]:
