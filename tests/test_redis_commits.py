@@ -13,7 +13,7 @@ import redis
 from redis.crc import key_slot
 from redis_fixtures import RedisClusterNodes, RedisServer
 
-from kvsourcing.errors import ConfigurationError, CrossPartitionError
+from kvsourcing.errors import ConfigurationError, CrossPartitionError, EncodingError
 from kvsourcing.stores.keyvalue import ALREADY_STORED, Commit, FeedConsumer, Refusal, Snapshot
 from kvsourcing.stores.redis import RedisDriver, from_url, new_store
 from kvsourcing.testing.domain import Counter, Increment, Incremented, registry
@@ -285,3 +285,26 @@ def test_data_written_before_commit_metadata_still_loads(redis_server: RedisServ
     store.close()
     scratch.close()
     client.close()
+
+
+def test_read_events_with_metadata_is_one_round_trip(
+    redis_client: redis.Redis, round_trips: list[bytes]
+) -> None:
+    store = new_store(redis_client, prefix=f"trips-{uuid.uuid4().hex[:8]}", buckets=4)
+    key = f"trips-{uuid.uuid4()}"
+    Counter(key, store).handle(Increment(1), commit_id="one")
+    store.read_events(key)  # loads the script
+    round_trips.clear()
+    assert [e.commit_id for e in store.read_events(key)] == ["one"]
+    assert len(round_trips) == 1 and b"EVALSHA" in round_trips[0]
+
+
+def test_a_corrupt_commits_hash_raises_encoding_error(redis_client: redis.Redis) -> None:
+    store = new_store(redis_client, prefix=f"corrupt-{uuid.uuid4().hex[:8]}", buckets=4)
+    driver = store.driver
+    assert isinstance(driver, RedisDriver)
+    key = f"corrupt-{uuid.uuid4()}"
+    Counter(key, store).handle(Increment(1), commit_id="one")
+    redis_client.hset(driver.keys(key)[2], "one", "not three numbers")
+    with pytest.raises(EncodingError, match=rf"commits of '{key}'.*'first last time'"):
+        store.read_events(key)
