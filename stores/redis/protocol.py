@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final, NamedTuple, cast
 
 from msgpack import packb, unpackb
 from redis.crc import key_slot
@@ -30,9 +29,9 @@ ANONYMOUS: Final = b"\x00"
 last sequence (an id never holds a control character, so the two cannot collide)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ScriptCall:
-    """One ``EVALSHA``: the script, its KEYS (all in one slot) and its ARGV."""
+class ScriptCall(NamedTuple):
+    """One ``EVALSHA``: the script, its KEYS (all in one slot) and its ARGV (a named tuple:
+    built on every commit, and cheaper to build than a dataclass)."""
 
     script: LuaScript
     keys: tuple[bytes, ...]
@@ -63,9 +62,10 @@ def append_call(
     ``CommitTooLargeError`` for records or a snapshot longer than one argument may be, and
     on a Cluster (``cluster``) ``CrossPartitionError`` for aggregates in different slots.
     """
-    require_distinct_keys(commits)
-    if cluster and len(commits) > 1:
-        check_one_slot(layout, commits)
+    if len(commits) > 1:
+        require_distinct_keys(commits)
+        if cluster:
+            check_one_slot(layout, commits)
     keys: list[bytes] = []
     args: list[Any] = [4 if feed else 3]
     for commit in commits:
@@ -77,13 +77,10 @@ def append_call(
             keys.append(layout.feed_key(bucket))
         records = pack_records(commit.records)
         snapshot = commit.snapshot
-        for what, size in (("records", len(records)), ("snapshot", len(snapshot or b""))):
-            if size > max_argument_bytes:
-                raise CommitTooLargeError(
-                    f"cannot commit {commit.key!r}: {size} bytes of {what}, more than the "
-                    f"{max_argument_bytes} bytes one Redis argument may hold (proto-max-bulk-len); "
-                    "commit fewer or smaller events, or keep large states out of snapshots"
-                )
+        if len(records) > max_argument_bytes:
+            raise too_large(commit, "records", len(records), max_argument_bytes)
+        if snapshot is not None and len(snapshot) > max_argument_bytes:
+            raise too_large(commit, "snapshot", len(snapshot), max_argument_bytes)
         args += (
             commit.expected,
             b"0" if snapshot is None else b"1",
@@ -92,6 +89,15 @@ def append_call(
             records,
         )
     return ScriptCall(APPEND, tuple(keys), tuple(args))
+
+
+def too_large(commit: Commit, what: str, size: int, limit: int) -> CommitTooLargeError:
+    """The error for a commit whose records or snapshot one argument cannot hold."""
+    return CommitTooLargeError(
+        f"cannot commit {commit.key!r}: {size} bytes of {what}, more than the {limit} bytes one "
+        "Redis argument may hold (proto-max-bulk-len); commit fewer or smaller events, or keep "
+        "large states out of snapshots"
+    )
 
 
 def check_one_slot(layout: Layout, commits: Sequence[Commit]) -> None:
