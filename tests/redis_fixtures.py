@@ -21,6 +21,7 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.connection import AbstractConnection
 from redis.retry import Retry
 
 HOST = "127.0.0.1"
@@ -157,6 +158,20 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client = redis_server.client()
     yield client
     client.close()
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every packet the process's redis-py connections send, as it is sent."""
+    sent: list[bytes] = []
+    original = AbstractConnection.send_packed_command
+
+    def counting(self: AbstractConnection, command: object, check_health: bool = True) -> None:
+        sent.append(command if isinstance(command, bytes) else b"".join(command))  # type: ignore[arg-type]
+        original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    return sent
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections import Counter
@@ -13,7 +14,6 @@ import msgpack
 import pytest
 import redis
 from redis.cluster import RedisCluster
-from redis.connection import AbstractConnection
 from redis.crc import key_slot
 from redis_fixtures import HOST, NO_RETRY, RedisClusterNodes, RedisServer, free_port, start_server
 
@@ -27,7 +27,7 @@ from kvsourcing.stores.keyvalue import (
     partition_bucket,
 )
 from kvsourcing.stores.redis import RedisDriver, from_url, new_store
-from kvsourcing.stores.redis.driver import unpack_records
+from kvsourcing.stores.redis.protocol import unpack_records
 
 
 def fresh_key(text: str = "") -> str:
@@ -127,9 +127,9 @@ def test_commit_beyond_lua_unpack_limit_is_atomic_and_complete(driver: RedisDriv
 @pytest.mark.parametrize("key", ["a{b}c", "{x}", "}{", "a:b:c", "{kvsourcing:b1}:e:x", "ünï{}"])
 def test_keys_with_braces_and_colons_stay_in_their_bucket_slot(driver: RedisDriver, key: str) -> None:
     key = key + str(uuid.uuid4())
-    events, snapshots, commit_ids = driver.keys(key)
+    events, snapshots, commits = driver.keys(key)
     tag = f"kvsourcing:b{partition_bucket(key, driver.buckets)}".encode()
-    assert key_slot(events) == key_slot(snapshots) == key_slot(commit_ids) == key_slot(b"{" + tag + b"}")
+    assert key_slot(events) == key_slot(snapshots) == key_slot(commits) == key_slot(b"{" + tag + b"}")
     driver.append(Commit(key, 0, [b"mine"], snapshot=b"snap"))
     loaded = driver.load(key, 0, use_snapshot=False)
     assert list(loaded.records) == [b"mine"]
@@ -148,28 +148,18 @@ def test_the_layout_is_the_documented_one(redis_client: redis.Redis) -> None:
     driver = RedisDriver(redis_client, prefix="app:v1", buckets=16)
     key = fresh_key("a:{b}")
     driver.append(Commit(key, 0, [b"r1", b"r2"], snapshot=b"snap", commit_id="cmd-1"))
+    driver.append(Commit(key, 2, [b"r3"]))
     tag = f"{{app:v1:b{partition_bucket(key, 16)}}}:"
-    assert redis_client.lrange(f"{tag}e:{key}", 0, -1) == [b"r1", b"r2"]
+    assert redis_client.lrange(f"{tag}e:{key}", 0, -1) == [b"r1", b"r2", b"r3"]
     assert redis_client.hgetall(f"{tag}s:{key}") == {b"s": b"2", b"d": b"snap"}
-    assert redis_client.zrange(f"{tag}c:{key}", 0, -1) == [b"cmd-1"]
-    server_now = float(redis_client.time()[0])
-    assert abs(redis_client.zscore(f"{tag}c:{key}", "cmd-1") - server_now) < 5
-
-
-def test_commit_ids_are_forgotten_after_their_ttl(redis_client: redis.Redis) -> None:
-    driver = RedisDriver(redis_client, prefix=f"ttl-{uuid.uuid4().hex[:8]}", buckets=4, commit_id_ttl=0.5)
-    key = fresh_key("ttl")
-    assert driver.append(Commit(key, 0, [b"r1"], commit_id="cmd-1")) is None
-    assert driver.append(Commit(key, 0, [b"r1"], commit_id="cmd-1")) == ALREADY_STORED
-    time.sleep(0.6)
-    assert driver.append(Commit(key, 0, [b"r1"], commit_id="cmd-1")) == 1, "forgotten, yet the head protects"
-    assert driver.append(Commit(key, 1, [b"r2"], commit_id="cmd-2")) is None
-    tag = driver.keys(key)[2]
-    assert redis_client.zrange(tag, 0, -1) == [b"cmd-2"], "the expired id was dropped by the next commit"
-    forever = RedisDriver(redis_client, prefix=f"ttl-{uuid.uuid4().hex[:8]}", buckets=4, commit_id_ttl=None)
-    assert forever.append(Commit(key, 0, [b"r1"], commit_id="cmd-1")) is None
-    time.sleep(0.6)
-    assert forever.append(Commit(key, 1, [b"r2"], commit_id="cmd-1")) == ALREADY_STORED
+    commits = redis_client.hgetall(f"{tag}m:{key}")
+    assert sorted(commits) == [b"\x003", b"cmd-1"]
+    first, last, seconds = commits[b"cmd-1"].split(b" ")
+    assert (first, last) == (b"1", b"2") and commits[b"\x003"].startswith(b"3 3 ")
+    assert re.fullmatch(rb"\d+\.\d{6}", seconds)
+    assert abs(float(seconds) - float(redis_client.time()[0])) < 5
+    assert redis_client.ttl(f"{tag}m:{key}") == -1, "commit ids are kept for ever"
+    assert not redis_client.exists(f"{tag}c:{key}"), "no sorted set of commit ids any more"
 
 
 @pytest.mark.parametrize("prefix", ["", "a{b", "a}b", None, 3])
@@ -221,20 +211,6 @@ def test_a_server_at_its_memory_limit_is_unavailable_and_keeps_nothing(redis_cli
     finally:
         redis_client.config_set("maxmemory", 0)
     assert driver.load(key, 0).records == []
-
-
-@pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every packet the process's redis-py connections send, as it is sent."""
-    sent: list[bytes] = []
-    original = AbstractConnection.send_packed_command
-
-    def counting(self: AbstractConnection, command: object, check_health: bool = True) -> None:
-        sent.append(command if isinstance(command, bytes) else b"".join(command))  # type: ignore[arg-type]
-        original(self, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
-    return sent
 
 
 def test_commit_and_load_are_one_round_trip_each(driver: RedisDriver, round_trips: list[bytes]) -> None:
@@ -479,9 +455,23 @@ def test_the_feed_and_value_layout_is_the_documented_one(redis_client: redis.Red
     driver = RedisDriver(redis_client, prefix=prefix, buckets=16)
     key = fresh_key("a:{b}")
     driver.append(Commit(key, 0, [b"r1", b"r2"]))
-    (_, fields), *_ = redis_client.xrange(f"{{{prefix}:b{partition_bucket(key, 16)}}}:f")
-    assert fields == {b"k": key.encode(), b"s": b"1", b"r": msgpack.packb([b"r1", b"r2"], use_bin_type=False)}
-    assert unpack_records(fields[b"r"]) == [b"r1", b"r2"]
+    driver.append(Commit(key, 2, [b"r3"], commit_id="cmd-ü"))
+    (_, plain), (_, named) = redis_client.xrange(f"{{{prefix}:b{partition_bucket(key, 16)}}}:f")
+    times = [redis_client.hget(driver.keys(key)[2], field) for field in (b"\x002", "cmd-ü")]
+    assert plain == {
+        b"k": key.encode(),
+        b"s": b"1",
+        b"r": msgpack.packb([b"r1", b"r2"], use_bin_type=False),
+        b"t": times[0].split(b" ")[2],
+    }
+    assert named == {
+        b"k": key.encode(),
+        b"s": b"3",
+        b"r": msgpack.packb([b"r3"], use_bin_type=False),
+        b"i": "cmd-ü".encode(),
+        b"t": times[1].split(b" ")[2],
+    }
+    assert unpack_records(plain[b"r"]) == [b"r1", b"r2"]
     driver.swap_value("consumer/x/lease/0", None, b"owner", ttl=5)
     assert redis_client.get(f"{{{prefix}:v:consumer/x/lease/0}}") == b"owner"
 

@@ -33,7 +33,7 @@ from redis_fixtures import (
 
 from kvsourcing.errors import StoreUnavailableError
 from kvsourcing.stores.keyvalue import ALREADY_STORED, Commit, partition_bucket
-from kvsourcing.stores.redis import RedisDriver
+from kvsourcing.stores.redis import RedisDriver, scripts
 
 RECORD = re.compile(rb"(?P<commit>[^|]+)\|(?P<index>\d+)/(?P<size>\d+)")
 
@@ -352,7 +352,7 @@ def test_a_cluster_failover_keeps_every_commit_that_survived_and_the_client_reco
         writer.__enter__()
     try:
         wait_until(lambda: sum(len(w.acked) for w in writers) >= 400, 15, "commits before the kill")
-        assert replica.client().script_exists(driver._append.sha) == [False]  # not replicated
+        assert replica.client().script_exists(scripts.APPEND.sha) == [False]  # not replicated
         victim.process.kill()
         killed = time.monotonic()
         failover = wait_until(lambda: role_of(replica) == "master", 15, "the replica's promotion")
@@ -387,7 +387,7 @@ def test_a_cluster_failover_keeps_every_commit_that_survived_and_the_client_reco
         for key in writer.keys:
             assert driver.load(key, 0).records == driver.load(key, 0, use_snapshot=False).records
     # The promoted replica got both scripts by the NOSCRIPT path.
-    assert replica.client().script_exists(driver._append.sha, driver._load.sha) == [True, True]
+    assert replica.client().script_exists(scripts.APPEND.sha, scripts.LOAD.sha) == [True, True]
     after_failover = [a for w in writers for a in w.acked if a.at > ok]
     after_kill_keys = {a.key for a in after_failover}
     assert {partition_bucket(k, buckets) for k in after_kill_keys} == set(range(buckets))

@@ -30,6 +30,7 @@ from reliability_fixtures import (
 import kvsourcing
 from kvsourcing import ConcurrencyFault, StoreUnavailableError, retry
 from kvsourcing.stores import dynamodb
+from kvsourcing.stores.redis import scripts as redis_scripts
 
 # --------------------------------------------------------------------------- SIGKILL
 
@@ -189,7 +190,8 @@ def test_one_lost_reply_under_handle_with_a_commit_id(cutting_proxy: CuttingProx
     key = "order-2"
     with kvsourcing.open_store(f"{cutting_proxy.url}?prefix={prefix}") as store:
         tally = Tally(key, store)
-        cutting_proxy.arm("command-42", "after-reply", times=1)
+        # The append script's call, not the load's, which carries the commit id too (the check).
+        cutting_proxy.arm(redis_scripts.APPEND.sha, "after-reply", times=1)
         try:
             result = tally.handle(Add("command-42", 4), commit_id="command-42")
         except StoreUnavailableError:

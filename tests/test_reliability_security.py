@@ -38,12 +38,13 @@ ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = f"s3cret/{uuid.uuid4().hex}@:x"  # URL-hostile on purpose
 USER = "shop-app"
 PREFIX = "shop"
-# What the Redis driver sends (stores/redis/driver.py): EVALSHA of its scripts, SCRIPT LOAD
-# after NOSCRIPT, LRANGE (load without snapshot), GET (read_value), XREAD/XRANGE (read_feed
-# on a node/a cluster); and what its scripts call, which Redis checks against the same user.
+# What the Redis driver sends (stores/redis/driver.py, feed.py): EVALSHA of its scripts,
+# SCRIPT LOAD after NOSCRIPT, LRANGE (load without snapshot), GET (read_value), XREAD/XRANGE
+# (read_feed on a node/a cluster); and what its scripts (stores/redis/scripts.py) call,
+# which Redis checks against the same user.
 ACL_COMMANDS = (
     "-@all +evalsha +script|load +lrange +get +mget +xread +xrange "
-    "+time +zscore +llen +rpush +hset +zadd +zremrangebyscore +xadd +hmget +set +del"
+    "+time +hexists +hlen +llen +xlen +rpush +hset +xadd +hmget +hgetall +set +del"
 )
 ACL_RULE = f"on >{PASSWORD} resetkeys ~{{{PREFIX}:* resetchannels {ACL_COMMANDS}"
 
@@ -117,7 +118,7 @@ def test_acl_user_limited_to_the_prefix_runs_the_whole_store(secure_redis: Redis
         tally = Tally("cart{1}:*", store)
         for number in range(4):
             tally.handle(Add(f"op-{number}", 2), commit_id=f"op-{number}")
-        assert tally.handle(Add("op-0", 2), commit_id="op-0") == []  # commit ids: ZSCORE
+        assert tally.handle(Add("op-0", 2), commit_id="op-0") == []  # commit ids: HEXISTS
         admin.script_flush()  # NOSCRIPT: the driver reloads its scripts with SCRIPT LOAD
         fresh = Tally("cart{1}:*", store)
         fresh.refresh()  # snapshot + tail: the load script

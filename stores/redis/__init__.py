@@ -1,10 +1,19 @@
 """The Redis (and Redis Cluster) driver of the keyvalue event store.
 
-Each commit is one Lua script call (EVALSHA, falling back to loading the script on
-NOSCRIPT) that checks the commit id and the aggregate's head, appends the records,
-writes the snapshot and adds the commit to its bucket's feed atomically; each load is
-one script call that returns the snapshot and the records after it. Encoding,
-validation and faults are the keyvalue base's; this driver only stores bytes.
+Each append is one Lua script call (EVALSHA, falling back to loading the script on
+NOSCRIPT) over every key of its commits, one or several aggregates: it checks each
+commit's id and head first, then appends the records, writes the snapshots, the commits'
+metadata and the feed entries, so it writes all or nothing. Each load is one script call
+that returns the snapshot, the records after it, whether a commit id is stored and, if
+asked, the commits' metadata. Encoding, validation and faults are the keyvalue base's;
+this driver only stores bytes. The modules: ``keys`` (the layout), ``scripts`` (the Lua),
+``protocol`` (requests and replies as data, sans-IO), ``feed`` (reading and trimming the
+feed), ``errors`` (redis-py's failures translated), ``driver`` (the sync I/O), ``url``.
+
+Commits of several aggregates (``commit_together``) are one script, so on a Cluster
+their keys must share a slot: aggregates whose keys share a hash tag (``{...}``, as
+``account-1{bank}`` and ``account-2{bank}``) share a bucket, hence a slot. Others raise
+``CrossPartitionError`` before anything is sent.
 
 Key layout
 ----------
@@ -16,15 +25,25 @@ slot, the bucket's feed included::
                               so the aggregate's head is the list's length
     {<prefix>:b<b>}:s:<key>   hash: field ``s`` the snapshot's sequence,
                               field ``d`` the encoded snapshot (the newest only)
-    {<prefix>:b<b>}:c:<key>   sorted set: the ids of the aggregate's commits that carried
-                              one, scored by the server's time when stored, so that a
-                              re-sent commit is found and not written twice; ids older
-                              than ``commit_id_ttl`` are dropped by the next commit
+    {<prefix>:b<b>}:m:<key>   hash: one field per commit, its id (or, for a commit
+                              without one, a NUL byte and its last sequence), valued
+                              ``"<first> <last> <seconds>.<micros>"``: its sequences and
+                              the server's time (TIME) when stored. A re-sent commit id
+                              is found here (``HEXISTS``, in the append and the load
+                              scripts) for as long as the aggregate exists: the
+                              idempotency window is its whole history
     {<prefix>:b<b>}:f         stream: bucket b's feed, one entry per successful commit
                               (``XADD ... *``), fields ``k`` the aggregate key (UTF-8),
                               ``s`` its first sequence, ``r`` its records as one msgpack
-                              array of raw strings; the entry's id is the ``FeedEntry``
-                              position
+                              array of raw strings, ``i`` its id (when it has one), ``t``
+                              its time as in the commits hash; the entry's id is the
+                              ``FeedEntry`` position. A store opened with ``feed=False``
+                              writes none
+
+Records written before commits kept metadata (no ``m:`` hash, feed entries without
+``i`` and ``t``) load as they are, with no id or time; the ``c:<key>`` sorted sets of
+commit ids that earlier versions wrote are no longer read, so a commit re-sent from
+before the upgrade is not recognised.
 
 Small values (the consumers' checkpoints, leases and member lists) are strings, each
 with a hash tag of its own, so that they spread over a Cluster's nodes::
@@ -50,6 +69,11 @@ The feed
 empty buckets), one pipelined ``XRANGE`` per bucket on a Cluster, where one command may
 not span slots (about 20 ms for 1024 buckets on 3 nodes, mostly redis-py's per-command
 cost). ``swap_value`` is one script (GET, compare, then SET with ``PX`` or DEL).
+
+What a commit's metadata costs, for as long as the aggregate exists: one field of its
+``m:`` hash. Measured with ``MEMORY USAGE`` (Redis 7.0): up to 128 commits the hash is a
+listpack, about 30 bytes a commit plus its id (62 bytes with the 32-character ids that
+aggregates make); beyond, Redis makes it a hash table, about 72 bytes plus the id (112).
 
 What a feed entry costs: each commit's records are stored twice, once in the
 aggregate's list and once in the feed entry, with the aggregate key and the first
@@ -78,16 +102,10 @@ from typing import TYPE_CHECKING, Any
 from redis import Redis
 from redis.cluster import RedisCluster
 
-from kvsourcing.errors import ConfigurationError
 from kvsourcing.stores import keyvalue
-from kvsourcing.stores.keyvalue.driver import DEFAULT_COMMIT_ID_TTL
-from kvsourcing.stores.redis.driver import (
-    DEFAULT_BUCKETS,
-    DEFAULT_PREFIX,
-    RedisDriver,
-    validate_buckets,
-    validate_prefix,
-)
+from kvsourcing.stores.keyvalue import check_options
+from kvsourcing.stores.redis.driver import RedisDriver
+from kvsourcing.stores.redis.keys import DEFAULT_BUCKETS, DEFAULT_PREFIX, Layout
 from kvsourcing.stores.redis.url import build_client, parse_url
 
 if TYPE_CHECKING:
@@ -95,7 +113,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_BUCKETS", "DEFAULT_PREFIX", "RedisDriver", "from_url", "new_store"]
 
-DRIVER_OPTIONS = ("prefix", "buckets", "snapshot_interval", "codec", "commit_id_ttl")
+DRIVER_OPTIONS = ("prefix", "buckets")
 
 
 def new_store(
@@ -103,40 +121,34 @@ def new_store(
     *,
     prefix: str = DEFAULT_PREFIX,
     buckets: int = DEFAULT_BUCKETS,
-    snapshot_interval: int = 0,
-    codec: Any = None,
-    commit_id_ttl: float | None = DEFAULT_COMMIT_ID_TTL,
+    feed: bool = True,
+    **options: Any,
 ) -> EventStore:
-    """An event store on ``client`` (a ``redis.Redis`` or ``redis.cluster.RedisCluster``).
-
-    Commit ids are kept ``commit_id_ttl`` seconds (``None``: for ever). Closing the store
-    leaves ``client`` open: it is the caller's, and may serve others.
-    """
-    driver = RedisDriver(client, prefix=prefix, buckets=buckets, commit_id_ttl=commit_id_ttl)
-    return keyvalue.new_store(driver, codec=codec, snapshot_interval=snapshot_interval)
+    """An event store on ``client`` (a ``redis.Redis`` or ``redis.cluster.RedisCluster``);
+    ``feed=False`` keeps no feed; the other options (``snapshot_interval``, ``codec``) go
+    to the store. Closing the store leaves ``client`` open: it is the caller's, and may
+    serve others."""
+    check_options("redis", options, ())
+    driver = RedisDriver(client, prefix=prefix, buckets=buckets, feed=feed)
+    return keyvalue.new_store(driver, **options)
 
 
 def from_url(url: str, **options: Any) -> EventStore:
     """An event store for a ``redis://``, ``rediss://`` or ``redis+cluster://`` URL.
 
-    ``prefix``, ``buckets`` and ``snapshot_interval`` may come from the query string or
-    ``options`` (which win), ``commit_id_ttl`` from ``options``; any other query option
-    goes to redis-py, which documents it. The store owns the client it builds, and closes it on ``close()``.
+    ``prefix``, ``buckets``, ``snapshot_interval`` and ``feed`` may come from the query
+    string or ``options`` (which win); any other query option goes to redis-py, which
+    documents it. The store owns the client it builds, and closes it on ``close()``.
     """
-    unknown = sorted(set(options) - set(DRIVER_OPTIONS))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown Redis store option(s) {', '.join(unknown)}; "
-            f"known: {', '.join(DRIVER_OPTIONS)} (connection options go in the URL)"
-        )
+    check_options("redis", options, DRIVER_OPTIONS)
     parsed = parse_url(url)
     settings = {**parsed.driver_options, **options}
-    prefix = validate_prefix(settings.get("prefix", DEFAULT_PREFIX))
-    buckets = validate_buckets(settings.get("buckets", DEFAULT_BUCKETS))
-    store_kwargs = {name: settings[name] for name in ("snapshot_interval", "codec") if name in settings}
-    commit_id_ttl = settings.get("commit_id_ttl", DEFAULT_COMMIT_ID_TTL)
+    layout = {name: settings.pop(name) for name in DRIVER_OPTIONS if name in settings}
+    feed = settings.pop("feed", True)
+    Layout(**layout)  # a bad prefix or bucket count fails before connecting
     client = build_client(url, parsed)
-    driver = RedisDriver(
-        client, prefix=prefix, buckets=buckets, commit_id_ttl=commit_id_ttl, owns_client=True
-    )
-    return keyvalue.new_store(driver, **store_kwargs)
+    try:
+        return keyvalue.new_store(RedisDriver(client, **layout, feed=feed, owns_client=True), **settings)
+    except BaseException:
+        client.close()
+        raise

@@ -25,7 +25,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from kvsourcing.config import redact_url, userinfo_end
 from kvsourcing.errors import ConfigurationError
 from kvsourcing.stores.redis.connection import CheckedConnection, CheckedSSLConnection
-from kvsourcing.stores.redis.driver import UNAVAILABLE, unavailable
+from kvsourcing.stores.redis.errors import UNAVAILABLE, unavailable
 
 SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
 EXAMPLES = (
@@ -37,6 +37,8 @@ DEFAULT_PORT = 6379
 # Driver options that may also come from the query string (typed here, not by redis-py).
 INT_QUERY_OPTIONS = ("buckets", "snapshot_interval")
 STR_QUERY_OPTIONS = ("prefix",)
+BOOL_QUERY_OPTIONS = {"true": True, "1": True, "false": False, "0": False}
+"""``feed=false`` (or ``0``) in the query string opens a store without a feed."""
 # Connection options a URL can express as text; the rest (objects) belong in code.
 TEXT_OPTIONS = {
     "client_name",
@@ -177,10 +179,14 @@ def parse_url(url: str) -> RedisUrl:
             driver_options[name] = int(value)
         elif name in STR_QUERY_OPTIONS:
             driver_options[name] = value
+        elif name == "feed":
+            if value.lower() not in BOOL_QUERY_OPTIONS:
+                raise bad_url(url, f"feed must be true or false, not {value!r}")
+            driver_options[name] = BOOL_QUERY_OPTIONS[value.lower()]
         elif name in accepted:
             query.append((name, value))
         else:
-            known = ", ".join(sorted(accepted | set(INT_QUERY_OPTIONS) | set(STR_QUERY_OPTIONS)))
+            known = ", ".join(sorted(accepted | {*INT_QUERY_OPTIONS, *STR_QUERY_OPTIONS, "feed"}))
             hint = " (TLS options need rediss://)" if name.startswith("ssl_") and not tls else ""
             raise bad_url(url, f"unknown query option {name!r}{hint}; known: {known}")
     return RedisUrl(tls, cluster, nodes, userinfo, db, query, driver_options)

@@ -1,0 +1,186 @@
+"""What the Redis driver sends and how it reads the replies, as functions of data (sans-IO).
+
+Each function builds one script call (``ScriptCall``: the script, its KEYS and ARGV) or
+turns a reply into the keyvalue records (``Refusal``, ``Loaded``, ``CommitInfo``). They
+touch no connection, so the sync driver (``driver``) and an asyncio one run the very same
+requests and read replies the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Final, NamedTuple, cast
+
+from msgpack import packb, unpackb
+from redis.crc import key_slot
+
+from kvsourcing.errors import CommitTooLargeError, CrossPartitionError, EncodingError
+from kvsourcing.stores.keyvalue import Commit, CommitInfo, Loaded, Refusal, Snapshot
+from kvsourcing.stores.keyvalue.records import require_distinct_keys
+from kvsourcing.stores.redis.keys import Layout, encode_name
+from kvsourcing.stores.redis.scripts import APPEND, LOAD, SWAP, LuaScript
+
+MAX_ARGUMENT_BYTES: Final = 512 * 1024 * 1024
+"""Redis's default ``proto-max-bulk-len``: the longest string one command argument may be."""
+
+ANONYMOUS: Final = b"\x00"
+"""How a commit without an id is named in its aggregate's commits hash: this byte and its
+last sequence (an id never holds a control character, so the two cannot collide)."""
+
+
+class ScriptCall(NamedTuple):
+    """One ``EVALSHA``: the script, its KEYS (all in one slot) and its ARGV (a named tuple:
+    built on every commit, and cheaper to build than a dataclass)."""
+
+    script: LuaScript
+    keys: tuple[bytes, ...]
+    args: tuple[Any, ...]
+
+
+def pack_records(records: Sequence[bytes]) -> bytes:
+    """Records as the append script takes them and the feed keeps them: one msgpack array
+    of raw strings (the pre-2013 ``raw`` family, the one Lua's cmsgpack decodes)."""
+    return cast(bytes, packb(records, use_bin_type=False))
+
+
+def unpack_records(packed: bytes) -> list[bytes]:
+    """The records of a feed entry's ``r`` field (what ``pack_records`` made); raises
+    ``ValueError`` (msgpack's errors are ``ValueError``s) unless it is an array of strings."""
+    records = unpackb(packed, raw=True, use_list=True)
+    if not isinstance(records, list) or not all(isinstance(record, bytes) for record in records):
+        raise ValueError(f"not an array of raw strings: {type(records).__name__}")
+    return records
+
+
+def append_call(
+    layout: Layout, commits: Sequence[Commit], *, feed: bool, cluster: bool, max_argument_bytes: int
+) -> ScriptCall:
+    """The append script's call writing ``commits`` atomically.
+
+    Raises, before anything is sent: ``ValueError`` for an aggregate named twice,
+    ``CommitTooLargeError`` for records or a snapshot longer than one argument may be, and
+    on a Cluster (``cluster``) ``CrossPartitionError`` for aggregates in different slots.
+    """
+    if len(commits) > 1:
+        require_distinct_keys(commits)
+        if cluster:
+            check_one_slot(layout, commits)
+    keys: list[bytes] = []
+    args: list[Any] = [4 if feed else 3]
+    for commit in commits:
+        bucket = layout.bucket(commit.key)
+        tag = layout.tag(bucket)
+        raw = encode_name(commit.key)
+        keys += (tag + b"e:" + raw, tag + b"s:" + raw, tag + b"m:" + raw)
+        if feed:
+            keys.append(layout.feed_key(bucket))
+        records = pack_records(commit.records)
+        snapshot = commit.snapshot
+        if len(records) > max_argument_bytes:
+            raise too_large(commit, "records", len(records), max_argument_bytes)
+        if snapshot is not None and len(snapshot) > max_argument_bytes:
+            raise too_large(commit, "snapshot", len(snapshot), max_argument_bytes)
+        args += (
+            commit.expected,
+            b"0" if snapshot is None else b"1",
+            b"" if snapshot is None else snapshot,
+            "" if commit.commit_id is None else commit.commit_id,
+            records,
+        )
+    return ScriptCall(APPEND, tuple(keys), tuple(args))
+
+
+def too_large(commit: Commit, what: str, size: int, limit: int) -> CommitTooLargeError:
+    """The error for a commit whose records or snapshot one argument cannot hold."""
+    return CommitTooLargeError(
+        f"cannot commit {commit.key!r}: {size} bytes of {what}, more than the {limit} bytes one "
+        "Redis argument may hold (proto-max-bulk-len); commit fewer or smaller events, or keep "
+        "large states out of snapshots"
+    )
+
+
+def check_one_slot(layout: Layout, commits: Sequence[Commit]) -> None:
+    """Refuse (``CrossPartitionError``) commits whose keys are not all in one Cluster slot."""
+    first = commits[0]
+    slot = key_slot(layout.tag(layout.bucket(first.key)))
+    for commit in commits[1:]:
+        other = key_slot(layout.tag(layout.bucket(commit.key)))
+        if other != slot:
+            raise CrossPartitionError(
+                f"cannot commit {first.key!r} and {commit.key!r} together on a Redis Cluster: their "
+                f"keys are in hash slots {slot} and {other}, and one atomic write touches one slot; "
+                "nothing was written. Give aggregates that must commit together keys sharing a "
+                "hash tag, as 'account-1{bank}' and 'account-2{bank}': keys sharing a {tag} share "
+                "a bucket, hence a slot"
+            )
+
+
+def parse_refusal(reply: Any) -> Refusal | None:
+    """The append script's reply: ``None`` when written, else the ``Refusal``."""
+    if reply is None:
+        return None
+    index, head = reply
+    return Refusal(int(index), int(head))
+
+
+def load_call(
+    layout: Layout, key: str, after: int, *, use_snapshot: bool, commit_id: str | None, metadata: bool
+) -> ScriptCall | None:
+    """The load script's call, or ``None`` when a plain ``LRANGE <events> after -1`` reads
+    all that is asked (no snapshot, no id, no metadata), atomic on its own and cheaper
+    than passing the records through Lua."""
+    if not use_snapshot and commit_id is None and not metadata:
+        return None
+    args = (after, b"1" if use_snapshot else b"0", commit_id or "", b"1" if metadata else b"0")
+    return ScriptCall(LOAD, layout.keys(key), args)
+
+
+def parse_load(key: str, after: int, reply: Any) -> Loaded:
+    """The ``Loaded`` of the load script's reply (see ``load_call``)."""
+    sequence, state, records, stored, commits = reply
+    start = after if state is None else int(sequence)
+    infos = parse_commits(key, commits, start) if commits else ()
+    snapshot = None if state is None else Snapshot(start, state)
+    return Loaded(snapshot, start + 1, records, bool(stored), infos)
+
+
+def parse_commits(key: str, pairs: Sequence[bytes], start: int) -> list[CommitInfo]:
+    """The commits hash's fields and values (as ``HGETALL`` lists them) as the
+    ``CommitInfo`` of the commits with records after ``start``, in sequence order."""
+    infos = []
+    for index in range(0, len(pairs), 2):
+        name, value = pairs[index], pairs[index + 1]
+        try:
+            first, last, seconds = value.split(b" ")
+            info = CommitInfo(
+                int(first),
+                int(last),
+                None if name.startswith(ANONYMOUS) else name.decode("utf-8", "surrogatepass"),
+                float(seconds),
+            )
+        except ValueError as err:
+            raise EncodingError(
+                f"cannot read the commits of {key!r}: entry {name!r} is {value!r}, not "
+                "'first last time'; it was not written by kvsourcing, or is corrupt"
+            ) from err
+        if info.last > start:
+            infos.append(info)
+    infos.sort(key=lambda info: info.last)
+    return infos
+
+
+def swap_call(
+    layout: Layout, name: str, expected: bytes | None, new: bytes | None, ttl: float | None
+) -> ScriptCall:
+    """The swap script's call: ``name``'s value becomes ``new`` if it is ``expected``;
+    ``ttl`` becomes ``SET ... PX``, rounded up to a millisecond."""
+    milliseconds = "" if ttl is None or new is None else max(1, math.ceil(ttl * 1000))
+    args = (
+        b"0" if expected is None else b"1",
+        b"" if expected is None else expected,
+        b"0" if new is None else b"1",
+        b"" if new is None else new,
+        milliseconds,
+    )
+    return ScriptCall(SWAP, (layout.value_key(name),), args)
