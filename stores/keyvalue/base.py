@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from kvsourcing.closing import ClosesOnExit
 from kvsourcing.errors import ConfigurationError, EncodingError, KvSourcingError
@@ -44,8 +44,8 @@ def corrupt_entry(bucket: int, position: str, err: Exception) -> EncodingError:
     return EncodingError(f"feed entry {position} of bucket {bucket} is corrupt: {type(err).__name__}: {err}")
 
 
-class DriverBase(ClosesOnExit):
-    """Shared behaviour of drivers; see the module docstring.
+class DriverChecks:
+    """What sync and async drivers share: attributes, checks and error translation.
 
     Subclasses set ``system_name`` (OpenTelemetry's ``db.system.name``), ``client_errors``
     (the exceptions of their client that ``served()`` translates) and override
@@ -60,21 +60,14 @@ class DriverBase(ClosesOnExit):
     owns_client: bool = False
     _closed: bool = False
 
-    def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
-        raise NotImplementedError
-
-    def append(self, commit: Commit) -> int | None:
-        """Write one commit: ``None`` when written, else the refusal's ``head``."""
-        refusal = self.append_many((commit,))
-        return None if refusal is None else refusal.head
-
     def translate(self, err: BaseException) -> KvSourcingError | None:
         """The library's exception for a client error (``None``: raise it as it is)."""
         return None
 
     @contextlib.contextmanager
     def served(self) -> Iterator[None]:
-        """Run calls to the backend with its client's errors translated by ``translate``."""
+        """Run calls to the backend (awaited ones too) with its client's errors translated
+        by ``translate``."""
         try:
             yield
         except self.client_errors as err:
@@ -91,13 +84,53 @@ class DriverBase(ClosesOnExit):
             if not 0 <= bucket < self.buckets:
                 raise ValueError(f"bucket {bucket} is not in 0 .. {self.buckets - 1}")
 
+    def closing(self) -> bool:
+        """Mark the driver closed; whether it was open and owns a client to close now."""
+        was_open, self._closed = not self._closed, True
+        return was_open and self.owns_client
+
+
+class DriverBase(DriverChecks, ClosesOnExit):
+    """The base of sync drivers; see the module docstring."""
+
+    def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
+        raise NotImplementedError
+
+    def append(self, commit: Commit) -> int | None:
+        """Write one commit: ``None`` when written, else the refusal's ``head``."""
+        refusal = self.append_many((commit,))
+        return None if refusal is None else refusal.head
+
     def close_client(self) -> None:
         """Close the client this driver made (called once, by ``close``)."""
 
     def close(self) -> None:
         """Close the client if this driver made it (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.owns_client:
+        if self.closing():
             self.close_client()
+
+
+class AsyncDriverBase(DriverChecks):
+    """The base of asyncio drivers: ``DriverBase`` with coroutines; ``async with`` closes it."""
+
+    async def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
+        raise NotImplementedError
+
+    async def append(self, commit: Commit) -> int | None:
+        """Write one commit: ``None`` when written, else the refusal's ``head``."""
+        refusal = await self.append_many((commit,))
+        return None if refusal is None else refusal.head
+
+    async def close_client(self) -> None:
+        """Close the client this driver made (called once, by ``close``)."""
+
+    async def close(self) -> None:
+        """Close the client if this driver made it (idempotent)."""
+        if self.closing():
+            await self.close_client()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
