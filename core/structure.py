@@ -79,6 +79,12 @@ def _hints(cls: type) -> dict[str, Any]:
     return hints
 
 
+def hints_if_resolved(cls: type) -> dict[str, Any] | None:
+    """``cls``'s evaluated type hints, or ``None`` while some do not resolve."""
+    hints = _hints(cls)
+    return hints if cls in _resolved_hints else None
+
+
 def datetime_text(value: dt.datetime) -> str:
     """``value`` in ISO 8601, followed by its IANA zone in brackets (as RFC 9557 writes
     it) when its zone is a named ``ZoneInfo``: the offset alone would lose the zone's
