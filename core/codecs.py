@@ -288,33 +288,32 @@ class MsgpackCodec:
     def decode_events(self, blobs: Sequence[bytes], registry: Any) -> list[Any]:
         """Stored ``[type, data, domain]`` records as ``registry``'s events, for a load.
 
-        A record of a type whose class decodes directly (``registry.direct_event_class``)
-        is built by msgspec from its bytes in one call; any other record, and one that does
-        not fit its class's hints, is decoded and handed to ``registry.create_event``.
-        Raises ``EncodingError`` if a record is not ``[type, data, domain]``: the caller's
-        general way then says which one.
+        With a ``registry.stored_event_classes()``, each record is one msgspec call that
+        builds the event of a class that decodes directly (``kvsourcing.typed``); the data
+        of any other record is decoded and handed to ``registry.create_event``, as is a
+        record that does not fit its class's hints. Raises ``EncodingError`` if a record is
+        not ``[type, data, domain]``: the caller's general way then says which one.
         """
+        classes = getattr(registry, "stored_event_classes", None)
+        records = self._direct.records(frozenset() if classes is None else classes())
         header = self._record_decoder.decode
-        direct_class = getattr(registry, "direct_event_class", None)
         create_event = registry.create_event
-        decoders: dict[str, msgspec.msgpack.Decoder[Any] | None] = {}
-        events = []
-        append = events.append
+        plain = self._plain
         try:
+            if records is None:
+                return [create_event(event_type, plain(data)) for event_type, data, _ in map(header, blobs)]
+            decode, raw_types = records.decode, records.raw_types
+            events = []
+            append = events.append
             for blob in blobs:
-                event_type, data, _ = header(blob)
                 try:
-                    decoder = decoders[event_type]
-                except KeyError:
-                    cls = None if direct_class is None else direct_class(event_type)
-                    decoder = decoders[event_type] = None if cls is None else self._direct.get(cls)
-                if decoder is not None:
-                    try:
-                        append(decoder.decode(data))
-                        continue
-                    except msgspec.MsgspecError:
-                        pass
-                append(create_event(event_type, self._plain(data)))
+                    record = decode(blob)
+                except msgspec.ValidationError:
+                    event_type, data, _ = header(blob)
+                    append(create_event(event_type, plain(data)))
+                    continue
+                event_type = raw_types.get(type(record))
+                append(record.data if event_type is None else create_event(event_type, plain(record.data)))
         except msgspec.MsgspecError as exc:
             raise EncodingError(f"a stored record is not an event ([type, data, domain]): {exc}") from exc
         return events

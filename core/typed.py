@@ -78,13 +78,39 @@ def _direct_dataclass(cls: type, seen: set[type]) -> bool | None:
     return None if None in results else all(results)
 
 
+_MAX_RECORD_DECODERS = 64
+"""Record decoders kept per codec (one per distinct set of registered event classes)."""
+
+
 class DirectDecoders:
     """A msgspec decoder per class that decodes directly, made once (``None`` for a class
-    that does not; asked again while its hints, or its fields' classes' hints, do not resolve)."""
+    that does not; asked again while its hints, or its fields' classes' hints, do not resolve),
+    and per registry's set of event classes a decoder of whole records."""
 
     def __init__(self, ext_hook: ExtHook) -> None:
         self._ext_hook = ext_hook
         self._decoders: dict[type, msgspec.msgpack.Decoder[Any] | None] = {}
+        self._records: dict[frozenset[tuple[str, type | None]], RecordDecoder] = {}
+
+    def records(self, classes: frozenset[tuple[str, type | None]]) -> RecordDecoder | None:
+        """The ``RecordDecoder`` of a registry's ``(type name, class or None)`` pairs
+        (``StandardEventRegistry.stored_event_classes``); ``None`` for none."""
+        if not classes:
+            return None
+        found = self._records.get(classes)
+        if found is not None:
+            return found
+        direct = {name: self.get(cls) if cls is not None else None for name, cls in classes}
+        found = RecordDecoder(
+            {name: cls for name, cls in classes if cls is not None and direct[name] is not None},
+            set(direct),
+            self._ext_hook,
+        )
+        if all(cls is None or cls in self._decoders for _, cls in classes):  # every answer final
+            if len(self._records) >= _MAX_RECORD_DECODERS:
+                self._records.clear()
+            self._records[classes] = found
+        return found
 
     def get(self, cls: type) -> msgspec.msgpack.Decoder[Any] | None:
         try:
@@ -105,3 +131,29 @@ class DirectDecoders:
                 decoder = None
         self._decoders[cls] = decoder
         return decoder
+
+
+class RecordDecoder:
+    """Decodes a stored ``[type, data, domain]`` record in one msgspec call, the type name
+    picking the arm of a tagged union: the record of a class that decodes directly comes
+    back with its event built, any other registered type with its data as ``msgspec.Raw``
+    (its name in ``raw_types``). A record of an unregistered type, one whose data does not
+    fit its class, or one that is not exactly three items raises ``msgspec.ValidationError``."""
+
+    def __init__(self, direct: dict[str, type], names: set[str], ext_hook: ExtHook) -> None:
+        arms = {name: _record_struct(name, direct.get(name, msgspec.Raw)) for name in sorted(names)}
+        self.raw_types = {arm: name for name, arm in arms.items() if name not in direct}
+        union: Any = typing.Union[tuple(arms.values())]  # noqa: UP007 (built at run time)
+        self.decode = msgspec.msgpack.Decoder(union, ext_hook=ext_hook).decode
+
+
+def _record_struct(name: str, data: type) -> type:
+    # ``end`` refuses a fourth item (a record not written by kvsourcing): nothing decodes as UNSET.
+    return msgspec.defstruct(
+        "StoredRecord",
+        [("data", data), ("domain", str), ("end", msgspec.UnsetType, msgspec.UNSET)],
+        array_like=True,
+        tag=name,
+        tag_field="type",
+        gc=False,
+    )
