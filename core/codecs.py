@@ -62,17 +62,19 @@ def batch_method(codec: Any, single: str, batch: str) -> Callable[..., Any] | No
     """``codec``'s batch method ``batch`` when it may stand in for ``single``; ``None`` when a
     subclass (or the instance) overrides ``single`` below the class that defines ``batch``:
     the batch would bypass the override for every record written or read."""
-    if single in getattr(codec, "__dict__", ()) or not _batch_stands_for(type(codec), single, batch):
+    if single in getattr(codec, "__dict__", ()):
         return None
-    return getattr(codec, batch)  # type: ignore[no-any-return]
+    cls = type(codec)
+    stands = _batches.get((cls, single, batch))
+    if stands is None:
+        mro = cls.__mro__
+        batch_owner = next((i for i, c in enumerate(mro) if batch in vars(c)), None)
+        single_owner = next((i for i, c in enumerate(mro) if single in vars(c)), len(mro))
+        stands = _batches[cls, single, batch] = batch_owner is not None and batch_owner <= single_owner
+    return getattr(codec, batch) if stands else None
 
 
-@functools.cache
-def _batch_stands_for(cls: type, single: str, batch: str) -> bool:
-    mro = cls.__mro__
-    batch_owner = next((i for i, c in enumerate(mro) if batch in vars(c)), None)
-    single_owner = next((i for i, c in enumerate(mro) if single in vars(c)), len(mro))
-    return batch_owner is not None and batch_owner <= single_owner
+_batches: dict[tuple[type, str, str], bool] = {}
 
 
 def encode_all(codec: Codec, objs: Sequence[Any]) -> list[bytes]:
@@ -303,7 +305,7 @@ class MsgpackCodec:
             if records is None:
                 return [create_event(event_type, plain(data)) for event_type, data, _ in map(header, blobs)]
             decode, raw_types = records.decode, records.raw_types
-            events = []
+            events: list[Any] = []
             append = events.append
             for blob in blobs:
                 try:
@@ -312,8 +314,8 @@ class MsgpackCodec:
                     event_type, data, _ = header(blob)
                     append(create_event(event_type, plain(data)))
                     continue
-                event_type = raw_types.get(type(record))
-                append(record.data if event_type is None else create_event(event_type, plain(record.data)))
+                raw_type = raw_types.get(type(record))
+                append(record.data if raw_type is None else create_event(raw_type, plain(record.data)))
         except msgspec.MsgspecError as exc:
             raise EncodingError(f"a stored record is not an event ([type, data, domain]): {exc}") from exc
         return events

@@ -33,7 +33,7 @@ in a ``float`` field as a float (an equal value, exact up to 2**53), as the hint
 def _generated_init(cls: type) -> bool:
     """Whether ``cls.__init__`` is the one ``dataclasses`` wrote, taking every field: msgspec
     sets the fields without calling ``__init__`` (it does call ``__post_init__``)."""
-    code = getattr(cls.__init__, "__code__", None)
+    code = getattr(getattr(cls, "__init__", None), "__code__", None)
     owner = next((c for c in cls.__mro__ if "__init__" in vars(c)), None)
     return (
         code is not None
