@@ -5,6 +5,12 @@ Both give back equal objects for dataclasses (nested too, rebuilt from type hint
 ``time``, ``timedelta``, ``Decimal``, ``UUID``, enums, ``bytes``, ints of any size,
 tuples, sets and frozensets. Neither ever unpickles: a value's class comes from the
 caller, never from the stored data.
+
+The msgpack codec writes with ``msgpack`` (types msgspec would write without a trace of
+their type, such as a tuple or an offset-aware ``datetime``, are typed extensions) and
+reads with msgspec: plain values with those extensions decoded, and an event of a class
+of plain fields built straight from its bytes (``kvsourcing.typed``). The stored layout
+is the one kvsourcing 0.1.0 wrote (``tests/fixtures/records-0.1.0.json``).
 """
 
 from __future__ import annotations

@@ -90,22 +90,27 @@ class DirectDecoders:
     def __init__(self, ext_hook: ExtHook) -> None:
         self._ext_hook = ext_hook
         self._decoders: dict[type, msgspec.msgpack.Decoder[Any] | None] = {}
-        self._records: dict[frozenset[tuple[str, type | None]], RecordDecoder] = {}
+        self._records: dict[frozenset[tuple[str, type | None]], RecordDecoder | None] = {}
 
     def records(self, classes: frozenset[tuple[str, type | None]]) -> RecordDecoder | None:
         """The ``RecordDecoder`` of a registry's ``(type name, class or None)`` pairs
         (``StandardEventRegistry.stored_event_classes``); ``None`` for none."""
         if not classes:
             return None
-        found = self._records.get(classes)
-        if found is not None:
-            return found
+        try:
+            return self._records[classes]
+        except KeyError:
+            pass
         direct = {name: self.get(cls) if cls is not None else None for name, cls in classes}
-        found = RecordDecoder(
-            {name: cls for name, cls in classes if cls is not None and direct[name] is not None},
-            set(direct),
-            self._ext_hook,
-        )
+        found: RecordDecoder | None
+        try:
+            found = RecordDecoder(
+                {name: cls for name, cls in classes if cls is not None and direct[name] is not None},
+                set(direct),
+                self._ext_hook,
+            )
+        except TypeError:  # a union msgspec refuses: each record then goes through its header
+            found = None
         if all(cls is None or cls in self._decoders for _, cls in classes):  # every answer final
             if len(self._records) >= _MAX_RECORD_DECODERS:
                 self._records.clear()
