@@ -54,6 +54,9 @@ def _direct(hint: Any, seen: set[type]) -> bool | None:
         if dataclasses.is_dataclass(hint):
             return _direct_dataclass(hint, seen)
         return False
+    supertype = getattr(hint, "__supertype__", None)  # a NewType
+    if supertype is not None:
+        return _direct(supertype, seen)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Annotated:
         return _direct(args[0], seen)

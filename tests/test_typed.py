@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NewType
 
 import msgpack
 import pytest
@@ -28,9 +28,12 @@ class Leaf:
     size: Size = Size.S
 
 
+Sku = NewType("Sku", str)
+
+
 @dataclass
 class Flat:
-    sku: str
+    sku: Sku
     quantity: int
     price: float
     blob: bytes = b""
@@ -96,7 +99,7 @@ def test_classes_with_extension_fields_or_their_own_init_do_not(cls: type) -> No
 
 def test_a_direct_decode_builds_what_the_general_builder_builds() -> None:
     codec = MsgpackCodec()
-    event = Flat("a", 2, 1.5, b"\x00", ["t"], {"k": [1, (2, 3)]}, Leaf("x", Size.L), "b", "n")
+    event = Flat(Sku("a"), 2, 1.5, b"\x00", ["t"], {"k": [1, (2, 3)]}, Leaf("x", Size.L), "b", "n")
     stored = codec.encode(event)
     assert codec.decode(stored, Flat) == event == build(Flat, codec.decode(stored))
     assert type(codec.decode(stored, Flat).leaf) is Leaf
