@@ -93,19 +93,22 @@ class DirectDecoders:
     def __init__(self, ext_hook: ExtHook) -> None:
         self._ext_hook = ext_hook
         self._decoders: dict[type, msgspec.msgpack.Decoder[Any] | None] = {}
-        self._records: dict[frozenset[tuple[str, type | None]], RecordDecoder | None] = {}
+        self._records: dict[
+            frozenset[tuple[str, type | None]], tuple[RecordDecoder | None, tuple[type, ...]]
+        ] = {}
 
     def records(self, classes: frozenset[tuple[str, type | None]]) -> RecordDecoder | None:
         """The ``RecordDecoder`` of a registry's ``(type name, class or None)`` pairs
-        (``StandardEventRegistry.stored_event_classes``); ``None`` for none."""
+        (``StandardEventRegistry.stored_event_classes``); ``None`` for none. Made again only
+        once a class whose hints did not resolve is known to decode directly or not."""
         if not classes:
             return None
-        try:
-            return self._records[classes]
-        except KeyError:
-            pass
+        cached = self._records.get(classes)
+        if cached is not None:
+            found, pending = cached
+            if not any(self.get(cls) is not None or cls in self._decoders for cls in pending):
+                return found
         direct = {name: self.get(cls) if cls is not None else None for name, cls in classes}
-        found: RecordDecoder | None
         try:
             found = RecordDecoder(
                 {name: cls for name, cls in classes if cls is not None and direct[name] is not None},
@@ -114,10 +117,10 @@ class DirectDecoders:
             )
         except TypeError:  # a union msgspec refuses: each record then goes through its header
             found = None
-        if all(cls is None or cls in self._decoders for _, cls in classes):  # every answer final
-            if len(self._records) >= _MAX_RECORD_DECODERS:
-                self._records.clear()
-            self._records[classes] = found
+        if len(self._records) >= _MAX_RECORD_DECODERS:
+            self._records.clear()
+        pending = tuple(cls for _, cls in classes if cls is not None and cls not in self._decoders)
+        self._records[classes] = found, pending
         return found
 
     def get(self, cls: type) -> msgspec.msgpack.Decoder[Any] | None:

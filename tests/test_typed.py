@@ -133,3 +133,29 @@ def test_stored_event_classes_name_the_classes_built_from_their_fields_alone() -
     assert before is registry.stored_event_classes() and before == {("Leaf", Leaf)}
     registry.register_event(Flat, EventDefinition(lambda data: "old" in data, lambda data: Flat("", 0, 0.0)))
     assert registry.stored_event_classes() == {("Leaf", Leaf), ("Flat", None)}
+
+
+@dataclass
+class Early:
+    later: Later  # noqa: F821 (defined by the test below, after a first load)
+
+
+@dataclass
+class _Later:
+    n: int
+
+
+def test_a_class_whose_hints_resolve_later_decodes_directly_once_they_do(monkeypatch: Any) -> None:
+    """Until ``Later`` exists, ``Early`` takes the general way, and its registry's record
+    decoder is kept; it is made again once ``Later`` exists, and then builds ``Early``."""
+    registry = StandardEventRegistry("later")
+    registry.register_event(Early)
+    decoders = DirectDecoders(_hook)
+    before = decoders.records(registry.stored_event_classes())
+    assert before is not None and set(before.raw_types.values()) == {"Early"}
+    assert decoders.records(registry.stored_event_classes()) is before
+    monkeypatch.setitem(globals(), "Later", _Later)
+    after = decoders.records(registry.stored_event_classes())
+    assert after is not before and after is not None and not after.raw_types
+    record = msgpack.packb(["Early", {"later": {"n": 3}}, "later"])
+    assert after.decode(record).data == Early(_Later(3))
