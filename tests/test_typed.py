@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal, NewType
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvsourcing import EncodingError, MsgpackCodec, StandardEventRegistry
 from kvsourcing.registry import EventDefinition
@@ -159,3 +161,22 @@ def test_a_class_whose_hints_resolve_later_decodes_directly_once_they_do(monkeyp
     assert after is not before and after is not None and not after.raw_types
     record = msgpack.packb(["Early", {"later": {"n": 3}}, "later"])
     assert after.decode(record).data == Early(_Later(3))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    sku=st.text(),
+    quantity=st.integers(-(2**63), 2**64 - 1),
+    price=st.floats(allow_nan=False),
+    blob=st.binary(),
+    tags=st.lists(st.text(), max_size=3),
+    extra=st.dictionaries(st.text(), st.none() | st.booleans() | st.integers() | st.text(), max_size=3),
+    leaf=st.none() | st.builds(Leaf, st.text(), st.sampled_from(Size)),
+)
+def test_property_the_direct_decode_equals_the_general_one(
+    sku: str, quantity: int, price: float, blob: bytes, tags: list[str], extra: dict[str, Any], leaf: Any
+) -> None:
+    codec = MsgpackCodec()
+    stored = codec.encode(Flat(Sku(sku), quantity, price, blob, tags, extra, leaf))
+    direct, general = codec.decode(stored, Flat), build(Flat, codec.decode(stored))
+    assert direct == general and type(direct.leaf) is type(general.leaf)
