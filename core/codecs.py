@@ -115,6 +115,10 @@ def _int(obj: int) -> Any:
     return msgpack.ExtType(_BIGINT, hex(value).encode())
 
 
+def _extension(code: int, to_bytes: Callable[[Any], bytes], obj: Any) -> Any:
+    return msgpack.ExtType(code, to_bytes(obj))
+
+
 def _unsupported(obj: Any) -> Any:
     raise TypeError(f"unsupported type {type(obj).__qualname__}")
 
@@ -180,14 +184,15 @@ class MsgpackCodec:
             return _int
         for base, code, to_bytes in self._extensions:
             if issubclass(cls, base):
-                return lambda obj, code=code, to_bytes=to_bytes: msgpack.ExtType(code, to_bytes(obj))
+                return functools.partial(_extension, code, to_bytes)
         for plain in (dict, list, str, float, bytes):
             if issubclass(cls, plain):
                 return plain
         return _unsupported
 
     def _pack(self, obj: Any) -> bytes:
-        return msgpack.packb(obj, **self._packer_options)
+        packed: bytes = msgpack.packb(obj, **self._packer_options)
+        return packed
 
     def _ext_hook(self, code: int, data: bytes | memoryview, pairs: bool = False) -> Any:
         if code == _DATETIME:
