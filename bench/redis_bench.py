@@ -17,7 +17,7 @@ interleaved rounds) and the ratio ours/floor for:
 
 Ratios are medians of per-round ratios, the two sides run back to back each round.
 
-Targets: commit >= 0.8x floor, load >= 0.7x floor, snapshot load of 10 000 events
+Targets: commit >= 0.8x floor, load >= 0.8x floor, snapshot load of 10 000 events
 <= 1.5x the time of 100. Run: ``python bench/redis_bench.py [--rounds N] [--profile]``.
 """
 
@@ -310,7 +310,7 @@ def run(port: int, rounds: int, profile: bool) -> None:
         "commit 10 events": ">= 0.8",
         "commit 1 event, floor with feed": "",
         "commit 10 events, floor with feed": "",
-        "load 1 000 events (decoded)": ">= 0.7",
+        "load 1 000 events (decoded)": ">= 0.8",
         "load 1 000, floor builds events": "",
         "driver load 1 000 (bytes only)": "",
         "snapshot load 10 000 vs 100": ">= 0.67 (time <= 1.5x)",

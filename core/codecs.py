@@ -5,6 +5,12 @@ Both give back equal objects for dataclasses (nested too, rebuilt from type hint
 ``time``, ``timedelta``, ``Decimal``, ``UUID``, enums, ``bytes``, ints of any size,
 tuples, sets and frozensets. Neither ever unpickles: a value's class comes from the
 caller, never from the stored data.
+
+The msgpack codec writes with ``msgpack`` (types msgspec would write without a trace of
+their type, such as a tuple or an offset-aware ``datetime``, are typed extensions) and
+reads with msgspec: plain values with those extensions decoded, and an event of a class
+of plain fields built straight from its bytes (``kvsourcing.typed``). The stored layout
+is the one kvsourcing 0.1.0 wrote (``tests/fixtures/records-0.1.0.json``).
 """
 
 from __future__ import annotations
@@ -14,7 +20,6 @@ import dataclasses
 import datetime as dt
 import enum
 import functools
-import itertools
 import json
 import math
 import uuid
@@ -23,9 +28,11 @@ from decimal import Decimal
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import msgpack
+import msgspec
 
 from kvsourcing.errors import EncodingError
 from kvsourcing.structure import build, dataclass_to_dict, datetime_text, parse_datetime
+from kvsourcing.typed import DirectDecoders
 
 
 @runtime_checkable
@@ -57,19 +64,40 @@ def _locate(obj: Any, fits: Callable[[Any], bool], path: str = "") -> str:
     return path or "<value>"
 
 
+def batch_method(codec: Any, single: str, batch: str) -> Callable[..., Any] | None:
+    """``codec``'s batch method ``batch`` when it may stand in for ``single``; ``None`` when a
+    subclass (or the instance) overrides ``single`` below the class that defines ``batch``:
+    the batch would bypass the override for every record written or read."""
+    if single in getattr(codec, "__dict__", ()):
+        return None
+    cls = type(codec)
+    stands = _batches.get((cls, single, batch))
+    if stands is None:
+        mro = cls.__mro__
+        batch_owner = next((i for i, c in enumerate(mro) if batch in vars(c)), None)
+        single_owner = next((i for i, c in enumerate(mro) if single in vars(c)), len(mro))
+        stands = _batches[cls, single, batch] = batch_owner is not None and batch_owner <= single_owner
+    return getattr(codec, batch) if stands else None
+
+
+_batches: dict[tuple[type, str, str], bool] = {}
+
+
 def encode_all(codec: Codec, objs: Sequence[Any]) -> list[bytes]:
-    """Encode many objects with ``codec``, in one pass when it has ``encode_many``."""
-    encode_many = getattr(codec, "encode_many", None)
+    """Encode many objects with ``codec``, in one pass when it has an ``encode_many`` that
+    stands for its ``encode``."""
+    encode_many = batch_method(codec, "encode", "encode_many")
     if encode_many is not None:
-        return encode_many(objs)
+        return encode_many(objs)  # type: ignore[no-any-return]
     return [codec.encode(obj) for obj in objs]
 
 
 def decode_all(codec: Codec, blobs: Sequence[bytes]) -> list[Any]:
-    """Decode many blobs with ``codec``, in one pass when it has ``decode_many``."""
-    decode_many = getattr(codec, "decode_many", None)
+    """Decode many blobs with ``codec``, in one pass when it has a ``decode_many`` that
+    stands for its ``decode``."""
+    decode_many = batch_method(codec, "decode", "decode_many")
     if decode_many is not None:
-        return decode_many(blobs)
+        return decode_many(blobs)  # type: ignore[no-any-return]
     return [codec.decode(blob) for blob in blobs]
 
 
@@ -85,6 +113,10 @@ def _int(obj: int) -> Any:
     # Hex, not decimal: Python converts ints to decimal text in quadratic time, and refuses
     # past 4300 digits. Read back by ``int(text, 0)``, which takes decimal text too.
     return msgpack.ExtType(_BIGINT, hex(value).encode())
+
+
+def _extension(code: int, to_bytes: Callable[[Any], bytes], obj: Any) -> Any:
+    return msgpack.ExtType(code, to_bytes(obj))
 
 
 def _unsupported(obj: Any) -> Any:
@@ -118,6 +150,9 @@ class MsgpackCodec:
             "use_bin_type": True,
         }
         self._conversions: dict[type, Callable[[Any], Any]] = {}
+        self._plain_decoder = msgspec.msgpack.Decoder(ext_hook=self._ext_hook)
+        self._record_decoder = msgspec.msgpack.Decoder(tuple[str, msgspec.Raw, str])
+        self._direct = DirectDecoders(self._ext_hook)
         # Checked in order: datetime before date, its base class.
         self._extensions: tuple[tuple[type, int, Callable[[Any], bytes]], ...] = (
             (dt.datetime, _DATETIME, lambda v: datetime_text(v).encode()),
@@ -149,28 +184,29 @@ class MsgpackCodec:
             return _int
         for base, code, to_bytes in self._extensions:
             if issubclass(cls, base):
-                return lambda obj, code=code, to_bytes=to_bytes: msgpack.ExtType(code, to_bytes(obj))
+                return functools.partial(_extension, code, to_bytes)
         for plain in (dict, list, str, float, bytes):
             if issubclass(cls, plain):
                 return plain
         return _unsupported
 
     def _pack(self, obj: Any) -> bytes:
-        return msgpack.packb(obj, **self._packer_options)
+        packed: bytes = msgpack.packb(obj, **self._packer_options)
+        return packed
 
-    def _ext_hook(self, code: int, data: bytes, pairs: bool = False) -> Any:
+    def _ext_hook(self, code: int, data: bytes | memoryview, pairs: bool = False) -> Any:
         if code == _DATETIME:
-            return parse_datetime(data.decode())
+            return parse_datetime(bytes(data).decode())
         if code == _DATE:
-            return dt.date.fromisoformat(data.decode())
+            return dt.date.fromisoformat(bytes(data).decode())
         if code == _TIME:
-            return dt.time.fromisoformat(data.decode())
+            return dt.time.fromisoformat(bytes(data).decode())
         if code == _TIMEDELTA:
             return dt.timedelta(*self._unpack(data, pairs))
         if code == _DECIMAL:
-            return Decimal(data.decode())
+            return Decimal(bytes(data).decode())
         if code == _UUID:
-            return uuid.UUID(bytes=data)
+            return uuid.UUID(bytes=bytes(data))
         if code == _TUPLE:
             return tuple(self._unpack(data, pairs))
         if code == _SET:
@@ -178,13 +214,13 @@ class MsgpackCodec:
         if code == _FROZENSET:
             return _set_or_items(frozenset, self._unpack(data, pairs))
         if code == _BIGINT:
-            return int(data, 0)
+            return int(bytes(data), 0)
         raise EncodingError(f"unknown msgpack extension code {code} in stored data")
 
-    def _unpack(self, data: bytes, pairs: bool = False) -> Any:
+    def _unpack(self, data: bytes | memoryview, pairs: bool = False) -> Any:
         """Unpack ``data``; ``pairs`` gives a map with an unhashable key as its pairs."""
         if not pairs:
-            return msgpack.unpackb(data, ext_hook=self._ext_hook, strict_map_key=False, raw=False)
+            return self._plain_decoder.decode(data)
         return msgpack.unpackb(
             data,
             ext_hook=functools.partial(self._ext_hook, pairs=True),
@@ -216,24 +252,33 @@ class MsgpackCodec:
             raise EncodingError(f"cannot encode {where}: {exc}") from exc
 
     def decode(self, data: bytes, cls: type | None = None) -> Any:
-        """Unpack ``data``, rebuilt as ``cls`` when given."""
-        try:
-            plain = msgpack.unpackb(data, ext_hook=self._ext_hook, strict_map_key=False)
-        except EncodingError:
-            raise
-        except TypeError:  # a map key that decodes unhashable (a frozen dataclass): the slow way
-            plain = self._decode_pairs(data)
-        except Exception as exc:
-            raise EncodingError(f"stored data is not valid msgpack: {exc}") from exc
+        """Unpack ``data``, rebuilt as ``cls`` when given: straight from the bytes by msgspec
+        when ``cls`` decodes directly (``kvsourcing.typed``) and the data fits its hints."""
+        if isinstance(cls, type):
+            direct = self._direct.get(cls)
+            if direct is not None:
+                try:
+                    return direct.decode(data)
+                except msgspec.MsgspecError:
+                    pass  # a value the hints do not describe: the general builder keeps it
+        plain = self._plain(data)
         return plain if cls is None else build(cls, plain)
 
-    def _decode_pairs(self, data: bytes) -> Any:
+    def _plain(self, data: bytes | memoryview) -> Any:
+        """``data`` as plain values, the codec's extensions decoded."""
         try:
-            return self._unpack(data, pairs=True)
+            return self._plain_decoder.decode(data)
         except EncodingError:
             raise
         except Exception as exc:
-            raise EncodingError(f"stored data is not valid msgpack: {exc}") from exc
+            # A map key that decodes unhashable (a frozen dataclass) takes the slow way
+            # that gives such a map as its pairs; anything else fails there too.
+            try:
+                return self._unpack(data, pairs=True)
+            except EncodingError:
+                raise
+            except Exception:
+                raise EncodingError(f"stored data is not valid msgpack: {exc}") from exc
 
     def encode_many(self, objs: Sequence[Any]) -> list[bytes]:
         """Encode many objects with one packer (faster); an unsupported value raises
@@ -245,30 +290,46 @@ class MsgpackCodec:
             raise EncodingError(f"cannot encode a value: {exc}") from exc
 
     def decode_many(self, blobs: Sequence[bytes]) -> list[Any]:
-        """Decode many blobs at once: one streaming pass over them, about twice as fast."""
-        if not blobs:
-            return []
-        joined = b"".join(blobs)
-        unpacker = msgpack.Unpacker(
-            ext_hook=self._ext_hook, strict_map_key=False, max_buffer_size=max(len(joined), 1024)
-        )
-        unpacker.feed(joined)
-        ends = itertools.accumulate(map(len, blobs))
-        tell = unpacker.tell
-        values = []
-        append = values.append
+        """Decode many blobs, each on its own (so that a corrupt one cannot borrow bytes
+        from the next): in one comprehension, or one by one when some blob needs more."""
+        decode = self._plain_decoder.decode
         try:
-            # Each value must end exactly where its blob does: a corrupt blob must not
-            # borrow bytes from the next one and decode as something it does not hold.
-            for value, end in zip(unpacker, ends, strict=False):
-                if tell() != end:
-                    break
-                append(value)
+            return [decode(blob) for blob in blobs]
         except Exception:
-            values = []
-        if len(values) != len(blobs):
-            return [self.decode(blob) for blob in blobs]
-        return values
+            return [self._plain(blob) for blob in blobs]
+
+    def decode_events(self, blobs: Sequence[bytes], registry: Any) -> list[Any]:
+        """Stored ``[type, data, domain]`` records as ``registry``'s events, for a load.
+
+        With a ``registry.stored_event_classes()``, each record is one msgspec call that
+        builds the event of a class that decodes directly (``kvsourcing.typed``); the data
+        of any other record is decoded and handed to ``registry.create_event``, as is a
+        record that does not fit its class's hints. Raises ``EncodingError`` if a record is
+        not ``[type, data, domain]``: the caller's general way then says which one.
+        """
+        classes = getattr(registry, "stored_event_classes", None)
+        records = self._direct.records(frozenset() if classes is None else classes())
+        header = self._record_decoder.decode
+        create_event = registry.create_event
+        plain = self._plain
+        try:
+            if records is None:
+                return [create_event(event_type, plain(data)) for event_type, data, _ in map(header, blobs)]
+            decode, raw_types = records.decode, records.raw_types
+            events: list[Any] = []
+            append = events.append
+            for blob in blobs:
+                try:
+                    record = decode(blob)
+                except msgspec.ValidationError:
+                    event_type, data, _ = header(blob)
+                    append(create_event(event_type, plain(data)))
+                    continue
+                raw_type = raw_types.get(type(record))
+                append(record.data if raw_type is None else create_event(raw_type, plain(record.data)))
+        except msgspec.MsgspecError as exc:
+            raise EncodingError(f"a stored record is not an event ([type, data, domain]): {exc}") from exc
+        return events
 
 
 _JSON_INT_BITS = 14_000

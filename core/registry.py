@@ -77,6 +77,7 @@ class StandardEventRegistry:
         self._domain = domain
         self._table = _TypeTable(domain, "event")
         self._readers: dict[str, Callable[[Any], Any]] = {}
+        self._stored: frozenset[tuple[str, type | None]] = frozenset()
 
     def domain(self) -> str:
         return self._domain
@@ -102,6 +103,9 @@ class StandardEventRegistry:
             )
         type_name = self._table.add(cls, name)
         self._readers[type_name] = _reader(cls, definitions)
+        stored = {name: known for name, known in self._stored if name != type_name}
+        stored[type_name] = None if definitions else cls
+        self._stored = frozenset(stored.items())
         return cls
 
     def get_event_type(self, event: Any) -> tuple[EventType, bool]:
@@ -112,6 +116,13 @@ class StandardEventRegistry:
     def event_class(self, event_type: str) -> type | None:
         """The class registered under ``event_type``, or ``None``."""
         return self._table.get(event_type)
+
+    def stored_event_classes(self) -> frozenset[tuple[str, type | None]]:
+        """``(type name, class)`` of every registered event type, the class ``None`` when
+        stored data of that type may be an older revision (which a detector must see as a
+        mapping, through ``create_event``): a codec may decode the others straight into
+        their class. The same object until the next registration."""
+        return self._stored
 
     def create_event(self, event_type: str, data: Any = None) -> Any:
         """Build the event ``event_type`` from stored data; an unknown type gives the data back."""

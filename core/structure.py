@@ -4,6 +4,14 @@ Stored events are plain mappings, so a reader that does not know an event's clas
 still gets its data; a reader that does rebuilds the class, nested dataclasses and
 enums included, from the class's type hints. Nothing is ever built from a class
 name found in the data: the caller always names the class.
+
+msgspec builds the common case in C, straight from stored msgpack (``kvsourcing.typed``);
+this is the general way, for what msgspec does not do: values stored as the codec's
+extensions, unions of dataclasses (the arm the fields fit), ``Sequence`` hints that keep
+a stored tuple, maps keyed by frozen dataclasses, zoned times written by hand, classes
+with their own ``__init__``, hints that do not resolve yet, and data that does not fit
+its hints, which is kept as stored rather than refused or coerced (``msgspec.convert``
+would, for one, read a ``str`` in a ``bytes`` field as base64).
 """
 
 from __future__ import annotations
@@ -77,6 +85,12 @@ def _hints(cls: type) -> dict[str, Any]:
             return {}
         _unresolved_hints.pop(cls, None)
     return hints
+
+
+def hints_if_resolved(cls: type) -> dict[str, Any] | None:
+    """``cls``'s evaluated type hints, or ``None`` while some do not resolve."""
+    hints = _hints(cls)
+    return hints if cls in _resolved_hints else None
 
 
 def datetime_text(value: dt.datetime) -> str:

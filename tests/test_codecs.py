@@ -18,7 +18,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvsourcing import AggregateBase, Codec, EncodingError, JsonCodec, MsgpackCodec, StandardEventRegistry
+from kvsourcing import (
+    AggregateBase,
+    Codec,
+    EncodingError,
+    EventDefinition,
+    JsonCodec,
+    MsgpackCodec,
+    StandardEventRegistry,
+)
 from kvsourcing.codecs import DEFAULT_CODEC
 from kvsourcing.stores import memory
 
@@ -598,3 +606,177 @@ def test_a_snapshot_keeps_a_mapping_in_a_union_with_a_mapping_arm() -> None:
     writer.apply_event(Noted(Card("42")))
     with pytest.raises(EncodingError, match="'body' holds a Card"):
         writer.commit()
+
+
+class CountingCodec(MsgpackCodec):
+    """A subclass that overrides ``encode`` and ``decode``: the store must use them (its
+    ``decode`` refuses a record that its ``encode`` did not write)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoded: list[Any] = []
+        self.decoded = 0
+
+    def encode(self, obj: Any) -> bytes:
+        self.encoded.append(obj)
+        return b"v1" + super().encode(obj)
+
+    def decode(self, data: bytes, cls: type | None = None) -> Any:
+        self.decoded += 1
+        if not data.startswith(b"v1"):
+            raise EncodingError("not written by CountingCodec")
+        return super().decode(data[2:], cls)
+
+
+@dataclass
+class Moved:
+    to: int
+
+
+class Mover(AggregateBase):
+    at: int
+
+    def __init__(self, key: str, store: Any) -> None:
+        super().__init__()
+        self.at = 0
+        registry = StandardEventRegistry("movers")
+        registry.register_event(Moved)
+        self.initialize(key, registry, store)
+        self.automatic_wireup()
+
+    def replay_moved(self, event: Moved) -> None:
+        self.at = event.to
+
+
+def test_a_codec_subclass_that_overrides_encode_and_decode_is_used_for_every_record() -> None:
+    """``encode_many`` (and the batch decoders) bypassed an overridden ``encode``/``decode``,
+    silently: records were written without the subclass's framing."""
+    codec = CountingCodec()
+    store = memory.new_store(codec=codec, snapshot_interval=3)
+    writer = Mover("mover-1", store)
+    for to in range(1, 6):
+        writer.apply_event(Moved(to))
+        if to in (3, 5):
+            writer.commit()
+    assert len(codec.encoded) == 6, "5 records and 1 snapshot, each through encode"
+    reader = Mover("mover-1", store)
+    reader.refresh()
+    assert reader.at == 5
+    assert codec.decoded == 1 + 2, "the snapshot at 3 and the 2 records after it"
+    assert [event.data for event in store.read_events("mover-1")] == [{"to": to} for to in range(1, 6)]
+    assert codec.decoded == 3 + 5
+
+
+def test_only_a_batch_defined_at_or_below_the_single_method_stands_for_it() -> None:
+    from kvsourcing.codecs import batch_method
+
+    class OwnBatch(CountingCodec):
+        def encode_many(self, objs: Sequence[Any]) -> list[bytes]:
+            return [self.encode(obj) for obj in objs]
+
+    plain, counting, own = MsgpackCodec(), CountingCodec(), OwnBatch()
+    assert batch_method(plain, "encode", "encode_many") is not None
+    assert batch_method(counting, "encode", "encode_many") is None
+    assert batch_method(counting, "decode", "decode_events") is None
+    assert batch_method(own, "encode", "encode_many") is not None
+    plain.encode = lambda obj: b""  # type: ignore[method-assign]
+    assert batch_method(plain, "encode", "encode_many") is None
+
+
+@dataclass
+class Counted:
+    """A flat event, which msgspec decodes straight from its bytes."""
+
+    sku: str
+    quantity: int
+    price: float
+    note: Any = None
+
+
+@dataclass(init=False)
+class Normalised:
+    """Its own ``__init__``: msgspec, which does not call it, must not build it."""
+
+    name: str
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._built_by_init = True
+
+
+@dataclass
+class OldMoved:
+    """``Moved`` as an older release wrote it."""
+
+    where: int
+
+
+@dataclass
+class Vanished:
+    """Written by a newer release: the reader does not know it."""
+
+    x: int
+
+
+class Mixed(AggregateBase):
+    def __init__(self, key: str, store: Any, *, writer: bool = False) -> None:
+        super().__init__()
+        self.seen: list[Any] = []
+        registry = StandardEventRegistry("mixed")
+        for cls in (Counted, Normalised, Everything):
+            registry.register_event(cls)
+        if writer:
+            registry.register_event(OldMoved, name="Moved")
+            registry.register_event(Vanished)
+        else:
+            registry.register_event(
+                Moved, EventDefinition(lambda data: "where" in data, lambda d: Moved(d["where"]))
+            )
+        self.initialize(key, registry, store)
+
+    def replay_event(self, event: Any) -> None:
+        self.seen.append(event)
+        super().replay_event(event)
+
+
+def test_a_load_builds_every_kind_of_record_as_the_general_builder_would() -> None:
+    """Direct (msgspec) decoding for flat classes, the general way for the rest: a value that
+    does not fit its hint, a class with its own ``__init__``, extension values, an upcast
+    older revision and an unknown type all load as they did."""
+    store = memory.new_store()
+    writer = Mixed("mixed-1", store, writer=True)
+    written = [
+        Counted("a", 1, 1.5, note=[(1, 2), dt.date(2026, 1, 1)]),
+        Counted("b", "two", 2.5),  # type: ignore[arg-type]
+        Normalised("n"),
+        everything(),
+        Counted("c", 2**70, 0.5),
+    ]
+    for event in [*written, OldMoved(7), Vanished(1)]:
+        writer.apply_event(event)
+    writer.commit()
+    reader = Mixed("mixed-1", store)
+    reader.refresh()
+    assert reader.seen == [*written, Moved(7), {"x": 1}]
+    assert reader.seen[0].note == [(1, 2), dt.date(2026, 1, 1)]
+    assert reader.seen[1].quantity == "two" and reader.seen[4].quantity == 2**70
+    assert reader.seen[2]._built_by_init
+    assert type(reader.seen[3].inner.points[0]) is Point and reader.sequence_number() == 7
+
+
+class Truncating(MsgpackCodec):
+    """Writes the record of ``Counted("bad", ...)`` cut short, as a corrupt store would hold it."""
+
+    def encode(self, obj: Any) -> bytes:
+        data = super().encode(obj)
+        return data[:-3] if isinstance(obj, list) and getattr(obj[1], "sku", None) == "bad" else data
+
+
+def test_a_corrupt_record_among_direct_ones_is_named_by_its_sequence() -> None:
+    store = memory.new_store(codec=Truncating())
+    writer = Mixed("mixed-2", store)
+    for sku in ("good", "bad", "good"):
+        writer.apply_event(Counted(sku, 1, 0.0))
+    writer.commit()
+    with pytest.raises(EncodingError, match=r"'mixed-2' at sequence 2"):
+        Mixed("mixed-2", store).refresh()

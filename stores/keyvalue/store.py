@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kvsourcing.closing import ClosesOnExit
-from kvsourcing.codecs import DEFAULT_CODEC, Codec, decode_all, encode_all
+from kvsourcing.codecs import DEFAULT_CODEC, Codec, batch_method, decode_all, encode_all
 from kvsourcing.errors import (
     ConcurrencyFault,
     DirtyAggregateError,
@@ -193,12 +193,28 @@ class StoreLogic:
         if loaded.snapshot is not None:
             state = self._decode(key, loaded.snapshot.sequence, loaded.snapshot.state)
             reader.restore_snapshot(loaded.snapshot.sequence, state)
-        create_event = reader.get_event_registry().create_event
         replay_event = reader.replay_event
-        for event_type, data, _ in self._decode_records(key, loaded.first, loaded.records):
-            replay_event(create_event(event_type, data))
+        for event in self._decode_events(key, loaded.first, loaded.records, reader.get_event_registry()):
+            replay_event(event)
         if loaded.stored:
             getattr(reader, "commit_already_stored")()  # noqa: B009 (asked for by commit_id_to_check)
+
+    def _decode_events(
+        self, key: str, first: int, records: Sequence[bytes], registry: EventRegistry
+    ) -> list[Any]:
+        """The records as ``registry``'s events, every one built before any is replayed:
+        in one pass by the codec's ``decode_events`` when it stands for its ``decode``."""
+        decode_events = batch_method(self._codec, "decode", "decode_events")
+        if decode_events is not None:
+            try:
+                return decode_events(records, registry)  # type: ignore[no-any-return]
+            except EncodingError:
+                pass  # the general way below says which record is wrong
+        create_event = registry.create_event
+        return [
+            create_event(event_type, data)
+            for event_type, data, _ in self._decode_records(key, first, records)
+        ]
 
     def _decode_records(self, key: str, first: int, records: Sequence[bytes]) -> list[Any]:
         """The records as ``[type, data, domain]`` lists, every one checked before any is used."""
