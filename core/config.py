@@ -81,7 +81,8 @@ def supported_schemes() -> list[str]:
 def open_store(url: str | None = None, **options: Any) -> EventStore:
     """Open the event store that ``url`` names (``url=None`` reads ``KVSOURCING_STORE``).
 
-    Options such as ``snapshot_interval`` and ``codec`` go to the driver's ``new_store``.
+    Options such as ``snapshot_interval`` and ``codec`` go to the driver's ``new_store``;
+    without ``cipher=``, base64 keys in ``KVSOURCING_CIPHER_KEY`` make one (see ``kvsourcing.crypto``).
     A malformed URL or a bad option value raises ``ConfigurationError``.
     """
     if url is None:
@@ -102,6 +103,10 @@ def open_store(url: str | None = None, **options: Any) -> EventStore:
             f"unsupported store URL scheme {scheme!r} in {redact_url(url)!r}; supported: "
             + ", ".join(f"{s}://" for s in _SCHEMES)
         )
+    if options.get("cipher") is None:  # encryption at rest from the environment (kvsourcing.crypto)
+        from kvsourcing.crypto import cipher_from_environment
+
+        options["cipher"] = cipher_from_environment()
     module_name, extra = _SCHEMES[scheme]
     try:
         module = importlib.import_module(module_name)

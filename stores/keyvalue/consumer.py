@@ -33,6 +33,7 @@ from kvsourcing.handlers import PublishedEvent
 from kvsourcing.protocols import EventHandler, EventRegistry
 from kvsourcing.stores.keyvalue.driver import FeedDriver, FeedEntry
 from kvsourcing.stores.keyvalue.store import KeyValueStore
+from kvsourcing.telemetry import traced_delivery
 from kvsourcing.types import EventType
 
 log = logging.getLogger("kvsourcing.consumer")
@@ -223,6 +224,7 @@ class FeedConsumer:
     def _renewal_due(self) -> bool:
         return time.monotonic() - self._renewed > self._lease_seconds / 3
 
+    @traced_delivery
     def _deliver(self, entry: FeedEntry) -> bool:
         for sequence, record in enumerate(entry.records, start=entry.first):
             stored = self._store.decode_record(entry.key, sequence, record)

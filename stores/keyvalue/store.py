@@ -25,9 +25,11 @@ from kvsourcing.errors import (
     UnknownEventTypeError,
 )
 from kvsourcing.keys import validate_commit_id, validate_key
+from kvsourcing.mapper import EVENT, PLAIN, SNAPSHOT, Cipher, Mapper
 from kvsourcing.protocols import EventRegistry, StoreLoaderAdapter, StoreWriterAdapter
 from kvsourcing.stores.keyvalue.driver import ALREADY_STORED, Commit, Driver
 from kvsourcing.structure import public_attributes, unrestorable_attribute
+from kvsourcing.telemetry import traced_commit, traced_refresh
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +46,15 @@ class KeyedEvent:
 class KeyValueStore(ClosesOnExit):
     """An ``EventStore`` over a key-value ``Driver``; see the module docstring."""
 
-    def __init__(self, driver: Driver, *, codec: Codec | None = None, snapshot_interval: int = 0) -> None:
+    def __init__(
+        self,
+        driver: Driver,
+        *,
+        codec: Codec | None = None,
+        snapshot_interval: int = 0,
+        compression: str | None = None,
+        cipher: Cipher | None = None,
+    ) -> None:
         if isinstance(snapshot_interval, bool) or not isinstance(snapshot_interval, int):
             raise TypeError(f"snapshot_interval must be an int, not {type(snapshot_interval).__name__}")
         if snapshot_interval < 0:
@@ -52,6 +62,7 @@ class KeyValueStore(ClosesOnExit):
         self._driver = driver
         self._codec = DEFAULT_CODEC if codec is None else codec
         self._interval = snapshot_interval
+        self._mapper = Mapper(compression, cipher)  # at rest: compress, then encrypt (kvsourcing.mapper)
 
     @property
     def driver(self) -> Driver:
@@ -63,6 +74,7 @@ class KeyValueStore(ClosesOnExit):
         """Events between snapshots (0: no snapshots are written)."""
         return self._interval
 
+    @traced_commit
     def commit_events(self, writer: StoreWriterAdapter) -> None:
         """Write the writer's new events (and a snapshot when due) in one atomic driver call."""
         key = validate_key(writer.get_key())
@@ -106,9 +118,11 @@ class KeyValueStore(ClosesOnExit):
                 )
             items.append([event_type, event, domain])
         try:
-            return encode_all(self._codec, items)
+            records = encode_all(self._codec, items)
         except EncodingError:
             pass
+        else:
+            return self._mapper.wrap_records(key, committed + 1, records) if self._mapper.active else records
         for sequence, (event_type, event, _) in enumerate(items, start=committed + 1):
             try:
                 self._codec.encode(event)
@@ -130,13 +144,14 @@ class KeyValueStore(ClosesOnExit):
                 f"'{name}: {cls.__name__}' or '{name}: dict[str, {cls.__name__}]')"
             )
         try:
-            return self._codec.encode(plain)
+            return self._mapper.wrap(key, sequence, SNAPSHOT, self._codec.encode(plain))
         except EncodingError as exc:
             raise EncodingError(
                 f"cannot snapshot {key!r} at sequence {sequence}: {exc} "
                 "(keep non-state attributes private, with a leading underscore)"
             ) from exc
 
+    @traced_refresh
     def refresh(self, reader: StoreLoaderAdapter) -> None:
         """Bring ``reader`` up to date: the newest snapshot if newer, then the events after it."""
         key = validate_key(reader.get_key())
@@ -146,7 +161,7 @@ class KeyValueStore(ClosesOnExit):
             )
         loaded = self._driver.load(key, reader.sequence_number())
         if loaded.snapshot is not None:
-            state = self._decode(key, loaded.snapshot.sequence, loaded.snapshot.state)
+            state = self._read(key, loaded.snapshot.sequence, SNAPSHOT, loaded.snapshot.state)
             reader.restore_snapshot(loaded.snapshot.sequence, state)
         create_event = reader.get_event_registry().create_event
         replay_event = reader.replay_event
@@ -155,18 +170,24 @@ class KeyValueStore(ClosesOnExit):
 
     def _decode_records(self, key: str, first: int, records: Sequence[bytes]) -> list[Any]:
         """The records as ``[type, data, domain]`` lists, every one checked before any is used."""
+        if self._mapper.active:
+            records = self._mapper.unwrap_records(key, first, records)
         try:
             values = decode_all(self._codec, records)
-        except EncodingError:
-            values = [self._decode(key, sequence, record) for sequence, record in enumerate(records, first)]
+        except EncodingError:  # one by one, to name the bad record, or to read framed ones without a mapper
+            values = [
+                self._read(key, sequence, EVENT, record, PLAIN)
+                for sequence, record in enumerate(records, first)
+            ]
         if not all(type(value) is list and len(value) == 3 and type(value[0]) is str for value in values):
             for sequence, value in enumerate(values, first):
                 _check_record(key, sequence, value)
         return values
 
-    def _decode(self, key: str, sequence: int, blob: bytes) -> Any:
+    def _read(self, key: str, sequence: int, kind: bytes, blob: bytes, mapper: Mapper | None = None) -> Any:
+        """Decode a stored record or snapshot, unframed (decompressed, decrypted) by ``mapper``."""
         try:
-            return self._codec.decode(blob)
+            return self._codec.decode((mapper or self._mapper).unwrap(key, sequence, kind, blob))
         except EncodingError as exc:
             raise EncodingError(f"cannot read {key!r} at sequence {sequence}: {exc}") from exc
 
@@ -185,7 +206,7 @@ class KeyValueStore(ClosesOnExit):
 
     def decode_record(self, key: str, sequence: int, record: bytes) -> KeyedEvent:
         """A stored record as plain data (its domain in ``KeyedEvent.domain``)."""
-        value = self._decode(key, sequence, record)
+        value = self._read(key, sequence, EVENT, record)
         _check_record(key, sequence, value)
         event_type, data, domain = value
         return KeyedEvent(key, sequence, event_type, data, domain)
@@ -196,7 +217,7 @@ class KeyValueStore(ClosesOnExit):
         snapshot = self._driver.load(key, 0).snapshot
         if snapshot is None:
             return None
-        return snapshot.sequence, self._decode(key, snapshot.sequence, snapshot.state)
+        return snapshot.sequence, self._read(key, snapshot.sequence, SNAPSHOT, snapshot.state)
 
     def close(self) -> None:
         """Close the driver."""
@@ -212,6 +233,16 @@ def _check_record(key: str, sequence: int, value: Any) -> None:
         )
 
 
-def new_store(driver: Driver, *, codec: Codec | None = None, snapshot_interval: int = 0) -> KeyValueStore:
-    """An event store over ``driver``; ``snapshot_interval=N`` snapshots every N events."""
-    return KeyValueStore(driver, codec=codec, snapshot_interval=snapshot_interval)
+def new_store(
+    driver: Driver,
+    *,
+    codec: Codec | None = None,
+    snapshot_interval: int = 0,
+    compression: str | None = None,
+    cipher: Cipher | None = None,
+) -> KeyValueStore:
+    """An event store over ``driver``; ``snapshot_interval=N`` snapshots every N events;
+    ``compression`` (``"zlib"``, ``"zstd"``) and ``cipher`` apply to stored records and snapshots."""
+    return KeyValueStore(
+        driver, codec=codec, snapshot_interval=snapshot_interval, compression=compression, cipher=cipher
+    )

@@ -6,10 +6,12 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import parse_qsl
 
 from kvsourcing.codecs import Codec
 from kvsourcing.config import redact_url
 from kvsourcing.errors import ConfigurationError
+from kvsourcing.mapper import Cipher
 from kvsourcing.stores.keyvalue import (
     ALREADY_STORED,
     DEFAULT_COMMIT_ID_TTL,
@@ -31,6 +33,9 @@ DEFAULT_BUCKETS = 16
 class MemoryDriver:
     """Keeps each aggregate's records in a list and each bucket's feed in another, under
     one lock: every call is atomic."""
+
+    system_name = "memory"
+    """OpenTelemetry's ``db.system.name`` of this backend."""
 
     def __init__(
         self, *, buckets: int = DEFAULT_BUCKETS, commit_id_ttl: float | None = DEFAULT_COMMIT_ID_TTL
@@ -134,23 +139,51 @@ def new_store(
     codec: Codec | None = None,
     buckets: int = DEFAULT_BUCKETS,
     commit_id_ttl: float | None = DEFAULT_COMMIT_ID_TTL,
+    compression: str | None = None,
+    cipher: Cipher | None = None,
 ) -> KeyValueStore:
     """A new, empty in-memory event store (``buckets`` partitions its feed; commit ids are
     kept ``commit_id_ttl`` seconds)."""
     driver = MemoryDriver(buckets=buckets, commit_id_ttl=commit_id_ttl)
-    return new_keyvalue_store(driver, codec=codec, snapshot_interval=snapshot_interval)
+    return new_keyvalue_store(
+        driver, codec=codec, snapshot_interval=snapshot_interval, compression=compression, cipher=cipher
+    )
+
+
+_OPTIONS = ("snapshot_interval", "codec", "buckets", "commit_id_ttl", "compression", "cipher")
+
+
+def _query_options(url: str, query: str) -> dict[str, Any]:
+    """``snapshot_interval`` and ``compression`` from a ``memory://`` URL's query string."""
+    options: dict[str, Any] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in options:
+            raise ConfigurationError(f"option {name!r} is given twice in {redact_url(url)!r}")
+        if name == "snapshot_interval" and value.isdigit():
+            options[name] = int(value)
+        elif name == "compression" and value:
+            options[name] = value
+        else:
+            raise ConfigurationError(
+                f"memory store URL {redact_url(url)!r}: bad query option {name}={value!r}; "
+                "it takes snapshot_interval=N and compression=zlib|zstd"
+            )
+    return options
 
 
 def from_url(url: str, **options: Any) -> KeyValueStore:
-    """``memory://``: a new, empty in-memory store (options go to ``new_store``)."""
-    if url.rstrip("/").lower() != "memory:":
+    """``memory://``, with store options in its query (``memory://?compression=zstd``) or
+    ``options`` (which win); they go to ``new_store``."""
+    base, _, query = url.partition("?")
+    if base.rstrip("/").lower() != "memory:":
         raise ConfigurationError(
             f"memory store URL takes no host or path: got {redact_url(url)!r}, use 'memory://'"
         )
-    unknown = set(options) - {"snapshot_interval", "codec", "buckets", "commit_id_ttl"}
+    options = {**_query_options(url, query), **options}
+    unknown = set(options) - set(_OPTIONS)
     if unknown:
         raise ConfigurationError(
             f"memory store does not take option(s) {', '.join(sorted(unknown))}; "
-            "it takes snapshot_interval, codec, buckets and commit_id_ttl"
+            f"it takes {', '.join(_OPTIONS)}"
         )
     return new_store(**options)

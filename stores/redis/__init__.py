@@ -79,6 +79,7 @@ from redis import Redis
 from redis.cluster import RedisCluster
 
 from kvsourcing.errors import ConfigurationError
+from kvsourcing.mapper import Cipher
 from kvsourcing.stores import keyvalue
 from kvsourcing.stores.keyvalue.driver import DEFAULT_COMMIT_ID_TTL
 from kvsourcing.stores.redis.driver import (
@@ -95,7 +96,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_BUCKETS", "DEFAULT_PREFIX", "RedisDriver", "from_url", "new_store"]
 
-DRIVER_OPTIONS = ("prefix", "buckets", "snapshot_interval", "codec", "commit_id_ttl")
+DRIVER_OPTIONS = ("prefix", "buckets", "snapshot_interval", "codec", "commit_id_ttl", "compression", "cipher")
 
 
 def new_store(
@@ -106,6 +107,8 @@ def new_store(
     snapshot_interval: int = 0,
     codec: Any = None,
     commit_id_ttl: float | None = DEFAULT_COMMIT_ID_TTL,
+    compression: str | None = None,
+    cipher: Cipher | None = None,
 ) -> EventStore:
     """An event store on ``client`` (a ``redis.Redis`` or ``redis.cluster.RedisCluster``).
 
@@ -113,7 +116,9 @@ def new_store(
     leaves ``client`` open: it is the caller's, and may serve others.
     """
     driver = RedisDriver(client, prefix=prefix, buckets=buckets, commit_id_ttl=commit_id_ttl)
-    return keyvalue.new_store(driver, codec=codec, snapshot_interval=snapshot_interval)
+    return keyvalue.new_store(
+        driver, codec=codec, snapshot_interval=snapshot_interval, compression=compression, cipher=cipher
+    )
 
 
 def from_url(url: str, **options: Any) -> EventStore:
@@ -133,7 +138,11 @@ def from_url(url: str, **options: Any) -> EventStore:
     settings = {**parsed.driver_options, **options}
     prefix = validate_prefix(settings.get("prefix", DEFAULT_PREFIX))
     buckets = validate_buckets(settings.get("buckets", DEFAULT_BUCKETS))
-    store_kwargs = {name: settings[name] for name in ("snapshot_interval", "codec") if name in settings}
+    store_kwargs = {
+        name: settings[name]
+        for name in ("snapshot_interval", "codec", "compression", "cipher")
+        if name in settings
+    }
     commit_id_ttl = settings.get("commit_id_ttl", DEFAULT_COMMIT_ID_TTL)
     client = build_client(url, parsed)
     driver = RedisDriver(

@@ -261,6 +261,9 @@ class RedisDriver:
     (the client was built by ``from_url``), since a caller's client may serve others.
     """
 
+    system_name = "redis"
+    """OpenTelemetry's ``db.system.name`` of this backend."""
+
     def __init__(
         self,
         client: Redis | RedisCluster,

@@ -35,7 +35,7 @@ EXAMPLES = (
 DEFAULT_PORT = 6379
 # Driver options that may also come from the query string (typed here, not by redis-py).
 INT_QUERY_OPTIONS = ("buckets", "snapshot_interval")
-STR_QUERY_OPTIONS = ("prefix",)
+STR_QUERY_OPTIONS = ("prefix", "compression")
 # Connection options a URL can express as text; the rest (objects) belong in code.
 TEXT_OPTIONS = {
     "client_name",
