@@ -176,18 +176,10 @@ def _histogram(meter: Any, name: str, description: str, unit: str) -> Any:
 _live: _Instruments | None = None
 
 
-def _provider_set() -> bool:
-    """Whether the application set a tracer or meter provider: two module globals, read
-    directly because the public getters look the environment up on every call."""
-    trace_provider = getattr(_trace, "_TRACER_PROVIDER", True)
-    meter_provider = getattr(_metrics_internal, "_METER_PROVIDER", True)
-    return trace_provider is not None or meter_provider is not None
-
-
-def _instruments() -> _Instruments | None:
-    """The instruments, or ``None`` while no provider is set (they are then made once)."""
+def _activate() -> _Instruments:
+    """Make the instruments, once: a provider is set (the proxies then delegate to it)."""
     global _live
-    if _live is None and _provider_set():
+    if _live is None:
         _live = _Instruments()
     return _live
 
@@ -199,6 +191,8 @@ if _trace is not None:
     # on the first call of the public getters: make it now, so that the globals show it.
     _trace.get_tracer_provider()
     _metrics.get_meter_provider()
+    if not (hasattr(_trace, "_TRACER_PROVIDER") and hasattr(_metrics_internal, "_METER_PROVIDER")):
+        _activate()  # an API without the globals read below: always instrument, through its proxies
 
 
 def _traced(method: str) -> Callable[[F], F]:
@@ -208,9 +202,13 @@ def _traced(method: str) -> Callable[[F], F]:
 
         @functools.wraps(fn)
         def traced(subject: Any, argument: Any) -> Any:
-            instruments = _live or _instruments()
+            instruments = _live
             if instruments is None:
-                return fn(subject, argument)
+                # No provider set yet? The API's two globals, read directly: its public
+                # getters look the environment up on every call, too slow for a commit.
+                if _trace._TRACER_PROVIDER is None and _metrics_internal._METER_PROVIDER is None:
+                    return fn(subject, argument)
+                instruments = _activate()
             return getattr(instruments, method)(fn, subject, argument)
 
         return traced  # type: ignore[return-value]
