@@ -59,7 +59,7 @@ class Mapper:
                 f"cipher must be a kvsourcing.crypto.AesGcmCipher (or have its methods), not {cipher!r}"
             )
         self._compressor: Compressor | None = compressor(compression)
-        self._cipher = cipher
+        self.cipher = cipher
         self.active = self._compressor is not None or cipher is not None
         """Whether records are written framed (compressed or encrypted)."""
 
@@ -73,10 +73,10 @@ class Mapper:
             packed = self._compressor.compress(data)
             if len(packed) < len(data):
                 data, flags = packed, self._compressor.flag
-        if self._cipher is None:
+        if self.cipher is None:
             return bytes((FRAME, flags)) + data
         header = bytes((FRAME, flags | _ENCRYPTED))
-        return header + self._cipher.encrypt(data, _associated(header, kind, key, sequence))
+        return header + self.cipher.encrypt(data, _associated(header, kind, key, sequence))
 
     def wrap_records(self, key: str, first: int, records: Sequence[bytes]) -> list[bytes]:
         """Event records ``first, first+1, ...`` of ``key`` as stored."""
@@ -93,12 +93,12 @@ class Mapper:
         flags = blob[1]
         body = blob[2:]
         if flags & _ENCRYPTED:
-            if self._cipher is None:
+            if self.cipher is None:
                 raise EncodingError(
                     "the record is encrypted; open the store with "
                     "cipher=kvsourcing.crypto.AesGcmCipher(key) or set KVSOURCING_CIPHER_KEY"
                 )
-            body = self._cipher.decrypt(body, _associated(blob[:2], kind, key, sequence))
+            body = self.cipher.decrypt(body, _associated(blob[:2], kind, key, sequence))
         else:
             self._check_plaintext()
         compression = flags & _COMPRESSION_BITS
@@ -107,7 +107,7 @@ class Mapper:
         return body
 
     def _check_plaintext(self) -> None:
-        if self._cipher is not None and not self._cipher.allow_plaintext:
+        if self.cipher is not None and not self.cipher.allow_plaintext:
             raise EncodingError(
                 "the record is not encrypted, and the cipher was made with allow_plaintext=False"
             )
@@ -126,12 +126,12 @@ class Mapper:
     def is_current(self, blob: bytes) -> bool:
         """Whether a stored record is framed as this mapper writes it: encrypted under the
         newest key when there is a cipher, framed when compression is on (re-encryption skips those)."""
-        if self._cipher is not None:
+        if self.cipher is not None:
             return (
                 blob[:1] == _FRAME_BYTE
                 and len(blob) > 2
                 and blob[1] & _ENCRYPTED != 0
-                and (self._cipher.is_current(blob[2:]))
+                and (self.cipher.is_current(blob[2:]))
             )
         return blob[:1] == _FRAME_BYTE or not self.active
 

@@ -70,6 +70,11 @@ class KeyValueStore(ClosesOnExit):
         return self._driver
 
     @property
+    def mapper(self) -> Mapper:
+        """How this store compresses and encrypts what it stores (``kvsourcing.mapper``)."""
+        return self._mapper
+
+    @property
     def snapshot_interval(self) -> int:
         """Events between snapshots (0: no snapshots are written)."""
         return self._interval

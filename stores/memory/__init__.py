@@ -129,6 +129,28 @@ class MemoryDriver:
                 self._values[name] = (new, None if ttl is None else time.monotonic() + ttl)
             return True
 
+    def rewrite(
+        self, key: str, expected_head: int, records: Sequence[bytes], snapshot: Snapshot | None = None
+    ) -> int | None:
+        """Optional primitive (``kvsourcing reencrypt``): replace records ``1..expected_head``
+        of ``key`` by ``records`` (the same events, re-encoded), and its snapshot by
+        ``snapshot`` when given, atomically and only if the head is still ``expected_head``
+        and the stored snapshot is at ``snapshot.sequence``. Returns ``None`` when written,
+        else the actual head (nothing written). Feed entries are left as they are."""
+        if len(records) != expected_head:
+            raise ValueError(f"rewrite of {expected_head} records got {len(records)}")
+        with self._lock:
+            stored = self._records.get(key, [])
+            current = self._snapshots.get(key)
+            if len(stored) != expected_head:
+                return len(stored)
+            if snapshot is not None and (current is None or current.sequence != snapshot.sequence):
+                return len(stored)
+            stored[:] = records
+            if snapshot is not None:
+                self._snapshots[key] = snapshot
+        return None
+
     def close(self) -> None:
         """Nothing to release: the data lives as long as the driver."""
 
