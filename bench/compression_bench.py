@@ -183,6 +183,7 @@ def main() -> None:
             _commit_batch(store, "sized", events[offset : offset + 10])
     commit: dict[str, list[float]] = {name: [] for name in CONFIGS}
     load: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    absolute: dict[str, list[tuple[float, float]]] = {name: [] for name in CONFIGS}
     for round_ in range(args.rounds):
         order = list(CONFIGS)[round_ % len(CONFIGS) :] + list(CONFIGS)[: round_ % len(CONFIGS)]
         times: dict[str, tuple[float, float]] = {}
@@ -190,29 +191,30 @@ def main() -> None:
             key = f"r{round_}"
             spent = sum(_commit_batch(stores[name], key, events[i : i + 10]) for i in range(0, 200, 10)) / 20
             times[name] = (spent, _refresh(stores[name], "sized"))
+            absolute[name].append(times[name])
         for name in CONFIGS:
             commit[name].append(times[name][0] / times["plain"][0])
             load[name].append(times[name][1] / times["plain"][1])
 
-    plain_records = stores["plain"].driver.load("sized", 0).records
-    plain_bytes = sum(map(len, plain_records))
+    plain_bytes = sum(map(len, stores["plain"].driver.load("sized", 0).records))
     print(
         f"{len(events)} events, plain msgpack {plain_bytes} bytes ({plain_bytes / len(events):.0f} per event)"
     )
-    print(f"{'configuration':<16} {'size':>6} {'compressed':>11} {'commit x10':>11} {'refresh 1000':>13}")
+    print(
+        f"{'configuration':<16} {'size':>6} {'compressed':>10}   "
+        f"{'commit of 10 events':>21}   {'refresh of 1000':>17}"
+    )
     for name, store in stores.items():
         records = store.driver.load("sized", 0).records
         stored = sum(map(len, records))
         compressed = sum(1 for r in records if r[:1] == bytes((FRAME,)) and r[1] & 0x03)
+        commit_us = statistics.median(t[0] for t in absolute[name]) * 1e6
+        load_ms = statistics.median(t[1] for t in absolute[name]) * 1e3
         print(
-            f"{name:<16} {stored / plain_bytes:6.3f} {compressed / len(records):10.0%} "
-            f"{statistics.median(commit[name]):10.2f}x {statistics.median(load[name]):12.2f}x"
+            f"{name:<16} {stored / plain_bytes:6.3f} {compressed / len(records):10.0%}   "
+            f"{commit_us:6.0f} us {statistics.median(commit[name]):9.2f}x   "
+            f"{load_ms:5.1f} ms {statistics.median(load[name]):6.2f}x"
         )
-    plain_commit = statistics.median(_commit_batch(stores["plain"], "p", events[:10]) for _ in range(50))
-    plain_load = statistics.median(_refresh(stores["plain"], "sized") for _ in range(5))
-    print(
-        f"plain: commit of 10 events {plain_commit * 1e6:.0f} us, refresh of 1000 {plain_load * 1e3:.1f} ms"
-    )
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 import uuid
 import zlib
+from decimal import Decimal
 from typing import Any
 
 import msgpack
@@ -16,11 +18,11 @@ from kvsourcing import open_store
 from kvsourcing.codecs import JsonCodec
 from kvsourcing.crypto import AesGcmCipher
 from kvsourcing.errors import ConfigurationError, EncodingError
-from kvsourcing.mapper import FRAME
+from kvsourcing.mapper import FRAME, MIN_COMPRESSIBLE
 from kvsourcing.stores import memory
 from kvsourcing.stores.keyvalue import Commit, FeedConsumer, KeyValueStore
 from kvsourcing.testing import FeedSuite, StoreSuite
-from kvsourcing.testing.domain import Counter, Incremented, Renamed, registry
+from kvsourcing.testing.domain import Audited, Counter, Detail, Incremented, Renamed, registry
 from kvsourcing.testing.feed_suite import Recorder
 
 KEY_1, KEY_2 = os.urandom(32), os.urandom(16)
@@ -112,10 +114,15 @@ def _records(store: KeyValueStore, key: str) -> list[bytes]:
 
 def test_frame_flags_and_records_that_do_not_shrink() -> None:
     store = memory.new_store(compression="zlib")
-    _write(store, "k", Incremented(1), Renamed("a" * 500))
-    small, large = _records(store, "k")
+    noise = Audited(
+        uuid.uuid4(), Detail(dt.datetime.now(dt.UTC), Decimal("1.5")), dt.date.today(), os.urandom(300)
+    )
+    _write(store, "k", Incremented(1), Renamed("a" * 500), noise)
+    small, large, random_bytes = _records(store, "k")
     assert small[:2] == bytes((FRAME, 0)) and msgpack.unpackb(small[2:])[0] == "Incremented"
     assert large[:2] == bytes((FRAME, 1)) and len(large) < 100
+    assert random_bytes[:2] == bytes((FRAME, 0)) and noise.blob in random_bytes, "did not shrink: kept as is"
+    assert len(random_bytes) > MIN_COMPRESSIBLE and _read(store, "k").audits == [noise]
     assert msgpack.unpackb(zlib.decompress(large[2:]))[1] == {"name": "a" * 500}
     encrypted = memory.new_store(compression="zlib", cipher=AesGcmCipher(KEY_1))
     _write(encrypted, "k", Incremented(1), Renamed("a" * 500))
