@@ -9,6 +9,7 @@ Decompression is bounded, so a record crafted to expand enormously fails with
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from kvsourcing.errors import ConfigurationError, EncodingError
@@ -83,7 +84,11 @@ class ZstdCompressor:
             raise EncodingError(f"stored record is not valid zstd data (or expands too far): {exc}") from exc
 
 
-_FACTORIES = {"zlib": ZlibCompressor, "zstd": ZstdCompressor}
+_FACTORIES: dict[str, Callable[[], Compressor]] = {"zlib": ZlibCompressor, "zstd": ZstdCompressor}
+_FLAGS: dict[int, Callable[[], Compressor]] = {
+    ZlibCompressor.flag: ZlibCompressor,
+    ZstdCompressor.flag: ZstdCompressor,
+}
 _BY_FLAG: dict[int, Compressor] = {}
 
 
@@ -101,7 +106,7 @@ def compressor_for_flag(flag: int) -> Compressor:
     """The compressor that wrote a record framed with ``flag`` (any store can read any)."""
     found = _BY_FLAG.get(flag)
     if found is None:
-        factory = next((f for f in _FACTORIES.values() if f.flag == flag), None)
+        factory = _FLAGS.get(flag)
         if factory is None:
             raise EncodingError(
                 f"stored record uses compression #{flag}, which this kvsourcing does not know; "

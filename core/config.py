@@ -106,7 +106,9 @@ def open_store(url: str | None = None, **options: Any) -> EventStore:
     if options.get("cipher") is None:  # encryption at rest from the environment (kvsourcing.crypto)
         from kvsourcing.crypto import cipher_from_environment
 
-        options["cipher"] = cipher_from_environment()
+        cipher = cipher_from_environment()
+        if cipher is not None:
+            options["cipher"] = cipher
     module_name, extra = _SCHEMES[scheme]
     try:
         module = importlib.import_module(module_name)

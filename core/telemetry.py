@@ -75,7 +75,7 @@ class _Instruments:
         try:
             own_version = version("kvsourcing")
         except PackageNotFoundError:
-            own_version = None
+            own_version = "0+unknown"
         self.tracer = _trace.get_tracer("kvsourcing", own_version)
         meter = _metrics.get_meter("kvsourcing", own_version)
         self.commit_duration = _histogram(meter, "kvsourcing.commit.duration", "Duration of commits", "s")

@@ -17,12 +17,12 @@ from typing import Protocol, runtime_checkable
 from kvsourcing.errors import ConcurrencyFault, ConfigurationError, EncodingError
 from kvsourcing.keys import validate_key
 from kvsourcing.mapper import EVENT, SNAPSHOT
-from kvsourcing.stores.keyvalue.driver import Snapshot
+from kvsourcing.stores.keyvalue.driver import Driver, Snapshot
 from kvsourcing.stores.keyvalue.store import KeyValueStore
 
 
 @runtime_checkable
-class RewritingDriver(Protocol):
+class RewritingDriver(Driver, Protocol):
     """A driver with the optional ``rewrite`` primitive (see ``MemoryDriver.rewrite``)."""
 
     def rewrite(
