@@ -18,9 +18,10 @@ once an application sets a provider, every call emits:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final, TypeVar
 
 from kvsourcing.errors import ConcurrencyFault
@@ -92,53 +93,47 @@ class _Instruments:
             description="Commits refused by a ConcurrencyFault",
         )
 
-    def commit(self, fn: Callable[[Any, Any], None], store: Any, writer: Any) -> None:
-        key = writer.get_key()
-        committed, events = writer.get_uncommitted_events()
-        system = system_name(store.driver)
-        attributes = {SYSTEM: system, EVENTS: len(events), SEQUENCE: committed + len(events)}
-        if isinstance(key, str):
+    @contextlib.contextmanager
+    def _operation(
+        self, name: str, duration: Any, system: str, key: object, attributes: dict[str, str | int]
+    ) -> Iterator[Any]:
+        """A CLIENT span and its duration; a failure is recorded on both, and a
+        ``ConcurrencyFault`` also counted."""
+        attributes[SYSTEM] = system
+        if isinstance(key, str):  # an invalid key fails inside, on the span
             attributes[KEY] = key
         start = time.perf_counter()
         with self.tracer.start_as_current_span(
-            "kvsourcing.commit", kind=_trace.SpanKind.CLIENT, attributes=attributes
+            name, kind=_trace.SpanKind.CLIENT, attributes=attributes
         ) as span:
             try:
-                fn(store, writer)
+                yield span
             except BaseException as exc:
-                failed = {SYSTEM: system, ERROR_TYPE: _error_type(exc)}
-                span.set_attribute(ERROR_TYPE, failed[ERROR_TYPE])
-                self.commit_duration.record(time.perf_counter() - start, failed)
+                span.set_attribute(ERROR_TYPE, _error_type(exc))
+                duration.record(time.perf_counter() - start, {SYSTEM: system, ERROR_TYPE: _error_type(exc)})
                 if isinstance(exc, ConcurrencyFault):
                     self.concurrency_faults.add(1, {SYSTEM: system})
                 raise
-        measured = {SYSTEM: system}
-        self.commit_duration.record(time.perf_counter() - start, measured)
+        duration.record(time.perf_counter() - start, {SYSTEM: system})
+
+    def commit(self, fn: Callable[[Any, Any], None], store: Any, writer: Any) -> None:
+        committed, events = writer.get_uncommitted_events()
+        system = system_name(store.driver)
+        sequence = committed + len(events)
+        attributes: dict[str, str | int] = {EVENTS: len(events), SEQUENCE: sequence}
+        with self._operation("kvsourcing.commit", self.commit_duration, system, writer.get_key(), attributes):
+            fn(store, writer)
         if events:
-            self.events_committed.add(len(events), measured)
+            self.events_committed.add(len(events), {SYSTEM: system})
 
     def refresh(self, fn: Callable[[Any, Any], None], store: Any, reader: Any) -> None:
-        key = reader.get_key()
         before = reader.sequence_number()
         system = system_name(store.driver)
-        attributes: dict[str, str | int] = {SYSTEM: system}
-        if isinstance(key, str):
-            attributes[KEY] = key
-        start = time.perf_counter()
-        with self.tracer.start_as_current_span(
-            "kvsourcing.refresh", kind=_trace.SpanKind.CLIENT, attributes=attributes
-        ) as span:
-            try:
-                fn(store, reader)
-            except BaseException as exc:
-                span.set_attribute(ERROR_TYPE, _error_type(exc))
-                self.refresh_duration.record(
-                    time.perf_counter() - start, {SYSTEM: system, ERROR_TYPE: _error_type(exc)}
-                )
-                raise
+        key = reader.get_key()
+        with self._operation("kvsourcing.refresh", self.refresh_duration, system, key, {}) as span:
+            fn(store, reader)
             after = reader.sequence_number()
             span.set_attributes({SEQUENCE: after, EVENTS: after - before})
-        self.refresh_duration.record(time.perf_counter() - start, {SYSTEM: system})
 
     def deliver(self, fn: Callable[[Any, Any], bool], consumer: Any, entry: Any) -> bool:
         system = system_name(consumer._driver)

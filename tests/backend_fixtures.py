@@ -17,6 +17,24 @@ import pytest
 
 from kvsourcing.stores import memory
 from kvsourcing.stores.keyvalue import KeyValueStore
+from kvsourcing.testing.domain import Counter
+
+
+def write(store: KeyValueStore, key: str, *events: Any) -> Counter:
+    """Commit ``events`` to the counter ``key`` in one commit, after a refresh."""
+    counter = Counter(key, store)
+    counter.refresh()
+    for event in events:
+        counter.apply_event(event)
+    counter.commit()
+    return counter
+
+
+def read(store: KeyValueStore, key: str) -> Counter:
+    """The counter ``key`` as ``store`` loads it."""
+    counter = Counter(key, store)
+    counter.refresh()
+    return counter
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from backend_fixtures import Backend
+from backend_fixtures import Backend, read, write
 
 from kvsourcing import open_store
 from kvsourcing.codecs import JsonCodec
@@ -22,25 +22,10 @@ from kvsourcing.mapper import FRAME, MIN_COMPRESSIBLE
 from kvsourcing.stores import memory
 from kvsourcing.stores.keyvalue import Commit, FeedConsumer, KeyValueStore
 from kvsourcing.testing import FeedSuite, StoreSuite
-from kvsourcing.testing.domain import Audited, Counter, Detail, Incremented, Renamed, registry
+from kvsourcing.testing.domain import Audited, Detail, Incremented, Renamed, registry
 from kvsourcing.testing.feed_suite import Recorder
 
 KEY_1, KEY_2 = os.urandom(32), os.urandom(16)
-
-
-def _write(store: KeyValueStore, key: str, *events: Any) -> Counter:
-    counter = Counter(key, store)
-    counter.refresh()
-    for event in events:
-        counter.apply_event(event)
-    counter.commit()
-    return counter
-
-
-def _read(store: KeyValueStore, key: str) -> Counter:
-    counter = Counter(key, store)
-    counter.refresh()
-    return counter
 
 
 def _drain(store: KeyValueStore, prefix: str, count: int) -> list[tuple[str, int, Any]]:
@@ -59,10 +44,10 @@ def test_no_plaintext_of_an_event_anywhere_in_the_backend_feed_included(backend:
     secret, control = f"SECRET-{uuid.uuid4().hex}", f"CONTROL-{uuid.uuid4().hex}"
     prefix = f"rest-{uuid.uuid4().hex[:8]}-"
     sealed = backend.open(snapshot_interval=2, compression="zlib", cipher=AesGcmCipher(KEY_1))
-    _write(sealed, f"{prefix}a", Renamed(secret), Incremented(2), Renamed(secret * 3))
-    _write(backend.open(snapshot_interval=2), f"{prefix}b", Renamed(control), Incremented(1))
+    write(sealed, f"{prefix}a", Renamed(secret), Incremented(2), Renamed(secret * 3))
+    write(backend.open(snapshot_interval=2), f"{prefix}b", Renamed(control), Incremented(1))
 
-    reader = _read(sealed, f"{prefix}a")
+    reader = read(sealed, f"{prefix}a")
     assert (reader.name, reader.count, reader.sequence_number()) == (secret * 3, 2, 3)
     seen = _drain(sealed, prefix, 5)
     names = {(key, seq): getattr(event, "name", None) for key, seq, event in seen}
@@ -76,12 +61,12 @@ def test_no_plaintext_of_an_event_anywhere_in_the_backend_feed_included(backend:
 
 def test_old_records_stay_readable_and_keys_rotate(backend: Backend) -> None:
     key = f"rotate-{uuid.uuid4().hex[:8]}"
-    _write(backend.open(), key, Renamed("plain"), Incremented(1))
-    _write(backend.open(compression="zstd"), key, Incremented(2), Renamed("z" * 300))
-    _write(backend.open(cipher=AesGcmCipher(KEY_1), snapshot_interval=3), key, Incremented(3))
+    write(backend.open(), key, Renamed("plain"), Incremented(1))
+    write(backend.open(compression="zstd"), key, Incremented(2), Renamed("z" * 300))
+    write(backend.open(cipher=AesGcmCipher(KEY_1), snapshot_interval=3), key, Incremented(3))
     rotated = backend.open(cipher=AesGcmCipher(KEY_2, KEY_1))
-    _write(rotated, key, Incremented(4))
-    assert (_read(rotated, key).count, _read(rotated, key).sequence_number()) == (10, 6)
+    write(rotated, key, Incremented(4))
+    assert (read(rotated, key).count, read(rotated, key).sequence_number()) == (10, 6)
     assert [e.sequence for e in rotated.read_events(key)] == [1, 2, 3, 4, 5, 6]
 
     with pytest.raises(EncodingError, match=r"at sequence 5: .*encrypted; open the store with cipher="):
@@ -117,15 +102,15 @@ def test_frame_flags_and_records_that_do_not_shrink() -> None:
     noise = Audited(
         uuid.uuid4(), Detail(dt.datetime.now(dt.UTC), Decimal("1.5")), dt.date.today(), os.urandom(300)
     )
-    _write(store, "k", Incremented(1), Renamed("a" * 500), noise)
+    write(store, "k", Incremented(1), Renamed("a" * 500), noise)
     small, large, random_bytes = _records(store, "k")
     assert small[:2] == bytes((FRAME, 0)) and msgpack.unpackb(small[2:])[0] == "Incremented"
     assert large[:2] == bytes((FRAME, 1)) and len(large) < 100
     assert random_bytes[:2] == bytes((FRAME, 0)) and noise.blob in random_bytes, "did not shrink: kept as is"
-    assert len(random_bytes) > MIN_COMPRESSIBLE and _read(store, "k").audits == [noise]
+    assert len(random_bytes) > MIN_COMPRESSIBLE and read(store, "k").audits == [noise]
     assert msgpack.unpackb(zlib.decompress(large[2:]))[1] == {"name": "a" * 500}
     encrypted = memory.new_store(compression="zlib", cipher=AesGcmCipher(KEY_1))
-    _write(encrypted, "k", Incremented(1), Renamed("a" * 500))
+    write(encrypted, "k", Incremented(1), Renamed("a" * 500))
     assert [r[:2] for r in _records(encrypted, "k")] == [bytes((FRAME, 0x10)), bytes((FRAME, 0x11))]
 
 
@@ -135,22 +120,22 @@ def test_no_record_of_the_builtin_codecs_starts_with_the_frame_byte() -> None:
     with pytest.raises(UnicodeDecodeError):
         bytes((FRAME,)).decode("utf-8")
     plain = memory.new_store(codec=JsonCodec())
-    _write(plain, "k", Incremented(1))
+    write(plain, "k", Incremented(1))
     assert _records(plain, "k")[0][:1] == b"["
 
 
 def test_a_store_without_options_reads_compressed_records() -> None:
     driver = memory.MemoryDriver()
-    _write(KeyValueStore(driver, compression="zlib", snapshot_interval=1), "k", Renamed("b" * 400))
+    write(KeyValueStore(driver, compression="zlib", snapshot_interval=1), "k", Renamed("b" * 400))
     plain = KeyValueStore(driver)
-    assert _read(plain, "k").name == "b" * 400
+    assert read(plain, "k").name == "b" * 400
     assert plain.read_snapshot("k") == (1, {"count": 0, "name": "b" * 400, "audits": []})
 
 
 def _sealed_store() -> KeyValueStore:
     store = memory.new_store(cipher=AesGcmCipher(KEY_1), snapshot_interval=2)
-    _write(store, "a", Renamed("alpha"), Incremented(1))
-    _write(store, "b", Renamed("beta"), Incremented(5))
+    write(store, "a", Renamed("alpha"), Incremented(1))
+    write(store, "b", Renamed("beta"), Incremented(5))
     return store
 
 
@@ -183,7 +168,7 @@ def test_tampered_moved_or_foreign_records_raise_encoding_error(forge: Any) -> N
     with pytest.raises(EncodingError, match="cannot read 'a' at sequence"):
         reader.read_events("a")
     with pytest.raises(EncodingError):
-        _read(reader, "a")
+        read(reader, "a")
 
 
 def test_a_snapshot_moved_to_another_aggregate_or_sequence_raises() -> None:
@@ -192,11 +177,11 @@ def test_a_snapshot_moved_to_another_aggregate_or_sequence_raises() -> None:
     driver._snapshots["b"] = driver._snapshots["a"]
     with pytest.raises(EncodingError, match="cannot read 'b' at sequence 2"):
         store.read_snapshot("b")
-    _write(store, "c", Incremented(1), Incremented(1))
-    _write(store, "c", Incremented(1), Incremented(1))
+    write(store, "c", Incremented(1), Incremented(1))
+    write(store, "c", Incremented(1), Incremented(1))
     driver._snapshots["c"] = type(driver._snapshots["c"])(2, driver._snapshots["c"].state)
     with pytest.raises(EncodingError):
-        _read(store, "c")
+        read(store, "c")
 
 
 def test_a_record_that_would_expand_enormously_is_refused() -> None:
@@ -211,7 +196,7 @@ def test_open_store_reads_the_cipher_key_from_the_environment(monkeypatch: pytes
     keys = f"{base64.b64encode(KEY_2).decode()}, {base64.b64encode(KEY_1).decode()}"
     monkeypatch.setenv("KVSOURCING_CIPHER_KEY", keys)
     store = open_store("memory://?compression=zlib")
-    _write(store, "k", Renamed("c" * 200))
+    write(store, "k", Renamed("c" * 200))
     (record,) = _records(store, "k")
     assert record[:2] == bytes((FRAME, 0x11))
     assert AesGcmCipher(KEY_2).is_current(record[2:])
@@ -243,9 +228,9 @@ def test_compression_in_the_url_of_every_scheme(redis_server: Any, moto_client: 
     ]
     for store in stores:
         key = f"url-{uuid.uuid4().hex[:8]}"
-        _write(store, key, Renamed("d" * 300))
+        write(store, key, Renamed("d" * 300))
         assert _records(store, key)[0][:2] == bytes((FRAME, 2))
-        assert _read(store, key).name == "d" * 300
+        assert read(store, key).name == "d" * 300
         store.close()
 
 

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 import pytest
+from backend_fixtures import write
 
 from kvsourcing.cli import main
 from kvsourcing.crypto import AesGcmCipher
@@ -15,30 +16,22 @@ from kvsourcing.mapper import FRAME
 from kvsourcing.stores import memory
 from kvsourcing.stores.keyvalue import KeyValueStore
 from kvsourcing.stores.keyvalue.reencrypt import reencrypt
-from kvsourcing.testing.domain import Counter, Incremented, Renamed
+from kvsourcing.testing.domain import Incremented, Renamed
 
 OLD, NEW = os.urandom(32), os.urandom(32)
 
 
-def _write(store: KeyValueStore, key: str, *events: Any) -> None:
-    counter = Counter(key, store)
-    counter.refresh()
-    for event in events:
-        counter.apply_event(event)
-    counter.commit()
-
-
 def _stream(driver: memory.MemoryDriver) -> KeyValueStore:
     """Records 1-2 plaintext, 3-4 under OLD (snapshot at 4), 5 under NEW."""
-    _write(KeyValueStore(driver), "k", Renamed("plain"), Incremented(1))
-    _write(
+    write(KeyValueStore(driver), "k", Renamed("plain"), Incremented(1))
+    write(
         KeyValueStore(driver, cipher=AesGcmCipher(OLD), snapshot_interval=4),
         "k",
         Incremented(2),
         Incremented(3),
     )
     store = KeyValueStore(driver, cipher=AesGcmCipher(NEW, OLD), compression="zlib")
-    _write(store, "k", Renamed("n" * 200))
+    write(store, "k", Renamed("n" * 200))
     return store
 
 
@@ -64,7 +57,7 @@ class _RacedDriver(memory.MemoryDriver):
     def rewrite(self, key: str, expected_head: int, records: Any, snapshot: Any = None) -> int | None:
         if self.races:
             self.races -= 1
-            _write(KeyValueStore(self, cipher=AesGcmCipher(OLD, NEW)), key, Incremented(100))
+            write(KeyValueStore(self, cipher=AesGcmCipher(OLD, NEW)), key, Incremented(100))
         return super().rewrite(key, expected_head, records, snapshot)
 
 
