@@ -8,6 +8,7 @@ Decompression is bounded, so a record crafted to expand enormously fails with
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Callable
 from typing import Any, Final, Protocol
@@ -58,7 +59,11 @@ class ZlibCompressor:
 
 
 class ZstdCompressor:
-    """Zstandard at level 3: faster than zlib, and usually smaller (``pip install 'kvsourcing[zstd]'``)."""
+    """Zstandard at level 3: faster than zlib, and usually smaller (``pip install 'kvsourcing[zstd]'``).
+
+    zstandard's (de)compressor objects must not be used by two threads at once, and a store
+    serves many: each thread gets its own pair.
+    """
 
     name = "zstd"
     flag = 2
@@ -71,15 +76,20 @@ class ZstdCompressor:
                 "compression='zstd' needs the zstandard package: pip install 'kvsourcing[zstd]'"
             ) from None
         self._zstd: Any = zstandard
-        self._compressor = zstandard.ZstdCompressor(level=3)
-        self._decompressor = zstandard.ZstdDecompressor()
+        self._local = threading.local()
+
+    def _pair(self) -> Any:
+        pair = getattr(self._local, "pair", None)
+        if pair is None:
+            pair = self._local.pair = (self._zstd.ZstdCompressor(level=3), self._zstd.ZstdDecompressor())
+        return pair
 
     def compress(self, data: bytes) -> bytes:
-        return self._compressor.compress(data)
+        return bytes(self._pair()[0].compress(data))
 
     def decompress(self, data: bytes) -> bytes:
         try:
-            return self._decompressor.decompress(data, max_output_size=MAX_EXPANDED)
+            return bytes(self._pair()[1].decompress(data, max_output_size=MAX_EXPANDED))
         except self._zstd.ZstdError as exc:
             raise EncodingError(f"stored record is not valid zstd data (or expands too far): {exc}") from exc
 

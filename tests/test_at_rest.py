@@ -241,3 +241,28 @@ def test_cipher_keys_must_be_aes_sizes() -> None:
     with pytest.raises(ValueError, match="#1"):
         AesGcmCipher(KEY_1, b"x" * 20)
     assert "key ids" in repr(AesGcmCipher(KEY_1)) and KEY_1.hex() not in repr(AesGcmCipher(KEY_1))
+
+
+@pytest.mark.parametrize("compression", ["zlib", "zstd"])
+def test_eight_threads_compress_and_decompress_through_one_store(compression: str) -> None:
+    import threading
+
+    store = memory.new_store(compression=compression, cipher=AesGcmCipher(KEY_1))
+    errors: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        try:
+            for round_ in range(30):
+                key = f"t{index}"
+                write(store, key, Renamed(f"{index}-{round_}-" + "x" * (100 + index * 50)))
+                assert read(store, key).name.startswith(f"{index}-{round_}-")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert all(read(store, f"t{i}").sequence_number() == 30 for i in range(8))
