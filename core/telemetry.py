@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Final, TypeVar
@@ -94,14 +95,10 @@ class _Instruments:
         )
 
     @contextlib.contextmanager
-    def _operation(
-        self, name: str, duration: Any, system: str, key: object, attributes: dict[str, str | int]
-    ) -> Iterator[Any]:
+    def _operation(self, name: str, duration: Any, system: str, attributes: dict[str, Any]) -> Iterator[Any]:
         """A CLIENT span and its duration; a failure is recorded on both, and a
         ``ConcurrencyFault`` also counted."""
         attributes[SYSTEM] = system
-        if isinstance(key, str):  # an invalid key fails inside, on the span
-            attributes[KEY] = key
         start = time.perf_counter()
         with self.tracer.start_as_current_span(
             name, kind=_trace.SpanKind.CLIENT, attributes=attributes
@@ -116,26 +113,47 @@ class _Instruments:
                 raise
         duration.record(time.perf_counter() - start, {SYSTEM: system})
 
-    def commit(self, fn: Callable[[Any, Any], None], store: Any, writer: Any) -> None:
-        committed, events = writer.get_uncommitted_events()
+    @contextlib.contextmanager
+    def commit(self, store: Any, argument: Any) -> Iterator[_Outcome]:
+        """``commit_events(writer)``, or ``commit_together(writers)``: one span for the lot,
+        naming every key and counting every event."""
+        writers = argument if isinstance(argument, list | tuple) else (argument,)
+        attributes: dict[str, Any] = {}
+        total = 0
+        keys = []
+        for writer in writers:
+            committed, events = writer.get_uncommitted_events()
+            total += len(events)
+            key = writer.get_key()
+            if isinstance(key, str):  # an invalid key fails inside, on the span
+                keys.append(key)
+            if len(writers) == 1:
+                attributes[SEQUENCE] = committed + len(events)
+        attributes[EVENTS] = total
+        if keys:
+            attributes[KEY] = keys[0] if len(writers) == 1 else keys
         system = system_name(store.driver)
-        sequence = committed + len(events)
-        attributes: dict[str, str | int] = {EVENTS: len(events), SEQUENCE: sequence}
-        with self._operation("kvsourcing.commit", self.commit_duration, system, writer.get_key(), attributes):
-            fn(store, writer)
-        if events:
-            self.events_committed.add(len(events), {SYSTEM: system})
+        with self._operation("kvsourcing.commit", self.commit_duration, system, attributes):
+            yield _Outcome()
+        if total:
+            self.events_committed.add(total, {SYSTEM: system})
 
-    def refresh(self, fn: Callable[[Any, Any], None], store: Any, reader: Any) -> None:
+    @contextlib.contextmanager
+    def refresh(self, store: Any, reader: Any) -> Iterator[_Outcome]:
         before = reader.sequence_number()
-        system = system_name(store.driver)
         key = reader.get_key()
-        with self._operation("kvsourcing.refresh", self.refresh_duration, system, key, {}) as span:
-            fn(store, reader)
+        attributes: dict[str, Any] = {KEY: key} if isinstance(key, str) else {}
+        with self._operation(
+            "kvsourcing.refresh", self.refresh_duration, system_name(store.driver), attributes
+        ) as span:
+            yield _Outcome()
             after = reader.sequence_number()
             span.set_attributes({SEQUENCE: after, EVENTS: after - before})
 
-    def deliver(self, fn: Callable[[Any, Any], bool], consumer: Any, entry: Any) -> bool:
+    @contextlib.contextmanager
+    def deliver(self, consumer: Any, entry: Any) -> Iterator[_Outcome]:
+        """One feed entry handed to a consumer's handlers; the outcome is whether they all
+        took it (a handler that failed leaves an error status: the entry comes again)."""
         system = system_name(consumer._driver)
         count = len(entry.records)
         attributes = {
@@ -145,17 +163,26 @@ class _Instruments:
             SEQUENCE: entry.first + count - 1,
             "kvsourcing.consumer": consumer.name,
         }
+        outcome = _Outcome()
         with self.tracer.start_as_current_span(
             "kvsourcing.feed.deliver", kind=_trace.SpanKind.CONSUMER, attributes=attributes
         ) as span:
-            delivered = fn(consumer, entry)
-            if not delivered:
+            yield outcome
+            if not outcome.result:
                 span.set_attribute(ERROR_TYPE, "HandlerFailed")
                 span.set_status(_trace.Status(_trace.StatusCode.ERROR, "a handler failed; will retry"))
         recorded_at = getattr(entry, "recorded_at", None)
-        if delivered and recorded_at is not None:
+        if outcome.result and recorded_at is not None:
             self.feed_lag.record(max(0.0, time.time() - recorded_at), {SYSTEM: system})
-        return delivered
+
+
+class _Outcome:
+    """What the traced call returned, for the context that wraps it."""
+
+    __slots__ = ("result",)
+
+    def __init__(self) -> None:
+        self.result: Any = None
 
 
 def _histogram(meter: Any, name: str, description: str, unit: str) -> Any:
@@ -191,20 +218,40 @@ if _trace is not None:
 
 
 def _traced(method: str) -> Callable[[F], F]:
+    """A decorator of ``fn(subject, argument)``, a function or a coroutine function, that runs
+    it inside ``_Instruments.<method>(subject, argument)`` once a provider is set."""
+
     def decorate(fn: F) -> F:
         if _trace is None:
             return fn
 
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def traced_async(subject: Any, argument: Any) -> Any:
+                live = _live
+                if live is None:
+                    if _trace._TRACER_PROVIDER is None and _metrics_internal._METER_PROVIDER is None:
+                        return await fn(subject, argument)
+                    live = _activate()
+                with getattr(live, method)(subject, argument) as outcome:
+                    outcome.result = await fn(subject, argument)
+                return outcome.result
+
+            return traced_async  # type: ignore[return-value]
+
         @functools.wraps(fn)
         def traced(subject: Any, argument: Any) -> Any:
-            instruments = _live
-            if instruments is None:
+            live = _live
+            if live is None:
                 # No provider set yet? The API's two globals, read directly: its public
                 # getters look the environment up on every call, too slow for a commit.
                 if _trace._TRACER_PROVIDER is None and _metrics_internal._METER_PROVIDER is None:
                     return fn(subject, argument)
-                instruments = _activate()
-            return getattr(instruments, method)(fn, subject, argument)
+                live = _activate()
+            with getattr(live, method)(subject, argument) as outcome:
+                outcome.result = fn(subject, argument)
+            return outcome.result
 
         return traced  # type: ignore[return-value]
 
@@ -212,8 +259,10 @@ def _traced(method: str) -> Callable[[F], F]:
 
 
 traced_commit = _traced("commit")
-"""Decorates ``commit_events(store, writer)``: the ``kvsourcing.commit`` span and metrics."""
+"""Decorates ``commit_events(store, writer)`` or ``commit_together(store, writers)`` (sync or
+async): the ``kvsourcing.commit`` span and the commit metrics."""
 traced_refresh = _traced("refresh")
-"""Decorates ``refresh(store, reader)``: the ``kvsourcing.refresh`` span and its duration."""
+"""Decorates ``refresh(store, reader)`` (sync or async): the ``kvsourcing.refresh`` span and its duration."""
 traced_delivery = _traced("deliver")
-"""Decorates a consumer's ``deliver(consumer, entry)``: ``kvsourcing.feed.deliver`` and the feed lag."""
+"""Decorates a consumer's ``deliver(consumer, entry) -> bool`` (sync or async):
+``kvsourcing.feed.deliver`` and the feed lag."""

@@ -3,6 +3,7 @@ exporter and metric reader; and nothing at all without the API, or without a pro
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -24,7 +25,9 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import StatusCode
 
 from kvsourcing.errors import ConcurrencyFault, DirtyAggregateError
-from kvsourcing.stores.keyvalue import FeedConsumer
+from kvsourcing.stores import memory
+from kvsourcing.stores.keyvalue import FeedConsumer, KeyValueStore
+from kvsourcing.telemetry import traced_commit, traced_refresh
 from kvsourcing.testing.domain import Counter, Incremented, registry
 
 SYSTEMS = {"memory": "memory", "redis": "redis", "dynamodb": "aws.dynamodb"}
@@ -264,3 +267,53 @@ def test_with_the_api_but_no_provider_nothing_is_made_until_one_is_set() -> None
         """
     )
     assert out.strip() == "['kvsourcing.commit']"
+
+
+class _Together:
+    """A store's ``commit_together`` and coroutine methods, decorated as a store's own are."""
+
+    def __init__(self, store: KeyValueStore) -> None:
+        self.store, self.driver = store, store.driver
+
+    @traced_commit
+    def commit_together(self, writers: list[Counter]) -> None:
+        for writer in writers:
+            KeyValueStore.commit_events.__wrapped__(self.store, writer)  # type: ignore[attr-defined]
+
+    @traced_commit
+    async def acommit(self, writer: Counter) -> None:
+        KeyValueStore.commit_events.__wrapped__(self.store, writer)  # type: ignore[attr-defined]
+
+    @traced_refresh
+    async def arefresh(self, reader: Counter) -> None:
+        KeyValueStore.refresh.__wrapped__(self.store, reader)  # type: ignore[attr-defined]
+
+
+def test_commit_together_and_coroutines_are_traced_too(telemetry: Telemetry) -> None:
+    store = memory.new_store()
+    together = _Together(store)
+    first, second = Counter("t-1", store), Counter("t-2", store)
+    first.apply_event(Incremented(1))
+    second.apply_event(Incremented(1))
+    second.apply_event(Incremented(1))
+    before = telemetry.metric("kvsourcing.events.committed", **{"db.system.name": "memory"})[0]
+    together.commit_together([first, second])
+    (span,) = telemetry.finished("kvsourcing.commit")
+    assert dict(span.attributes or {}) == {
+        "db.system.name": "memory",
+        "kvsourcing.aggregate.key": ("t-1", "t-2"),
+        "kvsourcing.events": 3,
+    }
+    assert telemetry.metric("kvsourcing.events.committed", **{"db.system.name": "memory"})[0] - before == 3
+
+    stale = Counter("t-1", store)
+    stale.apply_event(Incremented(5))
+    with pytest.raises(ConcurrencyFault):
+        asyncio.run(together.acommit(stale))  # at 0 while the store holds 1
+    failed = telemetry.finished("kvsourcing.commit")[-1]
+    assert failed.status.status_code == StatusCode.ERROR
+    assert (failed.attributes or {})["kvsourcing.aggregate.key"] == "t-1"
+    reader = Counter("t-2", store)
+    asyncio.run(together.arefresh(reader))
+    (refresh,) = telemetry.finished("kvsourcing.refresh")
+    assert (refresh.attributes or {})["kvsourcing.sequence"] == 2 and reader.count == 2
