@@ -117,21 +117,7 @@ class _Instruments:
     def commit(self, store: Any, argument: Any) -> Iterator[_Outcome]:
         """``commit_events(writer)``, or ``commit_together(writers)``: one span for the lot,
         naming every key and counting every event."""
-        writers = argument if isinstance(argument, list | tuple) else (argument,)
-        attributes: dict[str, Any] = {}
-        total = 0
-        keys = []
-        for writer in writers:
-            committed, events = writer.get_uncommitted_events()
-            total += len(events)
-            key = writer.get_key()
-            if isinstance(key, str):  # an invalid key fails inside, on the span
-                keys.append(key)
-            if len(writers) == 1:
-                attributes[SEQUENCE] = committed + len(events)
-        attributes[EVENTS] = total
-        if keys:
-            attributes[KEY] = keys[0] if len(writers) == 1 else keys
+        attributes, total = _commit_attributes(argument)
         system = system_name(store.driver)
         with self._operation("kvsourcing.commit", self.commit_duration, system, attributes):
             yield _Outcome()
@@ -140,15 +126,16 @@ class _Instruments:
 
     @contextlib.contextmanager
     def refresh(self, store: Any, reader: Any) -> Iterator[_Outcome]:
-        before = reader.sequence_number()
-        key = reader.get_key()
+        before = getattr(reader, "sequence_number", lambda: None)()
+        key = getattr(reader, "get_key", lambda: None)()
         attributes: dict[str, Any] = {KEY: key} if isinstance(key, str) else {}
         with self._operation(
             "kvsourcing.refresh", self.refresh_duration, system_name(store.driver), attributes
         ) as span:
             yield _Outcome()
             after = reader.sequence_number()
-            span.set_attributes({SEQUENCE: after, EVENTS: after - before})
+            if isinstance(before, int) and isinstance(after, int):
+                span.set_attributes({SEQUENCE: after, EVENTS: after - before})
 
     @contextlib.contextmanager
     def deliver(self, consumer: Any, entry: Any) -> Iterator[_Outcome]:
@@ -174,6 +161,34 @@ class _Instruments:
         recorded_at = getattr(entry, "recorded_at", None)
         if outcome.result and recorded_at is not None:
             self.feed_lag.record(max(0.0, time.time() - recorded_at), {SYSTEM: system})
+
+
+def _commit_attributes(argument: Any) -> tuple[dict[str, Any], int]:
+    """The span attributes of a commit of one writer or a list of them, and its event count.
+    What the store will refuse (a bad key, a writer that is not one) is left to the store,
+    inside the span: telemetry never fails an operation in its place."""
+    single = hasattr(argument, "get_uncommitted_events")
+    if not single and not isinstance(argument, list | tuple):
+        return {}, 0  # say an iterator: reading it here would leave nothing to commit
+    writers = (argument,) if single else argument
+    attributes: dict[str, Any] = {}
+    total = 0
+    keys = []
+    try:
+        for writer in writers:
+            committed, events = writer.get_uncommitted_events()
+            total += len(events)
+            key = writer.get_key()
+            if isinstance(key, str):
+                keys.append(key)
+            if single:
+                attributes[SEQUENCE] = committed + len(events)
+    except Exception:
+        return {}, 0
+    attributes[EVENTS] = total
+    if keys:
+        attributes[KEY] = keys[0] if single else keys
+    return attributes, total
 
 
 class _Outcome:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import pytest
-from backend_fixtures import Backend
+from backend_fixtures import Backend, read
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -306,6 +306,12 @@ def test_commit_together_and_coroutines_are_traced_too(telemetry: Telemetry) -> 
     }
     assert telemetry.metric("kvsourcing.events.committed", **{"db.system.name": "memory"})[0] - before == 3
 
+    third = Counter("t-3", store)
+    third.apply_event(Incremented(1))
+    together.commit_together(writer for writer in [third])  # type: ignore[arg-type]
+    assert Counter("t-3", store).sequence_number() == 0 and read(store, "t-3").count == 1
+    assert dict(telemetry.finished("kvsourcing.commit")[-1].attributes or {}) == {"db.system.name": "memory"}
+
     stale = Counter("t-1", store)
     stale.apply_event(Incremented(5))
     with pytest.raises(ConcurrencyFault):
@@ -315,5 +321,6 @@ def test_commit_together_and_coroutines_are_traced_too(telemetry: Telemetry) -> 
     assert (failed.attributes or {})["kvsourcing.aggregate.key"] == "t-1"
     reader = Counter("t-2", store)
     asyncio.run(together.arefresh(reader))
-    (refresh,) = telemetry.finished("kvsourcing.refresh")
+    refresh = telemetry.finished("kvsourcing.refresh")[-1]
+    assert (refresh.attributes or {})["kvsourcing.aggregate.key"] == "t-2"
     assert (refresh.attributes or {})["kvsourcing.sequence"] == 2 and reader.count == 2
