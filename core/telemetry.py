@@ -14,6 +14,8 @@ once an application sets a provider, every call emits:
   counters ``kvsourcing.events.committed`` and ``kvsourcing.concurrency_faults``, and the
   histogram ``kvsourcing.feed.lag`` (seconds from commit to delivery, for feed entries that
   carry their ``recorded_at``), each with ``db.system.name`` (and ``error.type`` on failures).
+  ``kvsourcing.events.committed`` counts the events of commits that returned without error,
+  so a re-sent commit that the store found already stored counts them again.
 """
 
 from __future__ import annotations
