@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from kvsourcing.aggregate import AggregateBase
-from kvsourcing.config import store_module
+from kvsourcing.config import store_module, with_environment_cipher
 from kvsourcing.retry import Backoff, retry_steps
 from kvsourcing.steps import run_async
 from kvsourcing.together import together_steps
@@ -32,7 +32,7 @@ async def open_store(url: str | None = None, **options: Any) -> AsyncIterator[An
     (``KVSOURCING_STORE`` when ``None``), on the same URLs and options as
     ``kvsourcing.open_store``; closed on the way out."""
     module, url = store_module(url)
-    store = await module.open_async(url, **options)
+    store = await module.open_async(url, **with_environment_cipher(options))
     async with store:
         yield store
 

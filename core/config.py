@@ -138,13 +138,27 @@ def store_module(url: str | None) -> tuple[Any, str]:
         ) from exc
 
 
+def with_environment_cipher(options: dict[str, Any]) -> dict[str, Any]:
+    """``options``, with a ``cipher`` made from ``KVSOURCING_CIPHER_KEY`` when none is given
+    and the variable is set (see ``kvsourcing.crypto``)."""
+    if options.get("cipher") is None and os.environ.get("KVSOURCING_CIPHER_KEY"):
+        from kvsourcing.crypto import cipher_from_environment
+
+        cipher = cipher_from_environment()
+        if cipher is not None:
+            return {**options, "cipher": cipher}
+    return options
+
+
 def open_store(url: str | None = None, **options: Any) -> EventStore:
     """Open the event store that ``url`` names (``url=None`` reads ``KVSOURCING_STORE``).
 
-    Options such as ``snapshot_interval`` and ``codec`` go to the driver's ``new_store``.
-    A malformed URL or a bad option value raises ``ConfigurationError``.
+    Options such as ``snapshot_interval`` and ``codec`` go to the driver's ``new_store``;
+    without ``cipher=``, base64 keys in ``KVSOURCING_CIPHER_KEY`` make one (see
+    ``kvsourcing.crypto``). A malformed URL or a bad option value raises ``ConfigurationError``.
     """
     module, url = store_module(url)
+    options = with_environment_cipher(options)
     try:
         return module.from_url(url, **options)  # type: ignore[no-any-return]
     except ValueError as exc:

@@ -88,7 +88,7 @@ class KeyBackend:
 def memory_backend() -> Iterator[KeyBackend]:
     store = kvsourcing.open_store("memory://")
     driver = store.driver
-    yield KeyBackend(store, lambda: {k: list(v) for k, v in driver._records.items()})
+    yield KeyBackend(store, lambda: {k: list(v.records) for k, v in driver._streams.items()})
     store.close()
 
 
@@ -357,7 +357,7 @@ def payload_store(request: pytest.FixtureRequest) -> Iterator[tuple[str, Any, Ca
     if where == "memory":
         store = kvsourcing.open_store("memory://", codec=codec)
         driver = store.driver
-        yield codec_name, store, lambda: {k: list(v) for k, v in driver._records.items()}
+        yield codec_name, store, lambda: {k: list(v.records) for k, v in driver._streams.items()}
         store.close()
         return
     server: RedisServer = request.getfixturevalue("redis_server")

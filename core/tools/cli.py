@@ -132,6 +132,15 @@ def _cmd_feed_trim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reencrypt(args: argparse.Namespace) -> int:
+    from kvsourcing.stores.keyvalue.reencrypt import reencrypt
+
+    with _open(args) as store:
+        rewritten = reencrypt(store, args.key)
+    print(f"re-encrypted {rewritten} record(s) of {args.key!r} under the newest key")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from kvsourcing.tools import benchmark
 
@@ -267,6 +276,18 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     )
     _store_option(trim)
     trim.set_defaults(run=_cmd_feed_trim)
+
+    reencrypt = commands.add_parser(
+        "reencrypt",
+        help="re-encrypt an aggregate's stream under the newest key",
+        description="Re-encrypt an aggregate's events and snapshot under the newest key of "
+        "$KVSOURCING_CIPHER_KEY (base64 keys, newest first, comma-separated; older ones "
+        "decrypt), safely against concurrent writers. Records stored before encryption was "
+        "turned on are encrypted too. Feed entries keep their bytes.",
+    )
+    reencrypt.add_argument("key", help="the aggregate key")
+    _store_option(reencrypt)
+    reencrypt.set_defaults(run=_cmd_reencrypt)
 
     _add_driver_commands(commands, argv)
     return parser

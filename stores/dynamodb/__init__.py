@@ -29,6 +29,7 @@ from kvsourcing.stores.keyvalue.driver import DEFAULT_COMMIT_ID_TTL
 
 if TYPE_CHECKING:
     from kvsourcing.codecs import Codec
+    from kvsourcing.mapper import Cipher
     from kvsourcing.protocols import EventStore
 
 __all__ = [
@@ -47,8 +48,19 @@ __all__ = [
 
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _URL_EXAMPLE = "dynamodb://my-events?region=eu-west-1&endpoint_url=http://localhost:8000"
-_URL_PARAMETERS = ("region", "endpoint_url")
-_URL_OPTIONS = frozenset({"snapshot_interval", "codec", "client", "buckets", "feed_grace", "commit_id_ttl"})
+_URL_PARAMETERS = ("region", "endpoint_url", "compression")
+_URL_OPTIONS = frozenset(
+    {
+        "snapshot_interval",
+        "codec",
+        "client",
+        "buckets",
+        "feed_grace",
+        "commit_id_ttl",
+        "compression",
+        "cipher",
+    }
+)
 
 
 def _check_table_name(table_name: object) -> str:
@@ -112,6 +124,8 @@ def new_store(
     buckets: int = DEFAULT_BUCKETS,
     feed_grace: float = DEFAULT_FEED_GRACE,
     commit_id_ttl: float | None = DEFAULT_COMMIT_ID_TTL,
+    compression: str | None = None,
+    cipher: Cipher | None = None,
 ) -> EventStore:
     """An event store on DynamoDB table ``table_name`` (see ``create_table``).
 
@@ -120,7 +134,7 @@ def new_store(
     durable feed (every process using the table must pass the same count); ``feed_grace``
     is the age in seconds after which a feed position reserved by a commit that never
     landed is tombstoned by readers; commit ids are kept ``commit_id_ttl`` seconds
-    (``None``: for ever).
+    (``None``: for ever); ``compression`` and ``cipher`` apply to stored records and snapshots.
     """
     from kvsourcing.stores import keyvalue
 
@@ -145,7 +159,9 @@ def new_store(
         if owns_client:
             client.close()
         raise
-    return keyvalue.new_store(driver, codec=codec, snapshot_interval=snapshot_interval)
+    return keyvalue.new_store(
+        driver, codec=codec, snapshot_interval=snapshot_interval, compression=compression, cipher=cipher
+    )
 
 
 def _describe_schema(schema: tuple[tuple[str, str, str], ...]) -> str:
@@ -270,6 +286,8 @@ def from_url(url: str, **options: Any) -> EventStore:
             f"unknown option(s) {', '.join(bad_options)} for the DynamoDB store; "
             f"known: {', '.join(sorted(_URL_OPTIONS))}"
         )
+    if "compression" in params:
+        options = {"compression": params.pop("compression"), **options}
     if options.get("client") is not None and params:
         raise ConfigurationError(
             f"DynamoDB store URL {shown!r} sets {', '.join(params)}, but client= was given too; "

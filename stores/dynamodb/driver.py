@@ -344,6 +344,9 @@ class DynamoDBDriver:
     which ``read_feed`` tombstones a reserved feed position that was never written.
     """
 
+    system_name = "aws.dynamodb"
+    """OpenTelemetry's ``db.system.name`` of this backend."""
+
     def __init__(
         self,
         client: Any,

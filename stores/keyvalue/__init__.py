@@ -1,6 +1,13 @@
 """The generic key-value tablestore base: drivers supply primitives, the base the rest."""
 
-from kvsourcing.stores.keyvalue.base import STORE_OPTIONS, DriverBase, check_options, validate_buckets
+from kvsourcing.stores.keyvalue.base import (
+    STORE_OPTIONS,
+    AsyncDriverBase,
+    DriverBase,
+    check_options,
+    query_options,
+    validate_buckets,
+)
 from kvsourcing.stores.keyvalue.consumer import FeedConsumer, trim_consumed
 from kvsourcing.stores.keyvalue.driver import (
     DEFAULT_COMMIT_ID_TTL,
@@ -27,6 +34,7 @@ __all__ = [
     "ALREADY_STORED",
     "DEFAULT_COMMIT_ID_TTL",
     "STORE_OPTIONS",
+    "AsyncDriverBase",
     "Commit",
     "CommitInfo",
     "Driver",
@@ -45,6 +53,7 @@ __all__ = [
     "hash_tag",
     "new_store",
     "partition_bucket",
+    "query_options",
     "trim_consumed",
     "validate_buckets",
     "validate_commit_id_ttl",

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Self
 from kvsourcing.protocols import StoreLoaderAdapter, StoreWriterAdapter
 from kvsourcing.steps import run_async
 from kvsourcing.stores.keyvalue.store import KeyedEvent, StoreLogic
+from kvsourcing.telemetry import traced_commit, traced_refresh
 
 
 class AsyncKeyValueStore(StoreLogic):
@@ -21,14 +22,17 @@ class AsyncKeyValueStore(StoreLogic):
 
     is_async: ClassVar[bool] = True
 
+    @traced_commit
     async def commit_events(self, writer: StoreWriterAdapter) -> None:
         """Write the writer's new events (and a snapshot when due) in one atomic driver call."""
         await run_async(self.commit_steps((writer,)), self._driver)
 
+    @traced_commit
     async def commit_together(self, writers: Sequence[StoreWriterAdapter]) -> None:
         """See ``StoreLogic.commit_steps``."""
         await run_async(self.commit_steps(writers), self._driver)
 
+    @traced_refresh
     async def refresh(self, reader: StoreLoaderAdapter) -> None:
         """See ``StoreLogic.refresh_steps``."""
         await run_async(self.refresh_steps(reader), self._driver)

@@ -10,10 +10,12 @@ where a driver's client errors are translated, through the driver's ``translate`
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Self
+from urllib.parse import parse_qsl
 
 from kvsourcing.closing import ClosesOnExit
+from kvsourcing.config import redact_url
 from kvsourcing.errors import ConfigurationError, EncodingError, KvSourcingError
 from kvsourcing.stores.keyvalue.records import Commit, Refusal
 
@@ -37,6 +39,38 @@ def check_options(backend: str, options: Mapping[str, Any], own: Iterable[str]) 
             f"{backend} store does not take option(s) {', '.join(sorted(unknown))}; "
             f"it takes {', '.join(sorted(allowed))}"
         )
+
+
+def _flag(text: str) -> bool:
+    if text.lower() not in _FLAGS:
+        raise ValueError(f"expected true or false, not {text!r}")
+    return _FLAGS[text.lower()]
+
+
+_FLAGS = {"true": True, "1": True, "false": False, "0": False}
+
+QUERY_OPTIONS: dict[str, Callable[[str], Any]] = {"snapshot_interval": int, "feed": _flag, "compression": str}
+"""How every store's options are read from a URL's query string (``?feed=false``)."""
+
+
+def query_options(url: str, query: str, own: Mapping[str, Callable[[str], Any]]) -> dict[str, Any]:
+    """The store options in a URL's ``query``: those every store takes and the backend's
+    ``own`` (name to converter); ``ConfigurationError`` for a repeated, unknown or bad one."""
+    converters = {**QUERY_OPTIONS, **own}
+    options: dict[str, Any] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in options:
+            raise ConfigurationError(f"option {name!r} is given twice in {redact_url(url)!r}")
+        if name not in converters:
+            raise ConfigurationError(
+                f"unknown option {name!r} in {redact_url(url)!r}; the query takes "
+                f"{', '.join(sorted(converters))}"
+            )
+        try:
+            options[name] = converters[name](value)
+        except ValueError as exc:
+            raise ConfigurationError(f"bad value for {name} in {redact_url(url)!r}: {exc}") from None
+    return options
 
 
 def corrupt_entry(bucket: int, position: str, err: Exception) -> EncodingError:

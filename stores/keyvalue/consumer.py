@@ -34,6 +34,7 @@ from kvsourcing.protocols import EventHandler, EventRegistry
 from kvsourcing.stores.keyvalue.driver import FeedDriver
 from kvsourcing.stores.keyvalue.records import FeedEntry
 from kvsourcing.stores.keyvalue.store import KeyValueStore, utc
+from kvsourcing.telemetry import traced_delivery
 from kvsourcing.types import EventType
 
 log = logging.getLogger("kvsourcing.consumer")
@@ -229,6 +230,7 @@ class FeedConsumer:
     def _renewal_due(self) -> bool:
         return time.monotonic() - self._renewed > self._lease_seconds / 3
 
+    @traced_delivery
     def _deliver(self, entry: FeedEntry) -> bool:
         for sequence, record in enumerate(entry.records, start=entry.first):
             stored = self._store.decode_record(entry.key, sequence, record)

@@ -26,11 +26,13 @@ from kvsourcing.errors import (
     UnknownEventTypeError,
 )
 from kvsourcing.keys import validate_commit_id, validate_key
+from kvsourcing.mapper import EVENT, PLAIN, SNAPSHOT, Cipher, Mapper
 from kvsourcing.protocols import EventRegistry, StoreLoaderAdapter, StoreWriterAdapter
 from kvsourcing.steps import Call, Steps, run_sync
 from kvsourcing.stores.keyvalue.driver import EventDriver
 from kvsourcing.stores.keyvalue.records import ALREADY_STORED, Commit, require_distinct_keys
 from kvsourcing.structure import public_attributes, unrestorable_attribute
+from kvsourcing.telemetry import traced_commit, traced_refresh
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +55,13 @@ class StoreLogic:
     runs them on a sync driver, ``AsyncKeyValueStore`` awaits them on an async one."""
 
     def __init__(
-        self, driver: EventDriver, *, codec: Codec | None = None, snapshot_interval: int = 0
+        self,
+        driver: EventDriver,
+        *,
+        codec: Codec | None = None,
+        snapshot_interval: int = 0,
+        compression: str | None = None,
+        cipher: Cipher | None = None,
     ) -> None:
         if isinstance(snapshot_interval, bool) or not isinstance(snapshot_interval, int):
             raise TypeError(f"snapshot_interval must be an int, not {type(snapshot_interval).__name__}")
@@ -62,11 +70,17 @@ class StoreLogic:
         self._driver = driver
         self._codec = DEFAULT_CODEC if codec is None else codec
         self._interval = snapshot_interval
+        self._mapper = Mapper(compression, cipher)  # at rest: compress, then encrypt (kvsourcing.mapper)
 
     @property
     def driver(self) -> EventDriver:
         """The driver this store writes through."""
         return self._driver
+
+    @property
+    def mapper(self) -> Mapper:
+        """How this store compresses and encrypts what it stores (``kvsourcing.mapper``)."""
+        return self._mapper
 
     @property
     def snapshot_interval(self) -> int:
@@ -134,9 +148,11 @@ class StoreLogic:
                 )
             items.append([event_type, event, domain])
         try:
-            return encode_all(self._codec, items)
+            records = encode_all(self._codec, items)
         except EncodingError:
             pass
+        else:
+            return self._mapper.wrap_records(key, committed + 1, records) if self._mapper.active else records
         for sequence, (event_type, event, _) in enumerate(items, start=committed + 1):
             try:
                 self._codec.encode(event)
@@ -166,7 +182,7 @@ class StoreLogic:
                 f"'{name}: {cls.__name__}' or '{name}: dict[str, {cls.__name__}]')"
             )
         try:
-            return self._codec.encode(plain)
+            return self._mapper.wrap(key, sequence, SNAPSHOT, self._codec.encode(plain))
         except EncodingError as exc:
             raise EncodingError(
                 f"cannot snapshot {key!r} at sequence {sequence}: {exc} "
@@ -191,7 +207,7 @@ class StoreLogic:
             validate_commit_id(commit_id)
         loaded = yield Call("load", (key, reader.sequence_number()), {"commit_id": commit_id})
         if loaded.snapshot is not None:
-            state = self._decode(key, loaded.snapshot.sequence, loaded.snapshot.state)
+            state = self._read(key, loaded.snapshot.sequence, SNAPSHOT, loaded.snapshot.state)
             reader.restore_snapshot(loaded.snapshot.sequence, state)
         replay_event = reader.replay_event
         for event in self._decode_events(key, loaded.first, loaded.records, reader.get_event_registry()):
@@ -204,6 +220,7 @@ class StoreLogic:
     ) -> list[Any]:
         """The records as ``registry``'s events, every one built before any is replayed:
         in one pass by the codec's ``decode_events`` when it stands for its ``decode``."""
+        records = self._unwrapped(key, first, records)
         decode_events = batch_method(self._codec, "decode", "decode_events")
         if decode_events is not None:
             try:
@@ -213,23 +230,35 @@ class StoreLogic:
         create_event = registry.create_event
         return [
             create_event(event_type, data)
-            for event_type, data, _ in self._decode_records(key, first, records)
+            for event_type, data, _ in self._decode_unwrapped(key, first, records)
         ]
+
+    def _unwrapped(self, key: str, first: int, records: Sequence[bytes]) -> Sequence[bytes]:
+        """The records as the codec wrote them: decrypted and decompressed when the store
+        has a mapper (framed records read by a store without one are unframed one by one)."""
+        return self._mapper.unwrap_records(key, first, records) if self._mapper.active else records
 
     def _decode_records(self, key: str, first: int, records: Sequence[bytes]) -> list[Any]:
         """The records as ``[type, data, domain]`` lists, every one checked before any is used."""
+        return self._decode_unwrapped(key, first, self._unwrapped(key, first, records))
+
+    def _decode_unwrapped(self, key: str, first: int, records: Sequence[bytes]) -> list[Any]:
         try:
             values = decode_all(self._codec, records)
-        except EncodingError:
-            values = [self._decode(key, sequence, record) for sequence, record in enumerate(records, first)]
+        except EncodingError:  # one by one, to name the bad record, or to read framed ones without a mapper
+            values = [
+                self._read(key, sequence, EVENT, record, PLAIN)
+                for sequence, record in enumerate(records, first)
+            ]
         if not all(type(value) is list and len(value) == 3 and type(value[0]) is str for value in values):
             for sequence, value in enumerate(values, first):
                 _check_record(key, sequence, value)
         return values
 
-    def _decode(self, key: str, sequence: int, blob: bytes) -> Any:
+    def _read(self, key: str, sequence: int, kind: bytes, blob: bytes, mapper: Mapper | None = None) -> Any:
+        """Decode a stored record or snapshot, unframed (decompressed, decrypted) by ``mapper``."""
         try:
-            return self._codec.decode(blob)
+            return self._codec.decode((mapper or self._mapper).unwrap(key, sequence, kind, blob))
         except EncodingError as exc:
             raise EncodingError(f"cannot read {key!r} at sequence {sequence}: {exc}") from exc
 
@@ -258,7 +287,7 @@ class StoreLogic:
 
     def decode_record(self, key: str, sequence: int, record: bytes) -> KeyedEvent:
         """A stored record as plain data (its domain in ``KeyedEvent.domain``)."""
-        value = self._decode(key, sequence, record)
+        value = self._read(key, sequence, EVENT, record)
         _check_record(key, sequence, value)
         event_type, data, domain = value
         return KeyedEvent(key, sequence, event_type, data, domain)
@@ -270,20 +299,23 @@ class StoreLogic:
         snapshot = loaded.snapshot
         if snapshot is None:
             return None
-        return snapshot.sequence, self._decode(key, snapshot.sequence, snapshot.state)
+        return snapshot.sequence, self._read(key, snapshot.sequence, SNAPSHOT, snapshot.state)
 
 
 class KeyValueStore(StoreLogic, ClosesOnExit):
     """An ``EventStore`` over a key-value driver; see the module docstring."""
 
+    @traced_commit
     def commit_events(self, writer: StoreWriterAdapter) -> None:
         """Write the writer's new events (and a snapshot when due) in one atomic driver call."""
         run_sync(self.commit_steps((writer,)), self._driver)
 
+    @traced_commit
     def commit_together(self, writers: Sequence[StoreWriterAdapter]) -> None:
         """See ``commit_steps``."""
         run_sync(self.commit_steps(writers), self._driver)
 
+    @traced_refresh
     def refresh(self, reader: StoreLoaderAdapter) -> None:
         """See ``refresh_steps``."""
         run_sync(self.refresh_steps(reader), self._driver)
@@ -316,7 +348,15 @@ def _check_record(key: str, sequence: int, value: Any) -> None:
 
 
 def new_store(
-    driver: EventDriver, *, codec: Codec | None = None, snapshot_interval: int = 0
+    driver: EventDriver,
+    *,
+    codec: Codec | None = None,
+    snapshot_interval: int = 0,
+    compression: str | None = None,
+    cipher: Cipher | None = None,
 ) -> KeyValueStore:
-    """An event store over ``driver``; ``snapshot_interval=N`` snapshots every N events."""
-    return KeyValueStore(driver, codec=codec, snapshot_interval=snapshot_interval)
+    """An event store over ``driver``; ``snapshot_interval=N`` snapshots every N events;
+    ``compression`` (``"zlib"``, ``"zstd"``) and ``cipher`` apply to stored records and snapshots."""
+    return KeyValueStore(
+        driver, codec=codec, snapshot_interval=snapshot_interval, compression=compression, cipher=cipher
+    )

@@ -21,6 +21,7 @@ from kvsourcing.stores.keyvalue import (
     Snapshot,
     check_options,
     partition_bucket,
+    query_options,
     validate_buckets,
 )
 from kvsourcing.stores.keyvalue import new_store as new_keyvalue_store
@@ -157,27 +158,54 @@ class MemoryDriver(DriverBase):
                 self._values[name] = (new, None if ttl is None else time.monotonic() + ttl)
             return True
 
+    def rewrite(
+        self, key: str, expected_head: int, records: Sequence[bytes], snapshot: Snapshot | None = None
+    ) -> int | None:
+        """Optional primitive (``kvsourcing reencrypt``): replace records ``1..expected_head``
+        of ``key`` by ``records`` (the same events, re-encoded), and its snapshot by
+        ``snapshot`` when given, atomically and only if the head is still ``expected_head``
+        and the stored snapshot is at ``snapshot.sequence``. Returns ``None`` when written,
+        else the actual head (nothing written). Feed entries are left as they are."""
+        if len(records) != expected_head:
+            raise ValueError(f"rewrite of {expected_head} records got {len(records)}")
+        with self._lock:
+            stream = self._streams.get(key) or _Stream()
+            if len(stream.records) != expected_head:
+                return len(stream.records)
+            if snapshot is not None and (
+                stream.snapshot is None or stream.snapshot.sequence != snapshot.sequence
+            ):
+                return len(stream.records)
+            stream.records[:] = records
+            if snapshot is not None:
+                stream.snapshot = snapshot
+        return None
+
 
 def new_store(*, buckets: int = DEFAULT_BUCKETS, feed: bool = True, **options: Any) -> KeyValueStore:
     """A new, empty in-memory event store (``buckets`` partitions its feed; ``feed=False``
-    keeps none); the other options (``snapshot_interval``, ``codec``, ...) go to the store."""
+    keeps none); the other options (``snapshot_interval``, ``codec``, ``compression``,
+    ``cipher``) go to the store."""
     check_options("memory", options, ())
     return new_keyvalue_store(MemoryDriver(buckets=buckets, feed=feed), **options)
 
 
-def check_memory_url(url: str) -> None:
-    """Refuse a ``memory://`` URL with a host or path."""
-    if url.rstrip("/").lower() != "memory:":
+def memory_options(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options of a ``memory://`` URL: those of its query (``memory://?compression=zstd``)
+    and ``options`` (which win); ``ConfigurationError`` for a host, a path or a bad option."""
+    base, _, query = url.partition("?")
+    if base.rstrip("/").lower() != "memory:":
         raise ConfigurationError(
             f"memory store URL takes no host or path: got {redact_url(url)!r}, use 'memory://'"
         )
+    merged = {**query_options(url, query, {"buckets": int}), **options}
+    check_options("memory", merged, ("buckets",))
+    return merged
 
 
 def from_url(url: str, **options: Any) -> KeyValueStore:
     """``memory://``: a new, empty in-memory store (options go to ``new_store``)."""
-    check_memory_url(url)
-    check_options("memory", options, ("buckets",))
-    return new_store(**options)
+    return new_store(**memory_options(url, options))
 
 
 class AsyncMemoryDriver:
@@ -230,6 +258,4 @@ def new_async_store(
 
 async def open_async(url: str, **options: Any) -> AsyncKeyValueStore:
     """``memory://`` for ``kvsourcing.aio.open_store``."""
-    check_memory_url(url)
-    check_options("memory", options, ("buckets",))
-    return new_async_store(**options)
+    return new_async_store(**memory_options(url, options))

@@ -36,7 +36,7 @@ EXAMPLES = (
 DEFAULT_PORT = 6379
 # Driver options that may also come from the query string (typed here, not by redis-py).
 INT_QUERY_OPTIONS = ("buckets", "snapshot_interval")
-STR_QUERY_OPTIONS = ("prefix",)
+STR_QUERY_OPTIONS = ("prefix", "compression")
 BOOL_QUERY_OPTIONS = {"true": True, "1": True, "false": False, "0": False}
 """``feed=false`` (or ``0``) in the query string opens a store without a feed."""
 # Connection options a URL can express as text; the rest (objects) belong in code.
