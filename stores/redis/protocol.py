@@ -1,7 +1,8 @@
 """What the Redis driver sends and how it reads the replies, as functions of data (sans-IO).
 
 Each function builds one script call (``ScriptCall``: the script, its KEYS and ARGV) or
-turns a reply into the keyvalue records (``Refusal``, ``Loaded``, ``CommitInfo``). They
+the plain reads of a load (``LoadReads``, sent as one pipeline), or turns replies into
+the keyvalue records (``Refusal``, ``Loaded``, ``CommitInfo``). They
 touch no connection, so the sync driver (``driver``) and an asyncio one run the very same
 requests and read replies the same way.
 """
