@@ -9,7 +9,7 @@ interleaved rounds) and the ratio ours/floor for:
   information, against a floor that keeps a feed too (the same script plus an ``XADD``
   of the key, first sequence and records packed by the client);
 * loads of a 1 000-event aggregate: ``store.refresh`` of a store without snapshots (one
-  pipeline of ``HGET`` + ``LRANGE``, then decode into event objects) against ``LRANGE`` +
+  pipeline of ``HMGET`` + ``LRANGE``, then decode into event objects) against ``LRANGE`` +
   ``msgpack.unpackb`` per element, and, for information, against that floor building the
   same dataclass events; the driver's ``load`` alone is shown against ``LRANGE`` alone;
 * loads with snapshots on (every 100 events) of a 100- and a 10 000-event aggregate

@@ -64,7 +64,7 @@ def test_a_store_without_snapshots_loads_in_one_pipelined_round_trip(
     assert len(round_trips) == 1
     (packet,) = round_trips
     assert b"EVALSHA" not in packet
-    assert packet.index(b"HGET") < packet.index(b"LRANGE")
+    assert packet.index(b"HMGET") < packet.index(b"LRANGE")
     round_trips.clear()
     reader.refresh()
     assert len(round_trips) == 1 and reader.sequence_number() == 3
@@ -83,7 +83,7 @@ def test_a_commit_id_is_checked_in_the_same_round_trip_before_the_records_are_re
     assert again.count == 5
     assert len(round_trips) == 1, "the load said the id is stored: nothing was appended"
     (packet,) = round_trips
-    assert packet.index(b"HGET") < packet.index(b"HEXISTS") < packet.index(b"LRANGE")
+    assert packet.index(b"HMGET") < packet.index(b"HEXISTS") < packet.index(b"LRANGE")
     round_trips.clear()
     assert Counter(key, plain).handle(Increment(1), commit_id="cmd-2") == [Incremented(1)]
     assert len(round_trips) == 2 and b"EVALSHA" in round_trips[1], "a load, then the append"
@@ -184,8 +184,8 @@ def test_the_reads_are_chosen_and_read_as_data() -> None:
     assert alone is not None and alone.commands == (("LRANGE", events, 3, -1),)
     reads = load_reads(layout, "k", 3, **{**options, "commit_id": "c"}, expect_snapshots=False)
     assert reads is not None
-    assert reads.commands == (("HGET", snapshots, "s"), ("HEXISTS", commits, "c"), ("LRANGE", events, 3, -1))
-    assert parse_reads("k", 3, reads, [None, True, [b"r4"]]) == Loaded(None, 4, [b"r4"], True)
-    assert parse_reads("k", 3, reads, [b"3", False, []]) == Loaded(None, 4, [], False)
-    assert parse_reads("k", 3, reads, [b"4", False, []]) is None, "a newer snapshot: the script loads it"
+    assert reads.commands == (("HMGET", snapshots, "s"), ("HEXISTS", commits, "c"), ("LRANGE", events, 3, -1))
+    assert parse_reads("k", 3, reads, [[None], True, [b"r4"]]) == Loaded(None, 4, [b"r4"], True)
+    assert parse_reads("k", 3, reads, [[b"3"], False, []]) == Loaded(None, 4, [], False)
+    assert parse_reads("k", 3, reads, [[b"4"], False, []]) is None, "a newer snapshot: the script loads it"
     assert parse_reads("k", 3, alone, [[b"r4"]]) == Loaded(None, 4, [b"r4"])

@@ -6,7 +6,7 @@ commit's id and head first, then appends the records, writes the snapshots, the 
 metadata and the feed entries, so it writes all or nothing. Each load is one round trip:
 a script call that returns the snapshot, the records after it, whether a commit id is
 stored and, if asked, the commits' metadata; or, for a store that writes no snapshots
-(``snapshot_interval=0``), plain reads in one pipeline (``HGET`` of the snapshot's
+(``snapshot_interval=0``), plain reads in one pipeline (``HMGET`` of the snapshot's
 sequence, ``HEXISTS`` of the commit id, ``LRANGE`` of the records), which cost less than
 passing the records through Lua and are consistent because records only grow
 (``protocol.load_reads``); a snapshot found there (written by another store) is loaded by

@@ -135,7 +135,7 @@ def load_call(
 
 class LoadReads(NamedTuple):
     """A load as plain read commands, sent together (one pipeline, one round trip) and read
-    by ``parse_reads``: ``HGET <snapshots> s`` if ``snapshot``, ``HEXISTS <commits> <id>``
+    by ``parse_reads``: ``HMGET <snapshots> s`` if ``snapshot``, ``HEXISTS <commits> <id>``
     if ``commit_id``, then ``LRANGE <events> after -1``, in that order."""
 
     commands: tuple[tuple[Any, ...], ...]
@@ -155,20 +155,22 @@ def load_reads(
     a state the aggregate had, because its keys only grow: each commit is one script that
     appends its records, adds its id to the commits hash and, with a snapshot at its last
     sequence S, sets the snapshot's ``s`` to S (the list then holds at least S records).
-    ``HGET`` comes first: when it finds no snapshot newer than ``after``, the records the
+    ``HMGET`` comes first: when it finds no snapshot newer than ``after``, the records the
     later ``LRANGE`` returns are the aggregate's records after ``after`` up to its head at
     that moment, and a snapshot written in between only stands for records the load
     returns anyway. ``HEXISTS`` comes before ``LRANGE``: a commit it finds is in the
     records returned. One it misses may land before the ``LRANGE``: its records are then
     returned without ``stored``, and a command re-sent with its id is refused by the append
     script (ids are checked first), as after a load that came before that commit.
+    ``HMGET`` (not ``HGET``), as the load script reads the snapshot: an ACL user allowed
+    the commands the driver and its scripts run (SECURITY.md) needs no other.
     """
     if metadata or (use_snapshot and expect_snapshots):
         return None
     events, snapshots, commits = layout.keys(key)
     commands: list[tuple[Any, ...]] = []
     if use_snapshot:
-        commands.append(("HGET", snapshots, "s"))
+        commands.append(("HMGET", snapshots, "s"))
     if commit_id is not None:
         commands.append(("HEXISTS", commits, commit_id))
     commands.append(("LRANGE", events, after, -1))
@@ -182,7 +184,7 @@ def parse_reads(key: str, after: int, reads: LoadReads, replies: Sequence[Any]) 
     index = 0
     if reads.snapshot:
         index = 1
-        sequence = replies[0]
+        (sequence,) = replies[0]
         if sequence is not None:
             try:
                 newer = int(sequence) > after
