@@ -167,4 +167,4 @@ def from_url(url: str, **options: Any) -> EventStore:
 def expects_snapshots(options: dict[str, Any]) -> bool:
     """Whether the store given ``options`` writes snapshots (a ``snapshot_interval`` other
     than 0), so that its driver loads with the script that reads them."""
-    return options.get("snapshot_interval", 0) != 0
+    return bool(options.get("snapshot_interval", 0) != 0)

@@ -141,10 +141,11 @@ class RedisDriver(RedisFeed):
             return parse_load(key, after, self._run(call))
 
     def _read(self, reads: LoadReads) -> list[Any]:
-        """The replies to ``reads``: one command as it is, several in one pipeline (on a
-        Cluster too: an aggregate's keys share a slot, hence a node)."""
+        """The replies to ``reads``: an ``LRANGE`` alone as it is, several commands in one
+        pipeline (on a Cluster too: an aggregate's keys share a slot, hence a node)."""
         if len(reads.commands) == 1:
-            return [self.client.execute_command(*reads.commands[0])]
+            _, events, start, end = reads.commands[0]
+            return [self.client.lrange(events, start, end)]
         pipeline = self.client.pipeline(transaction=False)
         for command in reads.commands:
             pipeline.execute_command(*command)
