@@ -8,10 +8,10 @@ interleaved rounds) and the ratio ours/floor for:
   check-and-RPUSH script on ``msgpack.packb`` records (the target's floor), and, for
   information, against a floor that keeps a feed too (the same script plus an ``XADD``
   of the key, first sequence and records packed by the client);
-* loads of a 1 000-event aggregate: ``store.refresh`` (one script call + decode into
-  event objects) against ``LRANGE`` + ``msgpack.unpackb`` per element, and, for
-  information, against that floor building the same dataclass events; the driver's
-  ``load`` alone is shown against ``LRANGE`` alone;
+* loads of a 1 000-event aggregate: ``store.refresh`` of a store without snapshots (one
+  pipeline of ``HMGET`` + ``LRANGE``, then decode into event objects) against ``LRANGE`` +
+  ``msgpack.unpackb`` per element, and, for information, against that floor building the
+  same dataclass events; the driver's ``load`` alone is shown against ``LRANGE`` alone;
 * loads with snapshots on (every 100 events) of a 100- and a 10 000-event aggregate
   (the "floor" column is the 100-event load there).
 

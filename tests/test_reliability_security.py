@@ -39,7 +39,8 @@ PASSWORD = f"s3cret/{uuid.uuid4().hex}@:x"  # URL-hostile on purpose
 USER = "shop-app"
 PREFIX = "shop"
 # What the Redis driver sends (stores/redis/driver.py, feed.py): EVALSHA of its scripts,
-# SCRIPT LOAD after NOSCRIPT, LRANGE (load without snapshot), GET (read_value), XREAD/XRANGE
+# SCRIPT LOAD after NOSCRIPT, HMGET/HEXISTS/LRANGE (loads of a store without snapshots: the
+# commands the load script runs), GET (read_value), XREAD/XRANGE
 # (read_feed on a node/a cluster); and what its scripts (stores/redis/scripts.py) call,
 # which Redis checks against the same user.
 ACL_COMMANDS = (

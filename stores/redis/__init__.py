@@ -3,9 +3,14 @@
 Each append is one Lua script call (EVALSHA, falling back to loading the script on
 NOSCRIPT) over every key of its commits, one or several aggregates: it checks each
 commit's id and head first, then appends the records, writes the snapshots, the commits'
-metadata and the feed entries, so it writes all or nothing. Each load is one script call
-that returns the snapshot, the records after it, whether a commit id is stored and, if
-asked, the commits' metadata. Encoding, validation and faults are the keyvalue base's;
+metadata and the feed entries, so it writes all or nothing. Each load is one round trip:
+a script call that returns the snapshot, the records after it, whether a commit id is
+stored and, if asked, the commits' metadata; or, for a store that writes no snapshots
+(``snapshot_interval=0``), plain reads in one pipeline (``HMGET`` of the snapshot's
+sequence, ``HEXISTS`` of the commit id, ``LRANGE`` of the records), which cost less than
+passing the records through Lua and are consistent because records only grow
+(``protocol.load_reads``); a snapshot found there (written by another store) is loaded by
+the script in a second round trip. Encoding, validation and faults are the keyvalue base's;
 this driver only stores bytes. The modules: ``keys`` (the layout), ``scripts`` (the Lua),
 ``protocol`` (requests and replies as data, sans-IO), ``feed`` (reading and trimming the
 feed), ``errors`` (redis-py's failures translated), ``driver`` (the sync I/O), ``url``.
@@ -129,7 +134,9 @@ def new_store(
     to the store. Closing the store leaves ``client`` open: it is the caller's, and may
     serve others."""
     check_options("redis", options, ())
-    driver = RedisDriver(client, prefix=prefix, buckets=buckets, feed=feed)
+    driver = RedisDriver(
+        client, prefix=prefix, buckets=buckets, feed=feed, expect_snapshots=expects_snapshots(options)
+    )
     return keyvalue.new_store(driver, **options)
 
 
@@ -148,7 +155,16 @@ def from_url(url: str, **options: Any) -> EventStore:
     Layout(**layout)  # a bad prefix or bucket count fails before connecting
     client = build_client(url, parsed)
     try:
-        return keyvalue.new_store(RedisDriver(client, **layout, feed=feed, owns_client=True), **settings)
+        driver = RedisDriver(
+            client, **layout, feed=feed, owns_client=True, expect_snapshots=expects_snapshots(settings)
+        )
+        return keyvalue.new_store(driver, **settings)
     except BaseException:
         client.close()
         raise
+
+
+def expects_snapshots(options: dict[str, Any]) -> bool:
+    """Whether the store given ``options`` writes snapshots (a ``snapshot_interval`` other
+    than 0), so that its driver loads with the script that reads them."""
+    return bool(options.get("snapshot_interval", 0) != 0)

@@ -1,5 +1,6 @@
 """``RedisDriver``: the keyvalue primitives on a sync redis-py client, one script call per
-append (of one or many commits) and per load, plus the feed and the consumers' values.
+append (of one or many commits), one round trip per load, plus the feed and the
+consumers' values.
 
 What it sends and how it reads replies is ``protocol`` (and ``feed``), shared with an
 asyncio driver; this module only runs the calls. The key layout is described in the
@@ -22,17 +23,27 @@ from kvsourcing.stores.redis.feed import RedisFeed
 from kvsourcing.stores.redis.keys import DEFAULT_BUCKETS, DEFAULT_PREFIX, Layout
 from kvsourcing.stores.redis.protocol import (
     MAX_ARGUMENT_BYTES,
+    LoadReads,
     ScriptCall,
     append_call,
     load_call,
+    load_reads,
     parse_load,
+    parse_reads,
     parse_refusal,
     swap_call,
 )
 
 
 class RedisDriver(RedisFeed):
-    """The keyvalue driver on Redis or Redis Cluster: one script call per append and per load.
+    """The keyvalue driver on Redis or Redis Cluster: one script call per append, one round
+    trip per load.
+
+    A load is the load script where snapshots are expected (``expect_snapshots``, as
+    ``new_store`` sets for a store with a ``snapshot_interval``), else plain reads in one
+    pipeline (``protocol.load_reads``), cheaper than passing the records through Lua; if
+    those find a snapshot (another store writes them), the script loads it in a second
+    round trip, and the driver expects snapshots from then on.
 
     It is a ``FeedDriver``: each commit also adds an entry to its bucket's feed stream in
     the same script (unless ``feed=False``), ``read_feed`` reads the streams of many
@@ -54,6 +65,7 @@ class RedisDriver(RedisFeed):
         buckets: int = DEFAULT_BUCKETS,
         feed: bool = True,
         owns_client: bool = False,
+        expect_snapshots: bool = True,
     ) -> None:
         if not isinstance(client, Redis | RedisCluster):
             raise TypeError(
@@ -70,6 +82,7 @@ class RedisDriver(RedisFeed):
         self.buckets = self.layout.buckets
         self.feed = bool(feed)
         self.owns_client = owns_client
+        self.expect_snapshots = bool(expect_snapshots)
         self.cluster = isinstance(client, RedisCluster)
         self.max_argument_bytes = MAX_ARGUMENT_BYTES
         """The largest commit (its packed records, or its snapshot) sent: set it to the
@@ -110,16 +123,33 @@ class RedisDriver(RedisFeed):
         metadata: bool = False,
     ) -> Loaded:  # fmt: skip
         """The newest snapshot newer than ``after`` (if wanted), the records after it, whether
-        ``commit_id`` is stored and the commits' metadata, in one script call; or one
-        ``LRANGE`` when only records are asked for."""
-        call = load_call(
-            self.layout, key, after, use_snapshot=use_snapshot, commit_id=commit_id, metadata=metadata
-        )
+        ``commit_id`` is stored and the commits' metadata: in one round trip, plain reads or
+        the load script (see the class docstring); two when the reads find a snapshot."""
+        reads = load_reads(
+            self.layout, key, after, use_snapshot=use_snapshot, commit_id=commit_id, metadata=metadata,
+            expect_snapshots=self.expect_snapshots,
+        )  # fmt: skip
         with self.served():
-            if call is None:
-                records = self.client.lrange(self.layout.keys(key)[0], after, -1)
-                return Loaded(None, after + 1, cast("list[bytes]", records))
+            if reads is not None:
+                loaded = parse_reads(key, after, reads, self._read(reads))
+                if loaded is not None:
+                    return loaded
+                self.expect_snapshots = True
+            call = load_call(
+                self.layout, key, after, use_snapshot=use_snapshot, commit_id=commit_id, metadata=metadata
+            )
             return parse_load(key, after, self._run(call))
+
+    def _read(self, reads: LoadReads) -> list[Any]:
+        """The replies to ``reads``: an ``LRANGE`` alone as it is, several commands in one
+        pipeline (on a Cluster too: an aggregate's keys share a slot, hence a node)."""
+        if len(reads.commands) == 1:
+            _, events, start, end = reads.commands[0]
+            return [self.client.lrange(events, start, end)]
+        pipeline = self.client.pipeline(transaction=False)
+        for command in reads.commands:
+            pipeline.execute_command(*command)
+        return cast("list[Any]", pipeline.execute())
 
     def read_value(self, name: str) -> bytes | None:
         """The value stored under ``name`` (``None`` when absent or expired)."""

@@ -1,7 +1,8 @@
 """What the Redis driver sends and how it reads the replies, as functions of data (sans-IO).
 
 Each function builds one script call (``ScriptCall``: the script, its KEYS and ARGV) or
-turns a reply into the keyvalue records (``Refusal``, ``Loaded``, ``CommitInfo``). They
+the plain reads of a load (``LoadReads``, sent as one pipeline), or turns replies into
+the keyvalue records (``Refusal``, ``Loaded``, ``CommitInfo``). They
 touch no connection, so the sync driver (``driver``) and an asyncio one run the very same
 requests and read replies the same way.
 """
@@ -126,14 +127,79 @@ def parse_refusal(reply: Any) -> Refusal | None:
 
 def load_call(
     layout: Layout, key: str, after: int, *, use_snapshot: bool, commit_id: str | None, metadata: bool
-) -> ScriptCall | None:
-    """The load script's call, or ``None`` when a plain ``LRANGE <events> after -1`` reads
-    all that is asked (no snapshot, no id, no metadata), atomic on its own and cheaper
-    than passing the records through Lua."""
-    if not use_snapshot and commit_id is None and not metadata:
-        return None
+) -> ScriptCall:
+    """The load script's call: every part of a ``Loaded``, read atomically."""
     args = (after, b"1" if use_snapshot else b"0", commit_id or "", b"1" if metadata else b"0")
     return ScriptCall(LOAD, layout.keys(key), args)
+
+
+class LoadReads(NamedTuple):
+    """A load as plain read commands, sent together (one pipeline, one round trip) and read
+    by ``parse_reads``: ``HMGET <snapshots> s`` if ``snapshot``, ``HEXISTS <commits> <id>``
+    if ``commit_id``, then ``LRANGE <events> after -1``, in that order."""
+
+    commands: tuple[tuple[Any, ...], ...]
+    snapshot: bool
+    commit_id: bool
+
+
+def load_reads(
+    layout: Layout, key: str, after: int, *, use_snapshot: bool, commit_id: str | None, metadata: bool,
+    expect_snapshots: bool,
+) -> LoadReads | None:  # fmt: skip
+    """The plain reads that load ``key`` after ``after``, or ``None`` when the script must:
+    for the commits' metadata, or for a snapshot where one is expected (a store that
+    writes them), as the reads would fetch the whole tail a snapshot saves.
+
+    The reads are not atomic, other clients' commits may run between them, and still give
+    a state the aggregate had, because its keys only grow: each commit is one script that
+    appends its records, adds its id to the commits hash and, with a snapshot at its last
+    sequence S, sets the snapshot's ``s`` to S (the list then holds at least S records).
+    ``HMGET`` comes first: when it finds no snapshot newer than ``after``, the records the
+    later ``LRANGE`` returns are the aggregate's records after ``after`` up to its head at
+    that moment, and a snapshot written in between only stands for records the load
+    returns anyway. ``HEXISTS`` comes before ``LRANGE``: a commit it finds is in the
+    records returned. One it misses may land before the ``LRANGE``: its records are then
+    returned without ``stored``, and a command re-sent with its id is refused by the append
+    script (ids are checked first), as after a load that came before that commit.
+    ``HMGET`` (not ``HGET``), as the load script reads the snapshot: an ACL user allowed
+    the commands the driver and its scripts run (SECURITY.md) needs no other.
+    """
+    if metadata or (use_snapshot and expect_snapshots):
+        return None
+    events, snapshots, commits = layout.keys(key)
+    commands: list[tuple[Any, ...]] = []
+    if use_snapshot:
+        commands.append(("HMGET", snapshots, "s"))
+    if commit_id is not None:
+        commands.append(("HEXISTS", commits, commit_id))
+    commands.append(("LRANGE", events, after, -1))
+    return LoadReads(tuple(commands), use_snapshot, commit_id is not None)
+
+
+def parse_reads(key: str, after: int, reads: LoadReads, replies: Sequence[Any]) -> Loaded | None:
+    """The ``Loaded`` of the replies to ``reads`` (see ``load_reads``), or ``None`` when a
+    snapshot newer than ``after`` is stored: then the script loads it (and only the records
+    after it), so that a load still starts from the newest snapshot."""
+    index = 0
+    if reads.snapshot:
+        index = 1
+        (sequence,) = replies[0]
+        if sequence is not None:
+            try:
+                newer = int(sequence) > after
+            except ValueError as err:
+                raise EncodingError(
+                    f"cannot read the snapshot of {key!r}: its sequence is {sequence!r}, not an "
+                    "integer; it was not written by kvsourcing, or is corrupt"
+                ) from err
+            if newer:
+                return None
+    stored = False
+    if reads.commit_id:
+        stored = bool(replies[index])
+        index += 1
+    return Loaded(None, after + 1, replies[index], stored)
 
 
 def parse_load(key: str, after: int, reply: Any) -> Loaded:
