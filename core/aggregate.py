@@ -6,7 +6,7 @@ import copy
 import dataclasses
 import os
 from collections.abc import Callable, Mapping, MutableMapping
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from kvsourcing.errors import (
     AggregateNotFoundError,
@@ -40,6 +40,11 @@ class AggregateBase:
     ``handle_<name>(self, command: C) -> list[event]`` methods that
     ``automatic_wireup()`` finds by their annotations.
     """
+
+    transient_attributes: ClassVar[frozenset[str]] = frozenset()
+    """Private attributes that are not state (a counter, a cache): snapshots leave them out
+    without complaint. Any other private attribute holding data that a snapshot would miss
+    makes the commit that snapshots raise ``EncodingError``."""
 
     def __init__(self) -> None:
         self._key = ""
@@ -384,7 +389,8 @@ class AggregateBase:
         """Private attributes holding data that a snapshot of the public ones would miss,
         when the aggregate itself is its state: every one when no public attribute holds
         state (the snapshot would be empty), else those behind a property of the same name
-        (``_balance`` read through ``balance``). The store refuses to snapshot them."""
+        (``_balance`` read through ``balance``), less ``transient_attributes``. The store
+        refuses to snapshot them."""
         if self._state_fn is not None:
             return []
         own = vars(self)
@@ -394,7 +400,7 @@ class AggregateBase:
             name
             for name, value in own.items()
             if name.startswith("_") and not name.startswith("__") and name not in _BASE_ATTRIBUTES
-            and _is_plain_data(value)
+            and name not in cls.transient_attributes and _is_plain_data(value)
             and (empty or isinstance(getattr(cls, name.lstrip("_"), None), property))
         ]  # fmt: skip
 

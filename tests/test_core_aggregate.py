@@ -753,3 +753,14 @@ def test_a_snapshot_of_state_kept_in_private_attributes_is_refused_naming_the_at
     reader = _Cargo("ship", store)
     reader.refresh()
     assert (reader.total, reader.sequence_number()) == (10, 1), "nothing written"
+
+
+def test_a_private_attribute_named_transient_is_left_out_of_snapshots_without_complaint() -> None:
+    class Counted(_Cargo):
+        transient_attributes = frozenset({"_total"})
+
+    store = memory.new_store(snapshot_interval=2)
+    cargo = Counted("ship", store)
+    cargo.handle(_Load(10))
+    cargo.handle(_Load(20))
+    assert store.read_snapshot("ship") == (2, {})

@@ -41,11 +41,12 @@ class Tally(AggregateBase):
     """An aggregate whose state is the sum of its events."""
 
     total: int
+    transient_attributes = frozenset({"_replayed"})
 
     def __init__(self, key: str, store: EventStore) -> None:
         super().__init__()
         self.total = 0
-        self._replayed = 0  # private: not part of the snapshot
+        self._replayed = 0
         self.initialize(key, events, store)
         self.automatic_wireup()
 

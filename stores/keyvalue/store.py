@@ -163,12 +163,13 @@ class StoreLogic:
         raise EncodingError(f"cannot commit {len(items)} event(s) to {key!r}: the codec rejected them")
 
     def _encode_state(self, key: str, sequence: int, writer: StoreWriterAdapter) -> bytes:
-        private = getattr(writer, "private_state", list)()
+        private: list[str] = getattr(writer, "private_state", list)()
         if private:
             raise EncodingError(
                 f"cannot snapshot {key!r} at sequence {sequence}: attribute {private[0]!r} is private, "
                 "so the snapshot would restore the aggregate without it; keep the state in public "
-                "attributes, or give initialize() a state= function that returns the whole state"
+                "attributes, or give initialize() a state= function that returns the whole state "
+                "(or name it in the class's transient_attributes if it is not state)"
             )
         state = writer.get_state()
         plain = public_attributes(state)
