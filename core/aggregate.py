@@ -6,7 +6,7 @@ import copy
 import dataclasses
 import os
 from collections.abc import Callable, Mapping, MutableMapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 from kvsourcing.errors import (
     AggregateNotFoundError,
@@ -15,7 +15,7 @@ from kvsourcing.errors import (
     UnknownCommandError,
 )
 from kvsourcing.keys import validate_key
-from kvsourcing.protocols import EventRegistry, EventStore
+from kvsourcing.protocols import AsyncEventStore, EventRegistry, EventStore
 from kvsourcing.steps import Call, Steps, run_async, run_sync
 from kvsourcing.structure import public_attributes, restore_attributes
 from kvsourcing.types import (
@@ -49,7 +49,7 @@ class AggregateBase:
     def __init__(self) -> None:
         self._key = ""
         self._registry: EventRegistry | None = None
-        self._store: EventStore | None = None
+        self._store: EventStore | AsyncEventStore | None = None
         self._state_fn: StateFetchFunc | None = None
         self._sequence = 0
         self._pending: list[Event] = []
@@ -66,7 +66,7 @@ class AggregateBase:
         self,
         key: str,
         registry: EventRegistry,
-        store: EventStore,
+        store: EventStore | AsyncEventStore,
         state: StateFetchFunc | None = None,
     ) -> None:
         """Bind the aggregate to its key, event registry and store; ``state`` fetches its state."""
@@ -242,11 +242,11 @@ class AggregateBase:
                 "(or its key is wrong)"
             )
 
-    def get_store(self) -> EventStore:
+    def get_store(self) -> EventStore | AsyncEventStore:
         """The store the aggregate is bound to."""
         return self._require_store()
 
-    def _require_store(self) -> EventStore:
+    def _require_store(self) -> EventStore | AsyncEventStore:
         if self._store is None:
             raise RuntimeError("aggregate is not initialized: call initialize(key, registry, store)")
         return self._store
@@ -269,16 +269,16 @@ class AggregateBase:
                 f"{type(self).__name__} {self._key!r} is bound to an async store: "
                 f"await {instead}() instead of calling {called}()"
             )
-        return store
+        return cast(EventStore, store)
 
-    def _async_store(self, called: str, instead: str) -> Any:
+    def _async_store(self, called: str, instead: str) -> AsyncEventStore:
         store = self._require_store()
         if not getattr(store, "is_async", False):
             raise TypeError(
                 f"{type(self).__name__} {self._key!r} is bound to a sync store: "
                 f"call {instead}() instead of awaiting {called}()"
             )
-        return store
+        return cast(AsyncEventStore, store)
 
     def handle(
         self, command: Command, commit_id: str | None = None, *, must_exist: bool = False

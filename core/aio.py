@@ -48,7 +48,8 @@ async def retry(limit: int, body: Callable[[], Awaitable[T]], backoff: Backoff |
     """``kvsourcing.retry`` for coroutines: awaits ``body()`` until it returns without raising
     ``ConcurrencyFault``, at most ``limit`` times, sleeping ``backoff(n)`` between tries."""
     target = SimpleNamespace(body=body, sleep=asyncio.sleep)
-    return await run_async(retry_steps(limit, backoff), target)  # type: ignore[no-any-return]
+    result: T = await run_async(retry_steps(limit, backoff), target)
+    return result
 
 
 def __getattr__(name: str) -> Any:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from kvsourcing.errors import ConfigurationError, KvSourcingError
-from kvsourcing.protocols import EventStore
+
+if TYPE_CHECKING:
+    from kvsourcing.stores.keyvalue import KeyValueStore
 
 ENVIRONMENT_VARIABLE = "KVSOURCING_STORE"
 
@@ -150,7 +152,7 @@ def with_environment_cipher(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def open_store(url: str | None = None, **options: Any) -> EventStore:
+def open_store(url: str | None = None, **options: Any) -> KeyValueStore:
     """Open the event store that ``url`` names (``url=None`` reads ``KVSOURCING_STORE``).
 
     Options such as ``snapshot_interval`` and ``codec`` go to the driver's ``new_store``;

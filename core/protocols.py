@@ -65,6 +65,17 @@ class EventStore(Protocol):
 
 
 @runtime_checkable
+class AsyncEventStore(Protocol):
+    """An ``EventStore`` for asyncio (``kvsourcing.aio``): the same calls, awaited."""
+
+    is_async: bool
+
+    async def commit_events(self, writer: StoreWriterAdapter) -> None: ...
+    async def refresh(self, reader: StoreLoaderAdapter) -> None: ...
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
 class Aggregate(Protocol):
     """An event-sourced aggregate root."""
 

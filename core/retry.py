@@ -49,7 +49,8 @@ def retry(limit: int, body: Callable[[], T], backoff: Backoff | None = None) -> 
     ``limit`` faults the last ``ConcurrencyFault`` propagates. With ``backoff``, waits
     ``backoff(n)`` seconds after the n-th fault before trying again (none by default).
     """
-    return run_sync(retry_steps(limit, backoff), SimpleNamespace(body=body, sleep=time.sleep))
+    result: T = run_sync(retry_steps(limit, backoff), SimpleNamespace(body=body, sleep=time.sleep))
+    return result
 
 
 def retry_steps(limit: int, backoff: Backoff | None) -> Steps[Any]:

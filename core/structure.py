@@ -28,7 +28,7 @@ import uuid
 import zoneinfo
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from kvsourcing.errors import EncodingError
 
@@ -46,7 +46,7 @@ def _field_names(cls: type) -> tuple[str, ...]:
 
 def dataclass_to_dict(obj: Any) -> dict[str, Any]:
     """The fields of a dataclass instance as a shallow ``dict`` (codecs recurse)."""
-    return {name: getattr(obj, name) for name in _field_names(type(obj))}
+    return {name: getattr(obj, name) for name in _field_names(obj.__class__)}
 
 
 def public_attributes(obj: Any) -> dict[str, Any]:
@@ -197,7 +197,12 @@ def _build_named_tuple(cls: type, value: Any) -> Any:
     if isinstance(value, cls):
         return value
     hints = _hints(cls)
-    return cls(*(converter_for(hints.get(name, Any))(v) for name, v in zip(cls._fields, value, strict=False)))
+    return cls(
+        *(
+            converter_for(hints.get(name, Any))(v)
+            for name, v in zip(cast(Any, cls)._fields, value, strict=False)
+        )
+    )
 
 
 _plans: dict[type, tuple[tuple[str, Converter, bool], ...]] = {}

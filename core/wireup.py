@@ -25,7 +25,7 @@ def prefixed_methods(
     with a class (string annotations included). The search is made once per class.
 
     Raises ``WireupError`` for a method of that shape whose last parameter has no annotation."""
-    for target, name in _wired_names(type(subject), prefix, arity, skip):
+    for target, name in _wired_names(subject.__class__, prefix, arity, skip):
         yield target, getattr(subject, name)
 
 

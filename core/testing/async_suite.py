@@ -40,6 +40,9 @@ class _LostReply:
             self.lost = True
             raise StoreUnavailableError("connection reset before the reply (simulated)")
 
+    async def close(self) -> None:
+        await self.inner.close()
+
 
 class AsyncStoreSuite:
     """The async store compliance suite; subclasses define ``new_store`` and ``new_sync_store``."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from kvsourcing.aggregate import AggregateBase
 from kvsourcing.errors import DomainFault
-from kvsourcing.protocols import EventStore
+from kvsourcing.protocols import AsyncEventStore, EventStore
 from kvsourcing.registry import EventDefinition, StandardEventRegistry
 from kvsourcing.retry import retry
 from kvsourcing.together import commit_together
@@ -84,7 +84,7 @@ class Counter(AggregateBase):
     name: str
     audits: list[Audited]
 
-    def __init__(self, key: str, store: EventStore, *, newer: bool = False) -> None:
+    def __init__(self, key: str, store: EventStore | AsyncEventStore, *, newer: bool = False) -> None:
         super().__init__()
         self.count = 0
         self.name = ""
@@ -159,7 +159,7 @@ class Account(AggregateBase):
     owner: str
     balance: int
 
-    def __init__(self, key: str, store: EventStore) -> None:
+    def __init__(self, key: str, store: EventStore | AsyncEventStore) -> None:
         super().__init__()
         self.owner = ""
         self.balance = 0

@@ -314,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{type(exc).__name__}: {exc}", argparse.Namespace())
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        return int(args.run(args))
     except KvSourcingError as exc:
         return _fail(f"{type(exc).__name__}: {exc}", args)
     except KeyboardInterrupt:

@@ -13,11 +13,12 @@ from typing import Any, ClassVar, Self
 
 from kvsourcing.protocols import StoreLoaderAdapter, StoreWriterAdapter
 from kvsourcing.steps import run_async
+from kvsourcing.stores.keyvalue.driver import AsyncEventDriver
 from kvsourcing.stores.keyvalue.store import KeyedEvent, StoreLogic
 from kvsourcing.telemetry import traced_commit, traced_refresh
 
 
-class AsyncKeyValueStore(StoreLogic):
+class AsyncKeyValueStore(StoreLogic[AsyncEventDriver]):
     """An async event store over an async key-value driver; ``async with`` closes it."""
 
     is_async: ClassVar[bool] = True

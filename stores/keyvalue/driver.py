@@ -80,6 +80,20 @@ class EventDriver(Protocol):
         ...
 
 
+@runtime_checkable
+class AsyncEventDriver(Protocol):
+    """``EventDriver`` for asyncio: the same calls as coroutines (``AsyncDriverBase``)."""
+
+    async def append_many(self, commits: Sequence[Commit]) -> Refusal | None: ...
+
+    async def load(
+        self, key: str, after: int, *, use_snapshot: bool = True, commit_id: str | None = None,
+        metadata: bool = False,
+    ) -> Loaded: ...  # fmt: skip
+
+    async def close(self) -> None: ...
+
+
 Driver = EventDriver
 """The name of ``EventDriver`` before the contract was split by role."""
 

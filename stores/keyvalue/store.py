@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from kvsourcing.closing import ClosesOnExit
 from kvsourcing.codecs import DEFAULT_CODEC, Codec, batch_method, decode_all, encode_all
@@ -29,7 +29,7 @@ from kvsourcing.keys import validate_commit_id, validate_key
 from kvsourcing.mapper import EVENT, PLAIN, SNAPSHOT, Cipher, Mapper
 from kvsourcing.protocols import EventRegistry, StoreLoaderAdapter, StoreWriterAdapter
 from kvsourcing.steps import Call, Steps, run_sync
-from kvsourcing.stores.keyvalue.driver import EventDriver
+from kvsourcing.stores.keyvalue.driver import AsyncEventDriver, EventDriver
 from kvsourcing.stores.keyvalue.records import ALREADY_STORED, Commit, require_distinct_keys
 from kvsourcing.structure import public_attributes, unrestorable_attribute
 from kvsourcing.telemetry import traced_commit, traced_refresh
@@ -49,14 +49,17 @@ class KeyedEvent:
     recorded_at: dt.datetime | None = None
 
 
-class StoreLogic:
+DriverT = TypeVar("DriverT", EventDriver, AsyncEventDriver)
+
+
+class StoreLogic(Generic[DriverT]):
     """What a key-value store decides, with no I/O: encoding, the snapshot policy, checks,
     and the store's operations as ``Steps`` that ask for driver calls. ``KeyValueStore``
     runs them on a sync driver, ``AsyncKeyValueStore`` awaits them on an async one."""
 
     def __init__(
         self,
-        driver: EventDriver,
+        driver: DriverT,
         *,
         codec: Codec | None = None,
         snapshot_interval: int = 0,
@@ -67,13 +70,13 @@ class StoreLogic:
             raise TypeError(f"snapshot_interval must be an int, not {type(snapshot_interval).__name__}")
         if snapshot_interval < 0:
             raise ValueError(f"snapshot_interval must be 0 (off) or positive, got {snapshot_interval}")
-        self._driver = driver
+        self._driver: DriverT = driver
         self._codec = DEFAULT_CODEC if codec is None else codec
         self._interval = snapshot_interval
         self._mapper = Mapper(compression, cipher)  # at rest: compress, then encrypt (kvsourcing.mapper)
 
     @property
-    def driver(self) -> EventDriver:
+    def driver(self) -> DriverT:
         """The driver this store writes through."""
         return self._driver
 
@@ -94,8 +97,7 @@ class StoreLogic:
         driver finds a commit's id already stored (a re-send after a lost reply), nothing
         is written and every writer hears of it through ``commit_already_stored()``.
         """
-        prepared = [(writer, self._commit_of(writer)) for writer in writers]
-        prepared = [(writer, commit) for writer, commit in prepared if commit is not None]
+        prepared = [(writer, commit) for writer in writers if (commit := self._commit_of(writer)) is not None]
         if not prepared:
             return
         commits = [commit for _, commit in prepared]
@@ -303,7 +305,7 @@ class StoreLogic:
         return snapshot.sequence, self._read(key, snapshot.sequence, SNAPSHOT, snapshot.state)
 
 
-class KeyValueStore(StoreLogic, ClosesOnExit):
+class KeyValueStore(StoreLogic[EventDriver], ClosesOnExit):
     """An ``EventStore`` over a key-value driver; see the module docstring."""
 
     @traced_commit
