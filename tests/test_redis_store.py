@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from redis_fixtures import RedisClusterNodes, RedisServer
 
 from kvsourcing.protocols import EventStore
 from kvsourcing.stores import redis as redis_store
-from kvsourcing.testing import StoreSuite
+from kvsourcing.testing import AsyncStoreSuite, StoreSuite
 from kvsourcing.testing.domain import Counter, Incremented
 
 
@@ -29,6 +30,24 @@ class TestRedisClusterStore(StoreSuite):
 
     def new_store(self, *, snapshot_interval: int = 0) -> EventStore:
         return redis_store.from_url(self.url, snapshot_interval=snapshot_interval)
+
+
+class TestAsyncRedisStore(AsyncStoreSuite):
+    @pytest.fixture(autouse=True)
+    def _server(self, redis_server: RedisServer) -> None:
+        self.url = redis_server.url
+
+    async def new_store(self, *, snapshot_interval: int = 0) -> Any:
+        return await redis_store.open_async(self.url, snapshot_interval=snapshot_interval)
+
+    def new_sync_store(self) -> EventStore:
+        return redis_store.from_url(self.url)
+
+
+class TestAsyncRedisClusterStore(TestAsyncRedisStore):
+    @pytest.fixture(autouse=True)
+    def _server(self, redis_cluster: RedisClusterNodes) -> None:
+        self.url = redis_cluster.url
 
 
 class TestRedisStoreOnCallersClient(StoreSuite):

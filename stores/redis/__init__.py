@@ -102,21 +102,30 @@ second of commits may be lost on a crash; a replica may lag behind its primary.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
 from kvsourcing.stores import keyvalue
-from kvsourcing.stores.keyvalue import check_options
-from kvsourcing.stores.redis.driver import RedisDriver
+from kvsourcing.stores.keyvalue import KeyValueStore, check_options
+from kvsourcing.stores.keyvalue.aio import AsyncKeyValueStore
+from kvsourcing.stores.redis.driver import AsyncRedisDriver, RedisDriver
 from kvsourcing.stores.redis.keys import DEFAULT_BUCKETS, DEFAULT_PREFIX, Layout
-from kvsourcing.stores.redis.url import build_client, parse_url
+from kvsourcing.stores.redis.url import RedisUrl, build_async_client, build_client, parse_url
 
-if TYPE_CHECKING:
-    from kvsourcing import EventStore
-
-__all__ = ["DEFAULT_BUCKETS", "DEFAULT_PREFIX", "RedisDriver", "from_url", "new_store"]
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "DEFAULT_PREFIX",
+    "AsyncRedisDriver",
+    "RedisDriver",
+    "from_url",
+    "new_async_store",
+    "new_store",
+    "open_async",
+]
 
 DRIVER_OPTIONS = ("prefix", "buckets")
 
@@ -128,39 +137,72 @@ def new_store(
     buckets: int = DEFAULT_BUCKETS,
     feed: bool = True,
     **options: Any,
-) -> EventStore:
+) -> KeyValueStore:
     """An event store on ``client`` (a ``redis.Redis`` or ``redis.cluster.RedisCluster``);
-    ``feed=False`` keeps no feed; the other options (``snapshot_interval``, ``codec``) go
-    to the store. Closing the store leaves ``client`` open: it is the caller's, and may
-    serve others."""
+    ``feed=False`` keeps no feed; the other options (``snapshot_interval``, ``codec``,
+    ``compression``, ``cipher``) go to the store. Closing the store leaves ``client`` open:
+    it is the caller's, and may serve others."""
     check_options("redis", options, ())
-    driver = RedisDriver(
-        client, prefix=prefix, buckets=buckets, feed=feed, expect_snapshots=expects_snapshots(options)
-    )
+    expect = expects_snapshots(options)
+    driver = RedisDriver(client, prefix=prefix, buckets=buckets, feed=feed, expect_snapshots=expect)
     return keyvalue.new_store(driver, **options)
 
 
-def from_url(url: str, **options: Any) -> EventStore:
+def new_async_store(
+    client: AsyncRedis | AsyncRedisCluster,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    buckets: int = DEFAULT_BUCKETS,
+    feed: bool = True,
+    **options: Any,
+) -> AsyncKeyValueStore:
+    """``new_store`` for asyncio, on a ``redis.asyncio.Redis`` or ``RedisCluster``: the same
+    data as the sync store's."""
+    check_options("redis", options, ())
+    expect = expects_snapshots(options)
+    driver = AsyncRedisDriver(client, prefix=prefix, buckets=buckets, feed=feed, expect_snapshots=expect)
+    return AsyncKeyValueStore(driver, **options)
+
+
+def url_settings(url: str, options: dict[str, Any]) -> tuple[RedisUrl, dict[str, Any], dict[str, Any]]:
+    """A URL's parts, the driver's options (``prefix``, ``buckets``, ``feed``,
+    ``expect_snapshots``, ``owns_client``) and the store's, from its query and ``options``
+    (which win); a bad prefix or bucket count fails here, before connecting."""
+    check_options("redis", options, DRIVER_OPTIONS)
+    parsed = parse_url(url)
+    settings = {**parsed.driver_options, **options}
+    driver = {name: settings.pop(name) for name in DRIVER_OPTIONS if name in settings}
+    Layout(**driver)
+    driver.update(
+        feed=settings.pop("feed", True), owns_client=True, expect_snapshots=expects_snapshots(settings)
+    )
+    return parsed, driver, settings
+
+
+def from_url(url: str, **options: Any) -> KeyValueStore:
     """An event store for a ``redis://``, ``rediss://`` or ``redis+cluster://`` URL.
 
     ``prefix``, ``buckets``, ``snapshot_interval`` and ``feed`` may come from the query
     string or ``options`` (which win); any other query option goes to redis-py, which
     documents it. The store owns the client it builds, and closes it on ``close()``.
     """
-    check_options("redis", options, DRIVER_OPTIONS)
-    parsed = parse_url(url)
-    settings = {**parsed.driver_options, **options}
-    layout = {name: settings.pop(name) for name in DRIVER_OPTIONS if name in settings}
-    feed = settings.pop("feed", True)
-    Layout(**layout)  # a bad prefix or bucket count fails before connecting
+    parsed, driver, settings = url_settings(url, options)
     client = build_client(url, parsed)
     try:
-        driver = RedisDriver(
-            client, **layout, feed=feed, owns_client=True, expect_snapshots=expects_snapshots(settings)
-        )
-        return keyvalue.new_store(driver, **settings)
+        return keyvalue.new_store(RedisDriver(client, **driver), **settings)
     except BaseException:
         client.close()
+        raise
+
+
+async def open_async(url: str, **options: Any) -> AsyncKeyValueStore:
+    """``from_url`` for ``kvsourcing.aio.open_store``: the store on a ``redis.asyncio`` client."""
+    parsed, driver, settings = url_settings(url, options)
+    client = build_async_client(url, parsed)
+    try:
+        return AsyncKeyValueStore(AsyncRedisDriver(client, **driver), **settings)
+    except BaseException:
+        await client.aclose()
         raise
 
 

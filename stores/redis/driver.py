@@ -1,43 +1,42 @@
-"""``RedisDriver``: the keyvalue primitives on a sync redis-py client, one script call per
-append (of one or many commits), one round trip per load, plus the feed and the
-consumers' values.
+"""The Redis drivers: ``RedisDriver`` on a sync redis-py client, ``AsyncRedisDriver`` on a
+``redis.asyncio`` one. One script call per append (of one or many commits), one round trip
+per load, plus the feed and the consumers' values.
 
-What it sends and how it reads replies is ``protocol`` (and ``feed``), shared with an
-asyncio driver; this module only runs the calls. The key layout is described in the
-package docstring (``kvsourcing.stores.redis``).
+What they send and how they read replies is ``operations`` (steps over ``protocol`` and
+``feed``), shared by both; each class only runs the steps on its client (``io``). The key
+layout is described in the package docstring (``kvsourcing.stores.redis``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
-from redis.exceptions import NoScriptError
 
 from kvsourcing.errors import ConfigurationError, KvSourcingError
+from kvsourcing.steps import run_async, run_sync
 from kvsourcing.stores.keyvalue import Commit, Loaded, Refusal
+from kvsourcing.stores.keyvalue.base import AsyncDriverBase, DriverChecks
 from kvsourcing.stores.redis.errors import CLIENT_ERRORS, client_password, describe_client, translate_error
 from kvsourcing.stores.redis.feed import RedisFeed
+from kvsourcing.stores.redis.io import AsyncRedisIO, RedisIO
 from kvsourcing.stores.redis.keys import DEFAULT_BUCKETS, DEFAULT_PREFIX, Layout
-from kvsourcing.stores.redis.protocol import (
-    MAX_ARGUMENT_BYTES,
-    LoadReads,
-    ScriptCall,
-    append_call,
-    load_call,
-    load_reads,
-    parse_load,
-    parse_reads,
-    parse_refusal,
-    swap_call,
+from kvsourcing.stores.redis.operations import (
+    append_steps,
+    load_steps,
+    read_values_steps,
+    swap_value_steps,
 )
+from kvsourcing.stores.redis.protocol import MAX_ARGUMENT_BYTES
 
 
-class RedisDriver(RedisFeed):
-    """The keyvalue driver on Redis or Redis Cluster: one script call per append, one round
-    trip per load.
+class RedisBase(DriverChecks):
+    """What both Redis drivers hold: the client, the key layout, the settings the operations
+    read, and the translation of redis-py's errors.
 
     A load is the load script where snapshots are expected (``expect_snapshots``, as
     ``new_store`` sets for a store with a ``snapshot_interval``), else plain reads in one
@@ -45,21 +44,18 @@ class RedisDriver(RedisFeed):
     those find a snapshot (another store writes them), the script loads it in a second
     round trip, and the driver expects snapshots from then on.
 
-    It is a ``FeedDriver``: each commit also adds an entry to its bucket's feed stream in
-    the same script (unless ``feed=False``), ``read_feed`` reads the streams of many
-    buckets in one round trip per node, and ``read_value``/``swap_value`` keep small
-    values with compare-and-swap in a script.
-
     ``client`` is used as given; ``close`` closes it only when ``owns_client`` is true
     (the client was built by ``from_url``), since a caller's client may serve others.
     """
 
     system_name = "redis"
     client_errors: ClassVar[tuple[type[BaseException], ...]] = CLIENT_ERRORS
+    client_types: ClassVar[tuple[type, ...]] = ()
+    client_names: ClassVar[str] = ""
 
     def __init__(
         self,
-        client: Redis | RedisCluster,
+        client: Any,
         *,
         prefix: str = DEFAULT_PREFIX,
         buckets: int = DEFAULT_BUCKETS,
@@ -67,10 +63,8 @@ class RedisDriver(RedisFeed):
         owns_client: bool = False,
         expect_snapshots: bool = True,
     ) -> None:
-        if not isinstance(client, Redis | RedisCluster):
-            raise TypeError(
-                f"client must be a redis.Redis or redis.cluster.RedisCluster, not {type(client).__name__}"
-            )
+        if not isinstance(client, self.client_types):
+            raise TypeError(f"client must be a {self.client_names}, not {type(client).__name__}")
         if client.get_encoder().decode_responses:
             raise ConfigurationError(
                 "the Redis client must not decode responses (decode_responses=True): the store reads "
@@ -83,12 +77,11 @@ class RedisDriver(RedisFeed):
         self.feed = bool(feed)
         self.owns_client = owns_client
         self.expect_snapshots = bool(expect_snapshots)
-        self.cluster = isinstance(client, RedisCluster)
+        self.cluster = isinstance(client, RedisCluster | AsyncRedisCluster)
         self.max_argument_bytes = MAX_ARGUMENT_BYTES
         """The largest commit (its packed records, or its snapshot) sent: set it to the
         server's ``proto-max-bulk-len`` where that is lowered, so that a larger commit
         raises ``CommitTooLargeError`` instead of the server's protocol error."""
-        self._evalsha = client.evalsha
         self._where = describe_client(client)
         self._password = client_password(client)
 
@@ -104,68 +97,50 @@ class RedisDriver(RedisFeed):
         """The string key holding the small value ``name`` (its own hash tag)."""
         return self.layout.value_key(name)
 
+    def translate(self, err: BaseException) -> KvSourcingError | None:
+        return translate_error(err, where=self._where, password=self._password, prefix=self.prefix)
+
+
+class RedisDriver(RedisBase, RedisFeed):
+    """The keyvalue ``FeedDriver`` on Redis or Redis Cluster (see ``RedisBase``): each commit
+    also adds an entry to its bucket's feed stream in the same script (unless
+    ``feed=False``), ``read_feed`` reads the streams of many buckets in one round trip per
+    node, and ``read_value``/``swap_value`` keep small values with compare-and-swap."""
+
+    client_types = (Redis, RedisCluster)
+    client_names = "redis.Redis or redis.cluster.RedisCluster"
+
+    def __init__(self, client: Redis | RedisCluster, **options: Any) -> None:
+        super().__init__(client, **options)
+        self.io = RedisIO(client)
+
     def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
         """Write ``commits`` atomically in one script call (see ``protocol.append_call``)."""
-        if not commits:
-            return None
-        call = append_call(
-            self.layout,
-            commits,
-            feed=self.feed,
-            cluster=self.cluster,
-            max_argument_bytes=self.max_argument_bytes,
-        )
         with self.served():
-            return parse_refusal(self._run(call))
+            return run_sync(append_steps(self, commits), self.io)
 
     def load(
         self, key: str, after: int, *, use_snapshot: bool = True, commit_id: str | None = None,
         metadata: bool = False,
     ) -> Loaded:  # fmt: skip
         """The newest snapshot newer than ``after`` (if wanted), the records after it, whether
-        ``commit_id`` is stored and the commits' metadata: in one round trip, plain reads or
-        the load script (see the class docstring); two when the reads find a snapshot."""
-        reads = load_reads(
-            self.layout, key, after, use_snapshot=use_snapshot, commit_id=commit_id, metadata=metadata,
-            expect_snapshots=self.expect_snapshots,
-        )  # fmt: skip
+        ``commit_id`` is stored and the commits' metadata (see ``operations.load_steps``)."""
+        steps = load_steps(
+            self, key, after, use_snapshot=use_snapshot, commit_id=commit_id, metadata=metadata
+        )
         with self.served():
-            if reads is not None:
-                loaded = parse_reads(key, after, reads, self._read(reads))
-                if loaded is not None:
-                    return loaded
-                self.expect_snapshots = True
-            call = load_call(
-                self.layout, key, after, use_snapshot=use_snapshot, commit_id=commit_id, metadata=metadata
-            )
-            return parse_load(key, after, self._run(call))
-
-    def _read(self, reads: LoadReads) -> list[Any]:
-        """The replies to ``reads``: an ``LRANGE`` alone as it is, several commands in one
-        pipeline (on a Cluster too: an aggregate's keys share a slot, hence a node)."""
-        if len(reads.commands) == 1:
-            _, events, start, end = reads.commands[0]
-            return [self.client.lrange(events, start, end)]
-        pipeline = self.client.pipeline(transaction=False)
-        for command in reads.commands:
-            pipeline.execute_command(*command)
-        return cast("list[Any]", pipeline.execute())
+            return run_sync(steps, self.io)
 
     def read_value(self, name: str) -> bytes | None:
         """The value stored under ``name`` (``None`` when absent or expired)."""
         with self.served():
-            return cast("bytes | None", self.client.get(self.layout.value_key(name)))
+            value: bytes | None = self.client.get(self.layout.value_key(name))
+            return value
 
     def read_values(self, names: Sequence[str]) -> list[bytes | None]:
-        """The values of ``names``, in order: one ``MGET`` on a node; on a Cluster, where
-        each name has a slot of its own, one ``MGET`` per slot, sent together."""
-        keys = [self.layout.value_key(name) for name in names]
+        """The values of ``names``, in order (see ``operations.read_values_steps``)."""
         with self.served():
-            if isinstance(self.client, RedisCluster):
-                values = self.client.mget_nonatomic(keys)
-            else:
-                values = self.client.mget(keys)
-        return cast("list[bytes | None]", values)
+            return run_sync(read_values_steps(self, names), self.io)
 
     def swap_value(
         self, name: str, expected: bytes | None, new: bytes | None, ttl: float | None = None
@@ -174,20 +149,50 @@ class RedisDriver(RedisFeed):
         ``expected`` (``None``: absent or expired); ``ttl`` seconds makes ``new`` expire.
         Returns whether it was replaced."""
         with self.served():
-            return bool(self._run(swap_call(self.layout, name, expected, new, ttl)) == 1)
-
-    def translate(self, err: BaseException) -> KvSourcingError | None:
-        return translate_error(err, where=self._where, password=self._password, prefix=self.prefix)
-
-    def _run(self, call: ScriptCall) -> Any:
-        """EVALSHA the call's script; on NOSCRIPT (a new, flushed or failed-over server) load
-        it and retry. ``Script.__call__`` does the same, but costs a tenth of a small commit's time."""
-        keys = call.keys
-        try:
-            return self._evalsha(call.script.sha, len(keys), *keys, *call.args)
-        except NoScriptError:
-            self.client.script_load(call.script.source)
-            return self._evalsha(call.script.sha, len(keys), *keys, *call.args)
+            return run_sync(swap_value_steps(self, name, expected, new, ttl), self.io)
 
     def close_client(self) -> None:
         self.client.close()
+
+
+class AsyncRedisDriver(RedisBase, AsyncDriverBase):
+    """``RedisDriver`` for asyncio, on a ``redis.asyncio.Redis`` or ``RedisCluster``: the
+    same operations, awaited, on the same data."""
+
+    client_types = (AsyncRedis, AsyncRedisCluster)
+    client_names = "redis.asyncio.Redis or redis.asyncio.RedisCluster"
+
+    def __init__(self, client: AsyncRedis | AsyncRedisCluster, **options: Any) -> None:
+        super().__init__(client, **options)
+        self.io = AsyncRedisIO(client)
+
+    async def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
+        """See ``RedisDriver.append_many``."""
+        with self.served():
+            return await run_async(append_steps(self, commits), self.io)
+
+    async def load(
+        self, key: str, after: int, *, use_snapshot: bool = True, commit_id: str | None = None,
+        metadata: bool = False,
+    ) -> Loaded:  # fmt: skip
+        """See ``RedisDriver.load``."""
+        steps = load_steps(
+            self, key, after, use_snapshot=use_snapshot, commit_id=commit_id, metadata=metadata
+        )
+        with self.served():
+            return await run_async(steps, self.io)
+
+    async def read_values(self, names: Sequence[str]) -> list[bytes | None]:
+        """See ``RedisDriver.read_values``."""
+        with self.served():
+            return await run_async(read_values_steps(self, names), self.io)
+
+    async def swap_value(
+        self, name: str, expected: bytes | None, new: bytes | None, ttl: float | None = None
+    ) -> bool:
+        """See ``RedisDriver.swap_value``."""
+        with self.served():
+            return await run_async(swap_value_steps(self, name, expected, new, ttl), self.io)
+
+    async def close_client(self) -> None:
+        await self.client.aclose()

@@ -4,8 +4,9 @@ through (``RedisDriver.translate``, behind ``DriverBase.served``), and the URL p
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from redis import Redis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 from redis.exceptions import (
     ClusterDownError,
@@ -55,9 +56,10 @@ WRONGTYPE_REPLY = re.compile(r"(?:^|: )WRONGTYPE ")
 """The reply to a command on a key holding another type of value (in a script too)."""
 
 
-def describe_client(client: Redis | RedisCluster) -> str:
-    """``host:port`` (or the socket path, or every startup node) the client talks to."""
-    if isinstance(client, RedisCluster):
+def describe_client(client: Any) -> str:
+    """``host:port`` (or the socket path, or every startup node) the client (sync or
+    asyncio) talks to."""
+    if isinstance(client, RedisCluster | AsyncRedisCluster):
         return ",".join(node.name for node in client.nodes_manager.startup_nodes.values())
     kwargs = client.connection_pool.connection_kwargs
     if "path" in kwargs:
@@ -65,9 +67,9 @@ def describe_client(client: Redis | RedisCluster) -> str:
     return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
 
 
-def client_password(client: Redis | RedisCluster) -> str | None:
+def client_password(client: Any) -> str | None:
     """The password the client sends, so that messages can be scrubbed of it."""
-    if isinstance(client, RedisCluster):
+    if isinstance(client, RedisCluster | AsyncRedisCluster):
         return client.nodes_manager.connection_kwargs.get("password")
     return client.connection_pool.connection_kwargs.get("password")
 

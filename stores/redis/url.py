@@ -13,6 +13,9 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import REDIS_ALLOWED_KEYS, ClusterNode, RedisCluster
 from redis.connection import (
     URL_QUERY_ARGUMENT_PARSERS,
@@ -218,3 +221,16 @@ def build_client(url: str, parsed: RedisUrl) -> Redis | RedisCluster:
         if parsed.tls:
             failure.args = (f"{failure}; if the servers do not speak TLS, use redis+cluster://",)
         raise failure from err
+
+
+def build_async_client(url: str, parsed: RedisUrl) -> AsyncRedis | AsyncRedisCluster:
+    """A ``redis.asyncio`` client for ``parsed``, built by redis-py's URL parser; it connects
+    lazily (a cluster client reads its slot map on the first command)."""
+    first, *others = parsed.nodes
+    try:
+        if not parsed.cluster:
+            return AsyncRedis.from_url(parsed.node_url(*first))
+        nodes = [AsyncClusterNode(host, port) for host, port in others]
+        return AsyncRedisCluster.from_url(parsed.node_url(*first), startup_nodes=nodes or None)
+    except ValueError as err:
+        raise bad_url(url, str(err)) from None
