@@ -35,7 +35,7 @@ from kvsourcing.errors import (
     EncodingError,
     StoreUnavailableError,
 )
-from kvsourcing.stores.keyvalue.driver import (
+from kvsourcing.stores.keyvalue import (
     ALREADY_STORED,
     DEFAULT_COMMIT_ID_TTL,
     Commit,
@@ -45,6 +45,7 @@ from kvsourcing.stores.keyvalue.driver import (
     partition_bucket,
     validate_commit_id_ttl,
 )
+from kvsourcing.stores.redis.push import FeedWaker, block_milliseconds, blocking
 
 DEFAULT_PREFIX = "kvsourcing"
 DEFAULT_BUCKETS = 1024
@@ -241,6 +242,8 @@ def feed_entry(bucket: int, position: bytes, fields: dict[bytes, bytes]) -> Feed
             fields[b"k"].decode("utf-8", "surrogatepass"),
             int(fields[b"s"]),
             unpack_records(fields[b"r"]),
+            None if b"i" not in fields else fields[b"i"].decode("utf-8", "surrogatepass"),
+            None if b"t" not in fields else float(fields[b"t"]),
         )
     except (KeyError, ValueError, TypeError) as err:
         raise EncodingError(
@@ -298,6 +301,9 @@ class RedisDriver:
         self._load = client.register_script(LOAD_SCRIPT)
         self._swap = client.register_script(SWAP_SCRIPT)
         self._cluster = isinstance(client, RedisCluster)
+        self._waker = (
+            FeedWaker(client, f"{{{prefix}:b".encode(), self._bucket_of_feed) if self._cluster else None
+        )
         self._evalsha = client.evalsha
         self._where = describe_client(client)
         self._password = client_password(client)
@@ -363,14 +369,16 @@ class RedisDriver:
             return Loaded(None, after + 1, records)
         return Loaded(Snapshot(sequence, state), sequence + 1, records)
 
-    def read_feed(self, after: dict[int, str | None], limit: int) -> list[FeedEntry]:
-        """Up to ``limit`` entries of each bucket in ``after`` after its position (a stream
-        id; ``None``: from the start), oldest first within each bucket.
+    pushes = True
 
-        One round trip per node: on a single node one ``XREAD COUNT limit STREAMS`` of
-        every bucket's stream (exclusive of the positions; ``0-0`` reads from the start);
-        on a Cluster, where one command may not span slots, one exclusive ``XRANGE`` per
-        bucket in a pipeline, which redis-py sends as one batch per node.
+    def read_feed(self, after: dict[int, str | None], limit: int, *, wait: float = 0.0) -> list[FeedEntry]:
+        """Up to ``limit`` entries of each bucket in ``after`` after its position (a stream
+        id; ``None``: from the start), oldest first within each bucket, in one round trip
+        per node: on a single node one ``XREAD COUNT limit STREAMS`` of every bucket's
+        stream (``BLOCK`` up to ``wait`` seconds when nothing is new); on a Cluster one
+        exclusive ``XRANGE`` per bucket in a pipeline (one batch per node), then, if
+        nothing was new, a wait of up to ``wait`` seconds on the ``FeedWaker`` and a second
+        read when it says one of the buckets changed (``kvsourcing.stores.redis.push``).
         """
         if not after:
             return []
@@ -381,16 +389,27 @@ class RedisDriver:
             if not 0 <= bucket < count:
                 raise ValueError(f"bucket {bucket} is not in 0 .. {count - 1}")
         with self._served():
-            replies = self._read_cluster(after, limit) if self._cluster else self._read_node(after, limit)
+            if not self._cluster:
+                replies = self._read_node(after, limit, wait)
+            else:
+                waker = self._waker if wait > 0 else None
+                since = 0 if waker is None else waker.mark()
+                replies = self._read_cluster(after, limit)
+                if waker is not None and not any(entries for _, entries in replies):
+                    waker.wait(after, since, wait)
+                    replies = self._read_cluster(after, limit)
         return [
             feed_entry(bucket, position, fields) for bucket, reply in replies for position, fields in reply
         ]
 
-    def _read_node(self, after: dict[int, str | None], limit: int) -> list[tuple[int, Any]]:
+    def _read_node(self, after: dict[int, str | None], limit: int, wait: float) -> list[tuple[int, Any]]:
         feeds = self._feeds
         keys = [feeds[bucket] for bucket in after]
         positions = ["0-0" if position is None else position for position in after.values()]
-        replies = self.client.execute_command("XREAD", "COUNT", limit, "STREAMS", *keys, *positions)
+        command = ["XREAD", "COUNT", limit, "STREAMS", *keys, *positions]
+        if wait > 0:
+            command = blocking(command, block_milliseconds(self.client, wait))
+        replies = self.client.execute_command(*command)
         if not replies:
             return []
         buckets = self._bucket_of_feed
@@ -490,5 +509,7 @@ class RedisDriver:
         if self._closed:
             return
         self._closed = True
+        if self._waker is not None:
+            self._waker.close()
         if self._owns_client:
             self.client.close()
