@@ -285,15 +285,14 @@ class FeedSuite(TransferTests):
 
         def spy(after: dict[int, str | None], limit: int, *, wait: float = 0.0) -> list[Any]:
             before_commit = not committed.is_set()
+            if wait > 0 and not real(after, limit):
+                idle.set()  # caught up: this call waits
             entries = real(after, limit, wait=wait)
             calls.append((before_commit, wait, [e for e in entries if e.key == key]))
-            if wait > 0 and not entries:
-                idle.set()  # caught up: its next call waits
             return entries
 
         recorder = Recorder(prefix)
         consumer = self.consumer(store, f"pushed-{uuid.uuid4().hex[:8]}", recorder, lease_seconds=60.0)
-        consumer._poll_interval = 0.5
         driver.read_feed = spy
         try:
             consumer.start()

@@ -17,9 +17,9 @@ pass to the others within a lease and a third, even while they are busy. A check
 written with compare-and-swap, so a process that lost its lease cannot move it back.
 
 On a driver that ``pushes`` (memory, Redis) the background loop waits in ``read_feed``
-for new entries instead of sleeping between polls, so an event reaches the handlers
-milliseconds after its commit; each wait lasts at most ``poll_interval`` (how soon
-``stop()`` takes effect) and ends before the next heartbeat is due.
+for new entries instead of polling every ``poll_interval``, so an event reaches the
+handlers milliseconds after its commit and an idle consumer costs a read per heartbeat;
+a wait ends by the next heartbeat, and ``stop()`` does not wait for it.
 """
 
 from __future__ import annotations
@@ -106,6 +106,8 @@ class FeedConsumer:
         self._retry_at: dict[int, float] = {}
         self._renewed = 0.0
         self._stopping = threading.Event()
+        self._state = threading.Lock()  # guards _waiting against stop()
+        self._waiting = False
         self._thread: threading.Thread | None = None
         self._lease = self.owner.encode()
 
@@ -171,7 +173,7 @@ class FeedConsumer:
 
     def _poll(self, *, wait: bool) -> tuple[int, int] | None:
         """Heartbeat if due, read and deliver a batch of each held bucket: ``(entries read,
-        events delivered)``, ``None`` if no bucket was read. With ``wait`` (the loop), a bucket
+        events delivered)``, ``None`` if none was read. With ``wait`` (the loop), a bucket
         stopped by a failure rests ``poll_interval``, and a driver that pushes waits."""
         if self._until_heartbeat() <= 0:
             self._heartbeat()
@@ -183,8 +185,11 @@ class FeedConsumer:
         }
         if not after:
             return None
-        seconds = min(self._poll_interval, self._until_heartbeat()) if wait and self._pushes else 0.0
-        entries = self._driver.read_feed(after, self._batch_size, wait=max(0.0, seconds))
+        entries = (
+            self._read(after) if wait and self._pushes else self._driver.read_feed(after, self._batch_size)
+        )
+        if entries is None:
+            return None
         by_bucket: dict[int, list[FeedEntry]] = {}
         for entry in entries:
             by_bucket.setdefault(entry.bucket, []).append(entry)
@@ -192,6 +197,24 @@ class FeedConsumer:
         for bucket, bucket_entries in by_bucket.items():
             delivered += self._consume(bucket, bucket_entries)
         return len(entries), delivered
+
+    def _read(self, after: dict[int, str | None]) -> list[FeedEntry] | None:
+        """Wait in ``read_feed`` until entries come, the next heartbeat or a resting bucket's
+        retry; ``None`` when ``stop()`` came meanwhile (it did not wait for this read, whose
+        entries are left for the next holder of their buckets)."""
+        now = time.monotonic()
+        seconds = min([self._until_heartbeat(), *(at - now for at in self._retry_at.values() if at > now)])
+        with self._state:
+            if self._stopping.is_set():
+                return None
+            self._waiting = True
+        try:
+            entries = self._driver.read_feed(after, self._batch_size, wait=max(0.0, seconds))
+        finally:
+            with self._state:
+                self._waiting = False
+                stopped = self._stopping.is_set()
+        return None if stopped else entries
 
     def _consume(self, bucket: int, entries: list[FeedEntry]) -> int:
         delivered = 0
@@ -207,6 +230,8 @@ class FeedConsumer:
                 break
             delivered += len(entry.records)
             done = entry.position
+        else:
+            self._retry_at.pop(bucket, None)
         if done is not None and done != position:
             name = self._value("checkpoint", bucket)
             old = None if position is None else position.encode()
@@ -257,7 +282,9 @@ class FeedConsumer:
 
     def start(self) -> None:
         """Consume on a background thread until ``stop()`` (idempotent)."""
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive() or self._stopping.is_set():
+            if self._thread is not None:
+                self._thread.join()  # one that stop() left in a wait ends with it
             self._stopping.clear()
             self._thread = threading.Thread(
                 target=self._loop, name=f"kvsourcing-consumer-{self.name}", daemon=True
@@ -269,6 +296,8 @@ class FeedConsumer:
             try:
                 polled = self._poll(wait=True)
             except Exception:
+                if self._stopping.is_set():
+                    return
                 log.exception("consumer %s failed to poll; retrying", self.name)
                 polled = None
             if polled is not None and (polled[1] or (self._pushes and not polled[0])):
@@ -276,11 +305,13 @@ class FeedConsumer:
             self._stopping.wait(min(self._poll_interval, max(0.0, self._until_heartbeat())))
 
     def stop(self) -> None:
-        """Stop the background thread, release this member's leases and leave the member list."""
-        self._stopping.set()
-        if self._thread is not None:
+        """Stop the background thread, release this member's leases and leave the member list.
+        A thread waiting in ``read_feed`` is not waited for: it ends with its wait, delivering nothing."""
+        with self._state:
+            self._stopping.set()
+            waiting = self._waiting
+        if self._thread is not None and not waiting:
             self._thread.join()
-            self._thread = None
         for slice_ in sorted(self._held):
             self._release(slice_)
         leave(self._driver, self.name, self.owner)
