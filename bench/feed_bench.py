@@ -252,15 +252,22 @@ def stores(names: list[str], workdir: Path) -> Iterator[Iterator[tuple[str, Any,
                 stack.callback(stop_cluster, cluster)
                 yield "Redis Cluster", redis_store.from_url(cluster.url, prefix="bench"), cluster.url
             if "dynamodb" in names:
-                from dynamodb_bench import moto_dynamodb
-
-                from kvsourcing.stores.dynamodb import create_table, new_store
-
-                client = stack.enter_context(moto_dynamodb())
-                create_table(client, "feed-bench")
-                yield "DynamoDB (moto)", new_store("feed-bench", client=client), None
+                store = guarded("DynamoDB (moto)", dynamodb_store, stack)
+                if store is not None:
+                    yield "DynamoDB (moto)", store, None
 
         yield each()
+
+
+def dynamodb_store(stack: ExitStack) -> Any:
+    """A store on a table of moto in process (which lives as long as ``stack``)."""
+    from dynamodb_bench import moto_dynamodb
+
+    from kvsourcing.stores.dynamodb import create_table, new_store
+
+    client = stack.enter_context(moto_dynamodb())
+    create_table(client, "feed-bench")
+    return new_store("feed-bench", client=client)
 
 
 def guarded(what: str, body: Callable[..., Any], *args: Any) -> Any:
@@ -268,7 +275,7 @@ def guarded(what: str, body: Callable[..., Any], *args: Any) -> Any:
     try:
         return body(*args)
     except Exception as exc:  # a benchmark reports and goes on
-        print(f"  {what}: failed: {type(exc).__name__}: {exc}")
+        print(f"  {what}: failed: {type(exc).__name__}: {exc}", flush=True)
         return None
 
 
@@ -288,7 +295,7 @@ def main() -> None:
     counts = tuple(int(n) for n in args.processes.split(","))
     with tempfile.TemporaryDirectory() as workdir, stores(args.stores.split(","), Path(workdir)) as each:
         for name, store, url in each:
-            print(f"{name} (pushes: {store.driver.pushes})")
+            print(f"{name} (pushes: {store.driver.pushes})", flush=True)
             events = args.dynamodb_events if name.startswith("DynamoDB") else args.events
             rate = guarded("catch-up", catch_up, store, events)
             if rate is not None:

@@ -87,6 +87,20 @@ def test_a_read_waits_for_its_own_buckets_only(driver: RedisDriver) -> None:
     assert [(e.key, e.first) for e in entries] == [(mine, 2)]
 
 
+def test_a_bucket_written_between_two_reads_is_read_again(driver: RedisDriver) -> None:
+    """The Cluster's reads skip the buckets found at their end: not once they are written."""
+    key = "order-1"
+    bucket = partition_bucket(key, BUCKETS)
+    everything = dict.fromkeys(range(BUCKETS))
+    assert driver.read_feed(everything, 10, wait=0.05) == []
+    first = write_entry(driver, key, 1)
+    assert [(e.key, e.first) for e in driver.read_feed(everything, 10, wait=30.0)] == [(key, 1)]
+    assert driver.read_feed({**everything, bucket: first}, 10, wait=0.05) == []
+    write_entry(driver, key, 2)
+    entries = driver.read_feed({**everything, bucket: first}, 10, wait=30.0)
+    assert [(e.key, e.first) for e in entries] == [(key, 2)]
+
+
 def test_a_read_with_entries_waiting_returns_them_without_waiting_and_without_metadata(
     driver: RedisDriver,
 ) -> None:

@@ -376,9 +376,9 @@ class RedisDriver:
         id; ``None``: from the start), oldest first within each bucket, in one round trip
         per node: on a single node one ``XREAD COUNT limit STREAMS`` of every bucket's
         stream (``BLOCK`` up to ``wait`` seconds when nothing is new); on a Cluster one
-        exclusive ``XRANGE`` per bucket in a pipeline (one batch per node), then, if
-        nothing was new, a wait of up to ``wait`` seconds on the ``FeedWaker`` and a second
-        read when it says one of the buckets changed (``kvsourcing.stores.redis.push``).
+        exclusive ``XRANGE`` per bucket in a pipeline (one batch per node); with ``wait``,
+        the ``FeedWaker`` (``kvsourcing.stores.redis.push``) skips the buckets it knows hold
+        nothing new, and waits for a change when nothing is.
         """
         if not after:
             return []
@@ -393,11 +393,10 @@ class RedisDriver:
                 replies = self._read_node(after, limit, wait)
             else:
                 waker = self._waker if wait > 0 else None
-                since = 0 if waker is None else waker.mark()
-                replies = self._read_cluster(after, limit)
-                if waker is not None and not any(entries for _, entries in replies):
-                    waker.wait(after, since, wait)
+                if waker is None:
                     replies = self._read_cluster(after, limit)
+                else:
+                    replies = waker.read(after, limit, wait, self._read_cluster)
         return [
             feed_entry(bucket, position, fields) for bucket, reply in replies for position, fields in reply
         ]
