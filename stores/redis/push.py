@@ -188,7 +188,8 @@ class FeedWaker:
                     if connection.can_read(timeout=RETRY_SECONDS):
                         self._note(connection.read_response())
             except Exception as err:  # any failure: readers poll at their timeout until we are back
-                log.warning("feed listener of Redis node %s failed, reconnecting: %s", node.name, err)
+                if not self._closed.is_set():
+                    log.warning("feed listener of Redis node %s failed, reconnecting: %s", node.name, err)
             finally:
                 connection.disconnect()
                 with self._condition:
