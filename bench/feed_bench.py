@@ -6,10 +6,11 @@ process) it prints:
 * catch-up: events/s for one ``FeedConsumer`` (``run_once`` in a loop, batch 100)
   draining a backlog of ``--events`` one-event commits over 200 aggregates;
 * latency: commit-to-handler p50/p99 (ms, from just before the commit is sent to the
-  handler's call) of a background consumer (``start()``, default ``poll_interval`` 0.2 s)
-  while one thread commits at ``--rate`` commits/s for ``--seconds``; on a store that
-  pushes, side by side with the same consumer made to poll, and the consumer process's
-  CPU (and the Redis server's) per second while nothing arrives;
+  handler's call) of a started consumer (``start()``, default ``poll_interval`` 0.2 s, in
+  a process of its own on Redis; in memory it shares the committing process's GIL) while
+  one thread commits at ``--rate`` commits/s for ``--seconds``; on a store that pushes,
+  side by side with the same consumer made to poll; and the consumer process's CPU (and
+  the Redis server's) per second while nothing arrives;
 * on Redis (node and Cluster): catch-up with 1, 2 and 4 consumer processes sharing one
   consumer name (lease 1 s), timed from the moment they all start until every bucket's
   checkpoint is at the end of its feed.
@@ -22,10 +23,13 @@ processes cannot scale past them. Run: ``python bench/feed_bench.py [--events N]
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -44,20 +48,26 @@ from kvsourcing.stores.keyvalue import FeedConsumer  # noqa: E402
 from kvsourcing.testing.domain import Counter, Incremented, registry  # noqa: E402
 
 AGGREGATES = 200
+STORE_PREFIX = "bench"
 
 
 class Clock:
-    """A handler noting when each event of ``prefix`` arrived, and how many did."""
+    """A handler noting when each event of ``prefix`` arrived (``time.monotonic``, one clock
+    for every process on Linux), and how many did; ``out`` also gets a line per event."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, out: Any = None) -> None:
         self.prefix = prefix
+        self.out = out
         self.arrived: dict[tuple[str, int], float] = {}
         self.count = 0
 
     def handle(self, published: PublishedEvent) -> None:
         if published.key.startswith(self.prefix):
-            self.arrived.setdefault((published.key, published.sequence), time.perf_counter())
+            now = time.monotonic()
+            self.arrived.setdefault((published.key, published.sequence), now)
             self.count += 1
+            if self.out is not None:
+                self.out.write(f"{published.key} {published.sequence} {now}\n")
 
 
 def write_backlog(store: Any, prefix: str, events: int) -> None:
@@ -84,69 +94,123 @@ def catch_up(store: Any, events: int) -> float:
     return events / elapsed
 
 
-def live(consumer: FeedConsumer, store: Any, clock: Clock, timeout: float = 120) -> None:
-    """Wait until the started ``consumer`` has caught up (a marker commit reached it)."""
-    marker = f"{clock.prefix}marker"
-    counter = Counter(marker, store)
+def commit_marker(store: Any, prefix: str) -> tuple[str, int]:
+    """Commit one event of ``<prefix>marker``: once it arrives, a consumer has caught up."""
+    counter = Counter(f"{prefix}marker", store)
     counter.apply_event(Incremented())
     counter.commit()
+    return counter.get_key(), 1
+
+
+def wait_for(arrived: Callable[[], dict[tuple[str, int], float]], keys: Any, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while (marker, 1) not in clock.arrived:
+    while not all(key in arrived() for key in keys):
         if time.monotonic() > deadline:
-            raise RuntimeError("the consumer did not catch up with the feed")
-        time.sleep(0.01)
+            raise RuntimeError("the consumer did not deliver every event in time")
+        time.sleep(0.005)
 
 
-def latency(store: Any, rate: float, seconds: float, push: bool) -> dict[str, float]:
-    """Commit-to-handler p50/p99 (ms) at ``rate`` commits/s, and idle CPU per second."""
+def commit_steadily(store: Any, prefix: str, rate: float, seconds: float) -> dict[tuple[str, int], float]:
+    """``rate`` one-event commits a second for ``seconds``; when each was sent."""
+    counters = [Counter(f"{prefix}{n}", store) for n in range(AGGREGATES)]
+    sent: dict[tuple[str, int], float] = {}
+    start = time.monotonic()
+    for n in range(int(rate * seconds)):
+        pause = start + n / rate - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        counter = counters[n % AGGREGATES]
+        counter.apply_event(Incremented())
+        sent[(counter.get_key(), counter.sequence_number())] = time.monotonic()
+        counter.commit()
+    return sent
+
+
+def delays(sent: dict[tuple[str, int], float], arrived: dict[tuple[str, int], float]) -> dict[str, float]:
+    """p50 and p99 commit-to-handler delay in ms."""
+    ms = sorted((arrived[key] - at) * 1000 for key, at in sent.items())
+    return {"p50": statistics.median(ms), "p99": ms[min(len(ms) - 1, int(len(ms) * 0.99))]}
+
+
+def latency(store: Any, rate: float, seconds: float, push: bool, url: str | None) -> dict[str, float]:
+    """Commit-to-handler p50/p99 (ms) at ``rate`` commits/s, and CPU ms/s while idle, of a
+    started consumer: in a process of its own when the store has a ``url``, else in this
+    one (where the committing thread and the consumer's share the GIL)."""
     prefix = f"live-{uuid.uuid4().hex[:8]}-"
-    clock = Clock(prefix)
-    consumer = FeedConsumer(store, f"live-{uuid.uuid4().hex[:8]}", registry())
-    if not push:
-        consumer._pushes = False  # the same consumer, polling: the baseline side by side
-    consumer.add_handler(clock)
-    consumer.start()
-    try:
-        live(consumer, store, clock)
-        counters = [Counter(f"{prefix}{n}", store) for n in range(AGGREGATES)]
-        sent: dict[tuple[str, int], float] = {}
-        total = int(rate * seconds)
-        start = time.perf_counter()
-        for n in range(total):
-            pause = start + n / rate - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-            counter = counters[n % AGGREGATES]
-            counter.apply_event(Incremented())
-            sent[(counter.get_key(), counter.sequence_number())] = time.perf_counter()
-            counter.commit()
-        deadline = time.monotonic() + 60
-        while not all(key in clock.arrived for key in sent) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        delays = sorted((clock.arrived[key] - at) * 1000 for key, at in sent.items() if key in clock.arrived)
-        idle = idle_cpu(store)
-    finally:
-        consumer.stop()
+    name = f"live-{uuid.uuid4().hex[:8]}"
+    if url is None:
+        clock = Clock(prefix)
+        consumer = FeedConsumer(store, name, registry())
+        consumer._pushes = push  # poll: the same consumer, the baseline side by side
+        consumer.add_handler(clock)
+        consumer.start()
+        try:
+            wait_for(lambda: clock.arrived, [commit_marker(store, prefix)])
+            sent = commit_steadily(store, prefix, rate, seconds)
+            wait_for(lambda: clock.arrived, sent)
+            return {**delays(sent, clock.arrived), **idle_cpu(store, None)}
+        finally:
+            consumer.stop()
+    with tempfile.TemporaryDirectory() as workdir:
+        path = Path(workdir) / "arrivals"
+        command = [sys.executable, __file__, "--latency-worker", url, prefix, name, str(int(push)), str(path)]
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: arrivals(path), [commit_marker(store, prefix)])
+            sent = commit_steadily(store, prefix, rate, seconds)
+            wait_for(lambda: arrivals(path), sent)
+            return {**delays(sent, arrivals(path)), **idle_cpu(store, process.pid)}
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def arrivals(path: Path) -> dict[tuple[str, int], float]:
+    """The lines a latency worker wrote: ``key sequence monotonic-time``."""
+    if not path.exists():
+        return {}
+    lines = [line.split() for line in path.read_text().splitlines()]
     return {
-        "p50": statistics.median(delays),
-        "p99": delays[min(len(delays) - 1, int(len(delays) * 0.99))],
-        "lost": float(len(sent) - len(delays)),
-        **idle,
+        (key, int(sequence)): float(at) for key, sequence, at in (line for line in lines if len(line) == 3)
     }
 
 
-def idle_cpu(store: Any, seconds: float = 2.0) -> dict[str, float]:
-    """CPU ms per second of this process (and of the Redis server, when there is one)
-    while the started consumer has nothing to deliver."""
+def latency_worker(url: str, prefix: str, name: str, push: str, path: str) -> None:
+    """A started consumer writing when each event arrived, until SIGTERM."""
+    from kvsourcing.stores import redis as redis_store
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    store = redis_store.from_url(url, prefix=STORE_PREFIX)
+    with open(path, "a", buffering=1) as out:
+        consumer = FeedConsumer(store, name, registry())
+        consumer._pushes = push == "1"
+        consumer.add_handler(Clock(prefix, out))
+        consumer.start()
+        stopping.wait()
+        consumer.stop()
+    store.close()
+
+
+def idle_cpu(store: Any, pid: int | None, seconds: float = 2.0) -> dict[str, float]:
+    """CPU ms per second of the consumer's process (``pid``, else this one) and of the
+    Redis server (when there is one) while the started consumer has nothing to deliver."""
     time.sleep(0.5)
     server = redis_cpu(store)
-    process = time.process_time()
+    before = process_cpu(pid)
     time.sleep(seconds)
-    result = {"cpu": (time.process_time() - process) / seconds * 1000}
+    result = {"cpu": (process_cpu(pid) - before) / seconds * 1000}
     if server is not None:
-        later = redis_cpu(store)
-        result["server_cpu"] = ((later or 0.0) - server) / seconds * 1000
+        result["server_cpu"] = ((redis_cpu(store) or 0.0) - server) / seconds * 1000
     return result
+
+
+def process_cpu(pid: int | None) -> float:
+    """CPU seconds used so far by process ``pid`` (Linux ``/proc``), or by this one."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def redis_cpu(store: Any) -> float | None:
@@ -198,15 +262,13 @@ def processes_catch_up(url: str, events: int, counts: tuple[int, ...]) -> dict[i
                     time.sleep(0.01)
                 go.touch()
                 started = time.perf_counter()
-                checkpoints = [f"consumer/{name}/checkpoint/{bucket}" for bucket in ends]
-                while True:
-                    stored = driver.read_values(checkpoints)
-                    if all(
-                        raw is not None and raw.decode() == end
-                        for raw, end in zip(stored, ends.values(), strict=True)
-                    ):
-                        break
-                    time.sleep(0.005)
+                pending = dict(ends)  # read only the checkpoints not yet at their end: reads cost too
+                while pending:
+                    time.sleep(0.02)
+                    names = [f"consumer/{name}/checkpoint/{bucket}" for bucket in pending]
+                    for bucket, raw in zip(list(pending), driver.read_values(names), strict=True):
+                        if raw is not None and raw.decode() == pending[bucket]:
+                            del pending[bucket]
                 rates[count] = events / (time.perf_counter() - started)
             finally:
                 for worker in workers:
@@ -246,11 +308,11 @@ def stores(names: list[str], workdir: Path) -> Iterator[Iterator[tuple[str, Any,
             if "redis" in names:
                 server = start_server(workdir / "redis")
                 stack.callback(server.stop)
-                yield "Redis", redis_store.from_url(server.url, prefix="bench"), server.url
+                yield "Redis", redis_store.from_url(server.url, prefix=STORE_PREFIX), server.url
             if "cluster" in names:
                 cluster = start_cluster(workdir / "cluster")
                 stack.callback(stop_cluster, cluster)
-                yield "Redis Cluster", redis_store.from_url(cluster.url, prefix="bench"), cluster.url
+                yield "Redis Cluster", redis_store.from_url(cluster.url, prefix=STORE_PREFIX), cluster.url
             if "dynamodb" in names:
                 store = guarded("DynamoDB (moto)", dynamodb_store, stack)
                 if store is not None:
@@ -288,9 +350,13 @@ def main() -> None:
     parser.add_argument("--stores", default="memory,redis,cluster,dynamodb")
     parser.add_argument("--processes", default="1,2,4")
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--latency-worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(*args.worker)
+        return
+    if args.latency_worker:
+        latency_worker(*args.latency_worker)
         return
     counts = tuple(int(n) for n in args.processes.split(","))
     with tempfile.TemporaryDirectory() as workdir, stores(args.stores.split(","), Path(workdir)) as each:
@@ -302,13 +368,13 @@ def main() -> None:
                 print(f"  catch-up, 1 consumer: {rate:,.0f} events/s ({events} events)")
             modes = (True, False) if store.driver.pushes else (False,)
             for push in modes:
-                figures = guarded("latency", latency, store, args.rate, args.seconds, push)
+                figures = guarded("latency", latency, store, args.rate, args.seconds, push, url)
                 if figures is not None:
                     server = f", server {figures['server_cpu']:.1f}" if "server_cpu" in figures else ""
                     print(
                         f"  {'push' if push else 'poll'} at {args.rate:.0f} commits/s: "
                         f"p50 {figures['p50']:.2f} ms, "
-                        f"p99 {figures['p99']:.2f} ms, lost {figures['lost']:.0f}; idle CPU ms/s: "
+                        f"p99 {figures['p99']:.2f} ms; idle CPU ms/s: "
                         f"consumer process {figures['cpu']:.1f}{server}"
                     )
             if url is not None:
