@@ -23,6 +23,7 @@ processes cannot scale past them. Run: ``python bench/feed_bench.py [--events N]
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import signal
 import statistics
@@ -44,7 +45,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from redis_fixtures import start_cluster, start_server, stop_cluster  # noqa: E402
 
 from kvsourcing.handlers import PublishedEvent  # noqa: E402
-from kvsourcing.stores.keyvalue import FeedConsumer  # noqa: E402
+from kvsourcing.stores.keyvalue import FeedConsumer, partition_bucket  # noqa: E402
 from kvsourcing.testing.domain import Counter, Incremented, registry  # noqa: E402
 
 AGGREGATES = 200
@@ -94,12 +95,20 @@ def catch_up(store: Any, events: int) -> float:
     return events / elapsed
 
 
-def commit_marker(store: Any, prefix: str) -> tuple[str, int]:
-    """Commit one event of ``<prefix>marker``: once it arrives, a consumer has caught up."""
-    counter = Counter(f"{prefix}marker", store)
-    counter.apply_event(Incremented())
-    counter.commit()
-    return counter.get_key(), 1
+def commit_markers(store: Any, prefix: str) -> list[tuple[str, int]]:
+    """Commit one event in every bucket: once they all arrive, a consumer that started at
+    the beginning of the feed has caught up (each bucket is read on its own)."""
+    buckets = store.driver.buckets
+    keys: dict[int, str] = {}
+    for n in itertools.count():
+        keys.setdefault(partition_bucket(f"{prefix}marker-{n}", buckets), f"{prefix}marker-{n}")
+        if len(keys) == buckets:
+            break
+    for key in keys.values():
+        counter = Counter(key, store)
+        counter.apply_event(Incremented())
+        counter.commit()
+    return [(key, 1) for key in keys.values()]
 
 
 def wait_for(arrived: Callable[[], dict[tuple[str, int], float]], keys: Any, timeout: float = 120) -> None:
@@ -145,7 +154,7 @@ def latency(store: Any, rate: float, seconds: float, push: bool, url: str | None
         consumer.add_handler(clock)
         consumer.start()
         try:
-            wait_for(lambda: clock.arrived, [commit_marker(store, prefix)])
+            wait_for(lambda: clock.arrived, commit_markers(store, prefix))
             sent = commit_steadily(store, prefix, rate, seconds)
             wait_for(lambda: clock.arrived, sent)
             return {**delays(sent, clock.arrived), **idle_cpu(store, None)}
@@ -156,7 +165,7 @@ def latency(store: Any, rate: float, seconds: float, push: bool, url: str | None
         command = [sys.executable, __file__, "--latency-worker", url, prefix, name, str(int(push)), str(path)]
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
         try:
-            wait_for(lambda: arrivals(path), [commit_marker(store, prefix)])
+            wait_for(lambda: arrivals(path), commit_markers(store, prefix))
             sent = commit_steadily(store, prefix, rate, seconds)
             wait_for(lambda: arrivals(path), sent)
             return {**delays(sent, arrivals(path)), **idle_cpu(store, process.pid)}
@@ -192,7 +201,7 @@ def latency_worker(url: str, prefix: str, name: str, push: str, path: str) -> No
     store.close()
 
 
-def idle_cpu(store: Any, pid: int | None, seconds: float = 2.0) -> dict[str, float]:
+def idle_cpu(store: Any, pid: int | None, seconds: float = 5.0) -> dict[str, float]:
     """CPU ms per second of the consumer's process (``pid``, else this one) and of the
     Redis server (when there is one) while the started consumer has nothing to deliver."""
     time.sleep(0.5)
@@ -322,11 +331,22 @@ def stores(names: list[str], workdir: Path) -> Iterator[Iterator[tuple[str, Any,
 
 
 def dynamodb_store(stack: ExitStack) -> Any:
-    """A store on a table of moto in process (which lives as long as ``stack``)."""
+    """A store on a table of moto in process (which lives as long as ``stack``), serving
+    one request at a time: moto is not safe for a committing and a consuming thread."""
+    from unittest import mock
+
     from dynamodb_bench import moto_dynamodb
+    from moto.core.botocore_stubber import BotocoreStubber
 
     from kvsourcing.stores.dynamodb import create_table, new_store
 
+    lock, serve = threading.Lock(), BotocoreStubber.__call__
+
+    def serialised(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return serve(self, *args, **kwargs)
+
+    stack.enter_context(mock.patch.object(BotocoreStubber, "__call__", serialised))
     client = stack.enter_context(moto_dynamodb())
     create_table(client, "feed-bench")
     return new_store("feed-bench", client=client)
@@ -346,6 +366,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--dynamodb-events", type=int, default=2_000, help="moto writes ~200 commits/s")
     parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--dynamodb-rate", type=float, default=20.0, help="moto serves ~300 requests/s")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--stores", default="memory,redis,cluster,dynamodb")
     parser.add_argument("--processes", default="1,2,4")
@@ -362,17 +383,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir, stores(args.stores.split(","), Path(workdir)) as each:
         for name, store, url in each:
             print(f"{name} (pushes: {store.driver.pushes})", flush=True)
-            events = args.dynamodb_events if name.startswith("DynamoDB") else args.events
+            moto = name.startswith("DynamoDB")
+            events, commits = (args.dynamodb_events, args.dynamodb_rate) if moto else (args.events, args.rate)
             rate = guarded("catch-up", catch_up, store, events)
             if rate is not None:
                 print(f"  catch-up, 1 consumer: {rate:,.0f} events/s ({events} events)")
             modes = (True, False) if store.driver.pushes else (False,)
             for push in modes:
-                figures = guarded("latency", latency, store, args.rate, args.seconds, push, url)
+                figures = guarded("latency", latency, store, commits, args.seconds, push, url)
                 if figures is not None:
                     server = f", server {figures['server_cpu']:.1f}" if "server_cpu" in figures else ""
                     print(
-                        f"  {'push' if push else 'poll'} at {args.rate:.0f} commits/s: "
+                        f"  {'push' if push else 'poll'} at {commits:.0f} commits/s: "
                         f"p50 {figures['p50']:.2f} ms, "
                         f"p99 {figures['p99']:.2f} ms; idle CPU ms/s: "
                         f"consumer process {figures['cpu']:.1f}{server}"
