@@ -22,8 +22,9 @@ from kvsourcing.handlers import PublishedEvent
 from kvsourcing.protocols import EventHandler, EventStore
 from kvsourcing.registry import StandardEventRegistry
 from kvsourcing.retry import retry
-from kvsourcing.stores.keyvalue.consumer import FeedConsumer, trim_consumed
+from kvsourcing.stores.keyvalue.consumer import FeedConsumer
 from kvsourcing.stores.keyvalue.records import partition_bucket
+from kvsourcing.stores.keyvalue.values import trim_consumed
 from kvsourcing.testing.commits import LostReply
 from kvsourcing.testing.domain import Counter, Increment, Incremented, Renamed, registry
 from kvsourcing.testing.transfers import TransferTests

@@ -1,7 +1,7 @@
 """The generic key-value tablestore base: drivers supply primitives, the base the rest."""
 
 from kvsourcing.stores.keyvalue.base import STORE_OPTIONS, DriverBase, check_options, validate_buckets
-from kvsourcing.stores.keyvalue.consumer import FeedConsumer, trim_consumed
+from kvsourcing.stores.keyvalue.consumer import FeedConsumer
 from kvsourcing.stores.keyvalue.driver import (
     DEFAULT_COMMIT_ID_TTL,
     Driver,
@@ -22,6 +22,7 @@ from kvsourcing.stores.keyvalue.records import (
     partition_bucket,
 )
 from kvsourcing.stores.keyvalue.store import KeyedEvent, KeyValueStore, new_store
+from kvsourcing.stores.keyvalue.values import trim_consumed
 
 __all__ = [
     "ALREADY_STORED",

@@ -1,20 +1,17 @@
 """``FeedConsumer``: follow the durable feed from a named checkpoint, at least once.
 
-Every commit is recorded in its aggregate's bucket feed in the same atomic write as the
-events (see ``FeedDriver``). A consumer reads the buckets it holds, delivers each event to
-its handlers as a ``PublishedEvent``, in sequence order per aggregate, then stores the
-bucket's checkpoint in the same store: a consumer that dies in between delivers those
-events again when restarted (at least once); none is ever skipped.
+A consumer reads the feed buckets it holds (``FeedDriver``), delivers each event to its
+handlers as a ``PublishedEvent`` in sequence order per aggregate, then stores the bucket's
+checkpoint in the same store: one that dies in between delivers those events again when
+restarted (at least once); none is ever skipped.
 
-Several processes of one consumer share the work: each heartbeats into the consumer's
-member list (``values``), the buckets are split into ``slices``, dealt round-robin to
-the live members in the order of their names, and a member processes a slice only while
-it holds the slice's lease. The heartbeat, which renews the leases held, takes the free
-slices a member is dealt and gives back those it no longer is, comes every third of
-``lease_seconds``, between entries too, however long a batch: a lease expires
-``lease_seconds`` after its holder last renewed it, so the slices of a process that died
-pass to the others within a lease and a third, even while they are busy. A checkpoint is
-written with compare-and-swap, so a process that lost its lease cannot move it back.
+Processes of one consumer share the work: each heartbeats into the member list
+(``values``), the buckets are split into ``slices`` dealt round-robin to the live members,
+and a member processes a slice only while it holds its lease. The heartbeat renews the
+leases held, takes the free slices dealt and gives back the others, every third of
+``lease_seconds``, between the entries of a long batch too: the slices of a process that
+died pass to the others within a lease and a third, however busy they are. Checkpoints
+are written with compare-and-swap, so a process that lost its lease cannot move one back.
 
 On a driver that ``pushes`` (memory, Redis) the background loop waits in ``read_feed``
 for new entries instead of polling every ``poll_interval``, so an event reaches the
@@ -24,29 +21,24 @@ a wait ends by the next heartbeat, and ``stop()`` does not wait for it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-from kvsourcing.errors import ConfigurationError, EncodingError
-from kvsourcing.handlers import PublishedEvent
+from kvsourcing.errors import ConfigurationError
 from kvsourcing.protocols import EventHandler, EventRegistry
+from kvsourcing.stores.keyvalue.delivery import ErrorCallback, build_event, log_error
 from kvsourcing.stores.keyvalue.driver import FeedDriver
 from kvsourcing.stores.keyvalue.records import FeedEntry
-from kvsourcing.stores.keyvalue.store import KeyValueStore, utc
-from kvsourcing.stores.keyvalue.values import join, leave, trim_consumed, value_name
-from kvsourcing.types import EventType
+from kvsourcing.stores.keyvalue.store import KeyValueStore
+from kvsourcing.stores.keyvalue.values import join, leave, value_name
 
 log = logging.getLogger("kvsourcing.consumer")
-
-ErrorCallback = Callable[[EventHandler | None, PublishedEvent, Exception], None]
-"""Told of an event a handler failed on, or (handler ``None``) that could not be built."""
-
-__all__ = ["ErrorCallback", "FeedConsumer", "trim_consumed", "value_name"]
 
 
 class FeedConsumer:
@@ -99,7 +91,7 @@ class FeedConsumer:
         self._batch_size = batch_size
         self._lease_seconds = lease_seconds
         self._poll_interval = poll_interval
-        self._on_error = on_error or self._log_error
+        self._on_error = on_error or functools.partial(log_error, name)
         self._handlers: list[EventHandler] = []
         self._held: set[int] = set()
         self._checkpoints: dict[int, str | None] = {}
@@ -178,16 +170,11 @@ class FeedConsumer:
         if self._until_heartbeat() <= 0:
             self._heartbeat()
         now = time.monotonic()
-        after = {
-            bucket: position
-            for bucket, position in self._checkpoints.items()
-            if not wait or self._retry_at.get(bucket, 0.0) <= now
-        }
+        after = {b: p for b, p in self._checkpoints.items() if not wait or self._retry_at.get(b, 0.0) <= now}
         if not after:
             return None
-        entries = (
-            self._read(after) if wait and self._pushes else self._driver.read_feed(after, self._batch_size)
-        )
+        pushed = wait and self._pushes
+        entries = self._read(after) if pushed else self._driver.read_feed(after, self._batch_size)
         if entries is None:
             return None
         by_bucket: dict[int, list[FeedEntry]] = {}
@@ -239,14 +226,28 @@ class FeedConsumer:
                 if bucket in self._checkpoints:  # not when its slice was lost during the batch
                     self._checkpoints[bucket] = done
             else:
-                log.warning("consumer %s lost bucket %d to another member", self.name, bucket)
-                self._drop(bucket % self._slices)
+                self._moved_under_us(bucket)
         return delivered
+
+    def _moved_under_us(self, bucket: int) -> None:
+        """Another member moved ``bucket``'s checkpoint: a former holder if the lease is still
+        this member's (go on from it: dropping the slice would idle it until that lease ran out)."""
+        slice_ = bucket % self._slices
+        names = [self._value("lease", slice_), self._value("checkpoint", bucket)]
+        lease, checkpoint = self._driver.read_values(names)
+        if lease == self._lease and bucket in self._checkpoints:
+            self._checkpoints[bucket] = None if checkpoint is None else checkpoint.decode()
+        else:
+            log.warning("consumer %s lost bucket %d to another member", self.name, bucket)
+            self._drop(slice_)
 
     def _deliver(self, entry: FeedEntry) -> bool:
         for sequence, record in enumerate(entry.records, start=entry.first):
-            published = self._build(entry, sequence, record)
-            if published is None:
+            published, unbuildable = build_event(
+                self._store, self._registries, self.name, entry, sequence, record
+            )
+            if unbuildable is not None:
+                self._on_error(None, published, unbuildable)
                 return False
             for handler in self._handlers:
                 try:
@@ -255,30 +256,6 @@ class FeedConsumer:
                     self._on_error(handler, published, exc)
                     return False
         return True
-
-    def _build(self, entry: FeedEntry, sequence: int, record: bytes) -> PublishedEvent | None:
-        """The event as handlers get it; ``None`` (``on_error`` told) when it cannot be built."""
-        domain, event_type, data = "", "", None
-        try:
-            stored = self._store.decode_record(entry.key, sequence, record)
-            domain, event_type, data = stored.domain, stored.event_type, stored.data
-            registry = self._registries.get(domain)
-            event = data if registry is None else registry.create_event(event_type, data)
-        except Exception as exc:
-            err = EncodingError(
-                f"consumer {self.name} cannot build event {event_type!r} (domain {domain!r}) of "
-                f"{entry.key!r} at sequence {sequence}: {type(exc).__name__}: {exc}; its bucket waits "
-                "here until the consumer's registries can build it"
-            )
-            err.__cause__ = exc
-            self._on_error(None, self._published(entry, sequence, domain, event_type, data), err)
-            return None
-        return self._published(entry, sequence, domain, event_type, event)
-
-    @staticmethod
-    def _published(entry: FeedEntry, sequence: int, domain: str, kind: str, data: Any) -> PublishedEvent:
-        at = None if entry.recorded_at is None else utc(entry.recorded_at)
-        return PublishedEvent(domain, EventType(kind), entry.key, sequence, data, entry.commit_id, at)
 
     def start(self) -> None:
         """Consume on a background thread until ``stop()`` (idempotent)."""
@@ -305,8 +282,8 @@ class FeedConsumer:
             self._stopping.wait(min(self._poll_interval, max(0.0, self._until_heartbeat())))
 
     def stop(self) -> None:
-        """Stop the background thread, release this member's leases and leave the member list.
-        A thread waiting in ``read_feed`` is not waited for: it ends with its wait, delivering nothing."""
+        """Stop the background thread (not waiting for one parked in ``read_feed``, which ends
+        with its wait and delivers nothing), release the leases and leave the member list."""
         with self._state:
             self._stopping.set()
             waiting = self._waiting
@@ -321,8 +298,3 @@ class FeedConsumer:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.stop()
-
-    def _log_error(self, handler: EventHandler | None, published: PublishedEvent, exc: Exception) -> None:
-        what = "cannot build the event" if handler is None else f"handler {handler!r} failed"
-        event = f"{published.type} {published.key} at {published.sequence}"
-        log.error("consumer %s: %s on %s (will retry): %s", self.name, what, event, exc)
