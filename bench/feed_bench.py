@@ -13,7 +13,8 @@ process) it prints:
   the Redis server's) per second while nothing arrives;
 * on Redis (node and Cluster): catch-up with 1, 2 and 4 consumer processes sharing one
   consumer name (lease 1 s), timed from the moment they all start until every bucket's
-  checkpoint is at the end of its feed.
+  checkpoint is at the end of its feed; with a handler that does nothing, then with one
+  that waits ``--work-ms`` per event (as one writing to another system would).
 
 The machine has 2 cores shared with the servers (and other work): catch-up with 4
 processes cannot scale past them. Run: ``python bench/feed_bench.py [--events N]
@@ -232,8 +233,9 @@ def redis_cpu(store: Any) -> float | None:
     return sum(info["used_cpu_sys"] + info["used_cpu_user"] for info in infos)
 
 
-def processes_catch_up(url: str, events: int, counts: tuple[int, ...]) -> dict[int, float]:
-    """Events/s of ``n`` consumer processes of one name draining ``events`` commits."""
+def processes_catch_up(url: str, events: int, counts: tuple[int, ...], work_ms: float) -> dict[int, float]:
+    """Events/s of ``n`` consumer processes of one name draining ``events`` commits, their
+    handler sleeping ``work_ms`` per event (as one that writes elsewhere would wait)."""
     from kvsourcing.stores import redis as redis_store
 
     rates = {}
@@ -261,6 +263,7 @@ def processes_catch_up(url: str, events: int, counts: tuple[int, ...]) -> dict[i
                         name,
                         str(go),
                         str(Path(workdir) / str(n)),
+                        str(work_ms),
                     ],
                     stdin=subprocess.DEVNULL,
                 )
@@ -288,13 +291,23 @@ def processes_catch_up(url: str, events: int, counts: tuple[int, ...]) -> dict[i
     return rates
 
 
-def worker(url: str, prefix: str, name: str, go: str, ready: str) -> None:
+class Working:
+    """A handler that takes ``seconds`` per event without using the CPU."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def handle(self, published: PublishedEvent) -> None:
+        time.sleep(self.seconds)
+
+
+def worker(url: str, prefix: str, name: str, go: str, ready: str, work_ms: str) -> None:
     """One consumer process of ``processes_catch_up``: consume from ``go`` until killed."""
     from kvsourcing.stores import redis as redis_store
 
     store = redis_store.from_url(url, prefix=prefix)
     consumer = FeedConsumer(store, name, registry(), lease_seconds=1.0)
-    consumer.add_handler(Clock("order-"))
+    consumer.add_handler(Working(float(work_ms) / 1000) if float(work_ms) else Clock("order-"))
     Path(ready).touch()
     while not Path(go).exists():
         time.sleep(0.001)
@@ -370,7 +383,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--stores", default="memory,redis,cluster,dynamodb")
     parser.add_argument("--processes", default="1,2,4")
-    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--work-ms", type=float, default=0.5, help="per event, in the processes' second run")
+    parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     parser.add_argument("--latency-worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -400,9 +414,13 @@ def main() -> None:
                         f"consumer process {figures['cpu']:.1f}{server}"
                     )
             if url is not None:
-                rates = guarded("processes", processes_catch_up, url, args.events, counts)
-                for count, rate in (rates or {}).items():
-                    print(f"  catch-up, {count} consumer process(es): {rate:,.0f} events/s")
+                for work_ms in (0.0, args.work_ms):
+                    rates = guarded("processes", processes_catch_up, url, args.events, counts, work_ms)
+                    for count, rate in (rates or {}).items():
+                        print(
+                            f"  catch-up, {count} consumer process(es), handler {work_ms} ms/event: "
+                            f"{rate:,.0f} events/s"
+                        )
             store.close()
 
 
