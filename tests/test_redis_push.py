@@ -136,6 +136,37 @@ def test_the_cluster_waker_survives_its_connections_being_killed(
         client.close()
 
 
+def test_a_cluster_user_not_allowed_to_track_keys_polls_instead(redis_cluster: RedisClusterNodes) -> None:
+    """A waiting read must not sleep its whole wait when no node can be heard."""
+    user = f"notrack-{uuid.uuid4().hex[:6]}"
+    for server in redis_cluster.servers:
+        admin = server.client()
+        admin.execute_command("ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-client|tracking")
+        admin.close()
+    client = redis_cluster.client(username=user, password="pw")
+    driver = RedisDriver(client, prefix=f"push-{uuid.uuid4().hex[:8]}", buckets=BUCKETS)
+    try:
+        key = "order-1"
+        bucket = partition_bucket(key, BUCKETS)
+        writer = later(0.5, lambda: write_entry(driver, key, 1))
+        reader = threading.Thread(
+            target=lambda: found.extend(driver.read_feed({bucket: None}, 10, wait=120.0))
+        )
+        found: list[Any] = []
+        reader.start()
+        reader.join(60)
+        writer.join()
+        assert not reader.is_alive(), "the read slept through its wait instead of polling"
+        assert [(e.key, e.first) for e in found] == [(key, 1)]
+    finally:
+        driver.close()
+        client.close()
+        for server in redis_cluster.servers:
+            admin = server.client()
+            admin.execute_command("ACL", "DELUSER", user)
+            admin.close()
+
+
 def test_block_is_at_least_a_millisecond_and_within_the_socket_timeout(redis_server: RedisServer) -> None:
     plain, short = redis_server.client(), redis_server.client(socket_timeout=0.5)
     assert block_milliseconds(plain, 0.0001) == 1

@@ -33,6 +33,11 @@ INVALIDATE = b"__redis__:invalidate"
 RETRY_SECONDS = 1.0
 """How long a listener waits before connecting again to a node it lost."""
 
+POLL_SECONDS = 0.2
+"""How often a waiting reader reads again while some node is not heard: its listener lost
+it, or the server refuses the listener's commands (an ACL user without ``+client|id
++client|tracking +subscribe &__redis__:invalidate``)."""
+
 READY_SECONDS = 2.0
 """How long ``FeedWaker.mark`` waits for new listeners to subscribe (a wait that starts
 before they have just wakes at its timeout, as a poll would)."""
@@ -86,6 +91,7 @@ class FeedWaker:
         self._quiet: dict[int, tuple[str | None, int]] = {}
         self._listeners: dict[str, threading.Thread] = {}
         self._ready: set[str] = set()
+        self._warned: set[str] = set()
         self._closed = threading.Event()
 
     def mark(self) -> int:
@@ -148,9 +154,12 @@ class FeedWaker:
                     self._quiet[bucket] = (end.decode() if isinstance(end, bytes) else end, since)
 
     def wait(self, buckets: Collection[int], since: int, timeout: float) -> None:
-        """Wait until one of ``buckets`` changed after generation ``since`` (or ``timeout``)."""
+        """Wait until one of ``buckets`` changed after generation ``since`` (or ``timeout``,
+        or ``POLL_SECONDS`` while a node is not heard)."""
         deadline = time.monotonic() + timeout
         with self._condition:
+            if self._ready != set(self._listeners):
+                deadline = min(deadline, time.monotonic() + POLL_SECONDS)
             while self._everything_changed <= since and not any(
                 self._changed.get(bucket, 0) > since for bucket in buckets
             ):
@@ -181,15 +190,22 @@ class FeedWaker:
                 connection.read_response()
                 with self._condition:
                     self._ready.add(node.name)
+                    self._warned.discard(node.name)
                     self._generation += 1  # what was written while it was not heard is unknown
                     self._everything_changed = self._generation
                     self._condition.notify_all()
                 while not self._closed.is_set():
                     if connection.can_read(timeout=RETRY_SECONDS):
                         self._note(connection.read_response())
-            except Exception as err:  # any failure: readers poll at their timeout until we are back
-                if not self._closed.is_set():
-                    log.warning("feed listener of Redis node %s failed, reconnecting: %s", node.name, err)
+            except Exception as err:  # any failure: readers poll until the node is heard again
+                if not self._closed.is_set() and node.name not in self._warned:
+                    self._warned.add(node.name)
+                    log.warning(
+                        "feed consumers cannot hear Redis node %s (%s): they read every %s s until they do",
+                        node.name,
+                        err,
+                        POLL_SECONDS,
+                    )
             finally:
                 connection.disconnect()
                 with self._condition:
