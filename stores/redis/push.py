@@ -98,7 +98,7 @@ class FeedWaker:
         """Listen to every primary (starting listeners for new ones); the current generation."""
         with self._condition:
             started = []
-            for node in self._client.get_primaries():
+            for node in self._primaries():
                 if node.name not in self._listeners:
                     thread = threading.Thread(
                         target=self._listen, args=(node,), name=f"kvsourcing-feed-{node.name}", daemon=True
@@ -168,6 +168,11 @@ class FeedWaker:
                     return
                 self._condition.wait(remaining)
 
+    def _primaries(self) -> list[ClusterNode]:
+        """The Cluster's primaries as the client knows them now (redis-py leaves this untyped)."""
+        primaries: list[ClusterNode] = self._client.get_primaries()  # type: ignore[no-untyped-call]
+        return primaries
+
     def close(self) -> None:
         """Stop listening (the listeners end within a second) and wake every reader."""
         self._closed.set()
@@ -213,7 +218,7 @@ class FeedWaker:
                     self._generation += 1
                     self._everything_changed = self._generation
                     self._condition.notify_all()
-            if node.name not in {primary.name for primary in self._client.get_primaries()}:
+            if node.name not in {primary.name for primary in self._primaries()}:
                 with self._condition:
                     del self._listeners[node.name]
                 return
