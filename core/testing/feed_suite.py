@@ -218,8 +218,7 @@ class FeedSuite(TransferTests):
         pause = _PauseOnce(1.1)
         survivor.add_handler(pause)
         for member in (survivor, doomed, survivor, doomed):  # the survivor starts alone, then they split
-            member._renewed = 0.0
-            member.run_once()
+            member._heartbeat()
         assert len(survivor.slices_held) == len(doomed.slices_held) == 1
         (mine,), (theirs,) = survivor.slices_held, doomed.slices_held
         own_key, dead_key = (_key_in_slice(store, prefix, slice_, 2) for slice_ in (mine, theirs))
