@@ -12,7 +12,7 @@ import pytest
 from kvsourcing.handlers import PublishedEvent
 from kvsourcing.stores import memory
 from kvsourcing.stores.keyvalue import FeedConsumer, partition_bucket
-from kvsourcing.stores.keyvalue.consumer import value_name
+from kvsourcing.stores.keyvalue.values import value_name
 from kvsourcing.testing.domain import Counter, Incremented
 
 
@@ -99,3 +99,31 @@ def test_a_member_that_loses_a_slice_during_a_batch_stops_reading_its_buckets() 
 def test_a_lease_must_be_a_finite_positive_time(lease_seconds: float) -> None:
     with pytest.raises(ValueError, match="lease_seconds must be a finite number"):
         FeedConsumer(memory.new_store(), "projection", lease_seconds=lease_seconds)
+
+
+def test_a_member_whose_checkpoint_was_moved_by_a_former_holder_goes_on_from_it() -> None:
+    """A member that releases a slice mid-batch still writes the checkpoint of what it
+    delivered; the new holder's own write then fails. It dropped the slice, which nobody
+    then read until its own lease, still in the store, ran out."""
+    store = memory.new_store(buckets=1)
+    counter = Counter("acct", store)
+    for _ in range(3):
+        counter.apply_event(Incremented())
+        counter.commit()
+    checkpoint = value_name("projection", "checkpoint", 0)
+    seen: list[int] = []
+
+    class FormerHolderWritesFirst:
+        def handle(self, published: PublishedEvent) -> None:
+            seen.append(published.sequence)
+            if published.sequence == 1 and len(seen) == 1:
+                assert store.driver.swap_value(checkpoint, None, b"1")  # it delivered event 1
+
+    member = FeedConsumer(store, "projection", owner="b", slices=1, lease_seconds=60)
+    member.add_handler(FormerHolderWritesFirst())
+    member.run_once()
+    assert member.slices_held == {0}
+    member.run_once()
+    assert member.checkpoint(0) == "3"
+    assert seen == [1, 2, 3, 2, 3]
+    member.stop()

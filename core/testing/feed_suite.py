@@ -12,17 +12,21 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from kvsourcing.errors import StoreUnavailableError
+from kvsourcing.errors import EncodingError, StoreUnavailableError
 from kvsourcing.handlers import PublishedEvent
-from kvsourcing.protocols import EventStore
+from kvsourcing.protocols import EventHandler, EventStore
+from kvsourcing.registry import StandardEventRegistry
 from kvsourcing.retry import retry
-from kvsourcing.stores.keyvalue.consumer import FeedConsumer, trim_consumed
+from kvsourcing.stores.keyvalue.consumer import FeedConsumer
+from kvsourcing.stores.keyvalue.records import partition_bucket
+from kvsourcing.stores.keyvalue.values import trim_consumed
 from kvsourcing.testing.commits import LostReply
-from kvsourcing.testing.domain import Counter, Increment, Incremented, registry
+from kvsourcing.testing.domain import Counter, Increment, Incremented, Renamed, registry
 from kvsourcing.testing.transfers import TransferTests
 
 
@@ -199,6 +203,116 @@ class FeedSuite(TransferTests):
         assert not {k for k, _, _ in left.seen} & {k for k, _, _ in right.seen}
         self.assert_in_order(left.seen + right.seen, expected, exactly_once=True)
 
+    def test_a_busy_member_takes_over_a_dead_members_slice_in_the_middle_of_its_backlog(
+        self, store: Any
+    ) -> None:
+        """Renewing leases inside a long batch used to put off the heartbeat that takes free
+        slices, so a busy survivor took a dead member's slice only once its backlog drained."""
+        prefix, name = self.prefix(), f"takeover-{uuid.uuid4().hex[:8]}"
+        busy, dead = Recorder(prefix), Recorder(prefix)
+        # The dead member's lease (0.3 s) runs out while the survivor's handler pauses on its
+        # first event for longer than the survivor's heartbeat period (a third of 3 s) and
+        # shorter than its own lease: the next event of the same batch must take the slice.
+        survivor = self.consumer(store, name, busy, slices=2, lease_seconds=3.0, batch_size=10)
+        doomed = self.consumer(store, name, dead, slices=2, lease_seconds=0.3)
+        pause = _PauseOnce(1.1)
+        survivor.add_handler(pause)
+        for member in (survivor, doomed, survivor, doomed):  # the survivor starts alone, then they split
+            member._heartbeat()
+        assert len(survivor.slices_held) == len(doomed.slices_held) == 1
+        (mine,), (theirs,) = survivor.slices_held, doomed.slices_held
+        own_key, dead_key = (_key_in_slice(store, prefix, slice_, 2) for slice_ in (mine, theirs))
+        for _ in range(30):
+            Counter(own_key, store).handle(Increment())
+        Counter(dead_key, store).handle(Increment())
+        pause.armed = True
+        survivor.run_once()  # the doomed member is never called again: it died
+        assert pause.paused, "the survivor should have delivered an event"
+        assert survivor.slices_held == {mine, theirs}, "the dead member's slice was not taken mid-batch"
+        assert len([1 for key, _, _ in busy.seen if key == own_key]) < 30, "the backlog was drained"
+        self.drain(survivor, lambda: {(k, s) for k, s, _ in busy.seen} >= {(dead_key, 1), (own_key, 30)})
+        survivor.stop()
+        self.assert_in_order(busy.seen, {own_key: 30, dead_key: 1}, exactly_once=True)
+
+    def test_an_event_the_registry_cannot_build_stops_its_own_bucket_only(self, store: Any) -> None:
+        """It escaped ``run_once`` before the handlers' ``try``: no bucket after it was read."""
+        prefix, name = self.prefix(), f"unbuildable-{uuid.uuid4().hex[:8]}"
+        buckets = store.driver.buckets
+        keys = _keys_in_distinct_buckets(store, prefix, 6)
+        bad_key, good_keys = keys[0], keys[1:]
+        bad = Counter(bad_key, store)
+        bad.handle(Increment())
+        bad.apply_event(Renamed("fits the writer's class, not the reader's"))
+        bad.commit()
+        bad.handle(Increment())
+        for key in good_keys:
+            Counter(key, store).handle(Increment(2))
+        failures: list[tuple[EventHandler | None, PublishedEvent, Exception]] = []
+        recorder = Recorder(prefix)
+        consumer = FeedConsumer(
+            store,
+            name,
+            _registry_that_cannot_read_renamed(),
+            on_error=lambda handler, published, exc: failures.append((handler, published, exc)),
+        )
+        consumer.add_handler(recorder)
+        wanted = {(key, 1) for key in good_keys} | {(bad_key, 1)}
+        self.drain(consumer, lambda: {(key, sequence) for key, sequence, _ in recorder.seen} >= wanted)
+        consumer.run_once()
+        delivered = {(key, sequence) for key, sequence, _ in recorder.seen}
+        assert (bad_key, 1) in delivered, "the events before the bad one were not delivered"
+        assert (bad_key, 3) not in delivered, "its bucket went on past the event it could not build"
+        failures = [failure for failure in failures if failure[1].key == bad_key]
+        assert failures, "on_error was not told"
+        handler, published, exc = failures[0]
+        assert handler is None
+        assert (published.key, published.sequence, published.type) == (bad_key, 2, "Renamed")
+        assert isinstance(exc, EncodingError)
+        assert bad_key in str(exc) and "Renamed" in str(exc) and "sequence 2" in str(exc)
+        assert consumer.checkpoint(partition_bucket(bad_key, buckets)) is not None
+        consumer.stop()
+
+    def test_a_consumer_on_a_driver_that_pushes_waits_in_read_feed_and_is_woken_by_the_commit(
+        self, store: Any
+    ) -> None:
+        """On a driver that ``pushes``, the commit is returned by a ``read_feed`` call that
+        was already waiting when it was made, not by a poll after it."""
+        driver, prefix = store.driver, self.prefix()
+        key = f"{prefix}0"
+        idle, committed = threading.Event(), threading.Event()
+        calls: list[tuple[bool, float, list[Any]]] = []
+        real = driver.read_feed
+
+        def spy(after: dict[int, str | None], limit: int, *, wait: float = 0.0) -> list[Any]:
+            before_commit = not committed.is_set()
+            if wait > 0 and not real(after, limit):
+                idle.set()  # caught up: this call waits
+            entries = real(after, limit, wait=wait)
+            calls.append((before_commit, wait, [e for e in entries if e.key == key]))
+            return entries
+
+        recorder = Recorder(prefix)
+        consumer = self.consumer(store, f"pushed-{uuid.uuid4().hex[:8]}", recorder, lease_seconds=60.0)
+        driver.read_feed = spy
+        try:
+            consumer.start()
+            if driver.pushes:
+                assert idle.wait(30), "the consumer never waited in read_feed"
+            Counter(key, store).handle(Increment())
+            committed.set()
+            deadline = time.monotonic() + 30
+            while not recorder.seen and time.monotonic() < deadline:
+                time.sleep(0.005)
+            consumer.stop()
+        finally:
+            del driver.read_feed
+        assert [(k, s) for k, s, _ in recorder.seen] == [(key, 1)]
+        (returned_by,) = [(before, wait) for before, wait, mine in calls if mine]
+        if driver.pushes:
+            assert returned_by[0] and returned_by[1] > 0, "the commit was found by a poll, not pushed"
+        else:
+            assert returned_by == (False, 0.0), "a driver that does not push was asked to wait"
+
     def test_trim_removes_only_what_every_named_consumer_consumed(self, store: Any) -> None:
         prefix, ahead, behind = (
             self.prefix(),
@@ -292,6 +406,48 @@ class FeedSuite(TransferTests):
 def _incrementing(counter: Counter, size: int) -> Callable[[], Any]:
     """A command body: refresh, apply ``size`` increments, commit (rolled back on a lost race)."""
     return lambda: counter.run(lambda: [counter.apply_event(Incremented()) for _ in range(size)])
+
+
+class _PauseOnce:
+    """A handler that, once ``armed``, sleeps ``seconds`` on the first event it gets."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.armed, self.paused = seconds, False, False
+
+    def handle(self, published: PublishedEvent) -> None:
+        if self.armed and not self.paused:
+            self.paused = True
+            time.sleep(self.seconds)
+
+
+@dataclass
+class _Retitled:
+    """Registered as ``Renamed`` by a reader whose class does not fit what was written."""
+
+    title: str
+
+
+def _registry_that_cannot_read_renamed() -> StandardEventRegistry:
+    reader = StandardEventRegistry("compliance")
+    reader.register_event(Incremented)
+    reader.register_event(_Retitled, name="Renamed")
+    return reader
+
+
+def _key_in_slice(store: Any, prefix: str, slice_: int, slices: int) -> str:
+    buckets = store.driver.buckets
+    return next(
+        f"{prefix}{n}" for n in range(10_000) if partition_bucket(f"{prefix}{n}", buckets) % slices == slice_
+    )
+
+
+def _keys_in_distinct_buckets(store: Any, prefix: str, count: int) -> list[str]:
+    by_bucket: dict[int, str] = {}
+    for n in range(10_000):
+        by_bucket.setdefault(partition_bucket(f"{prefix}{n}", store.driver.buckets), f"{prefix}{n}")
+        if len(by_bucket) == count:
+            break
+    return list(by_bucket.values())
 
 
 def _all(expected: dict[str, int]) -> set[tuple[str, int]]:

@@ -8,7 +8,7 @@ from kvsourcing.stores.keyvalue.base import (
     query_options,
     validate_buckets,
 )
-from kvsourcing.stores.keyvalue.consumer import FeedConsumer, trim_consumed
+from kvsourcing.stores.keyvalue.consumer import FeedConsumer
 from kvsourcing.stores.keyvalue.driver import (
     DEFAULT_COMMIT_ID_TTL,
     Driver,
@@ -29,6 +29,7 @@ from kvsourcing.stores.keyvalue.records import (
     partition_bucket,
 )
 from kvsourcing.stores.keyvalue.store import KeyedEvent, KeyValueStore, new_store
+from kvsourcing.stores.keyvalue.values import trim_consumed
 
 __all__ = [
     "ALREADY_STORED",

@@ -1,50 +1,45 @@
 """``FeedConsumer``: follow the durable feed from a named checkpoint, at least once.
 
-Every commit is recorded in its aggregate's bucket feed in the same atomic write as
-the events (see ``FeedDriver``). A consumer reads the buckets it holds, delivers each
-event to its handlers as a ``PublishedEvent``, in sequence order per aggregate, and
-then stores the bucket's checkpoint in the same store. A consumer that dies after
-delivering and before checkpointing delivers those events again when restarted (at
-least once); none is ever skipped.
+A consumer reads the feed buckets it holds (``FeedDriver``), delivers each event to its
+handlers as a ``PublishedEvent`` in sequence order per aggregate, then stores the bucket's
+checkpoint in the same store: one that dies in between delivers those events again when
+restarted (at least once); none is ever skipped.
 
-Several processes of one consumer share the work: each heartbeats into the consumer's
-member list, the buckets are split into ``slices``, dealt round-robin to the live
-members in the order of their names, and a member processes a slice only while it holds the
-slice's lease, which it renews between entries, even in a long batch. A lease expires
-``lease_seconds`` after its holder last renewed it, so the slices of a process that died
-pass to the others; a checkpoint is written with compare-and-swap, so a process that lost
-its lease cannot move it back.
+Processes of one consumer share the work: each heartbeats into the member list
+(``values``), the buckets are split into ``slices`` dealt round-robin to the live members,
+and a member processes a slice only while it holds its lease. The heartbeat renews the
+leases held, takes the free slices dealt and gives back the others, every third of
+``lease_seconds``, between the entries of a long batch too: the slices of a process that
+died pass to the others within a lease and a third, however busy they are. Checkpoints
+are written with compare-and-swap, so a process that lost its lease cannot move one back.
+
+On a driver that ``pushes`` (memory, Redis) the background loop waits in ``read_feed``
+for new entries instead of polling every ``poll_interval``, so an event reaches the
+handlers milliseconds after its commit and an idle consumer costs a read per heartbeat;
+a wait ends by the next heartbeat, and ``stop()`` does not wait for it.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-import msgpack
-
 from kvsourcing.errors import ConfigurationError
-from kvsourcing.handlers import PublishedEvent
 from kvsourcing.protocols import EventHandler, EventRegistry
+from kvsourcing.stores.keyvalue.delivery import ErrorCallback, build_event, log_error
 from kvsourcing.stores.keyvalue.driver import FeedDriver
 from kvsourcing.stores.keyvalue.records import FeedEntry
-from kvsourcing.stores.keyvalue.store import KeyValueStore, utc
+from kvsourcing.stores.keyvalue.store import KeyValueStore
+from kvsourcing.stores.keyvalue.values import join, leave, value_name
 from kvsourcing.telemetry import traced_delivery
-from kvsourcing.types import EventType
 
 log = logging.getLogger("kvsourcing.consumer")
-
-ErrorCallback = Callable[[EventHandler, PublishedEvent, Exception], None]
-
-
-def value_name(consumer: str, *parts: object) -> str:
-    """The name of one of a consumer's values: ``consumer/<name>/<part>/...``."""
-    return "/".join(("consumer", consumer, *map(str, parts)))
 
 
 class FeedConsumer:
@@ -52,7 +47,8 @@ class FeedConsumer:
 
     ``registries`` build event objects for their domains; events of other domains are
     delivered as their mappings. Call ``start()``/``stop()`` to run it on a background
-    thread, or ``run_once()`` to process what is there now.
+    thread, or ``run_once()`` to process what is there now. An event a handler fails on, or
+    that cannot be built (``on_error`` gets handler ``None``), stops its bucket only.
     """
 
     def __init__(
@@ -86,6 +82,7 @@ class FeedConsumer:
             )
         self._store = store
         self._driver: FeedDriver = driver
+        self._pushes = bool(getattr(driver, "pushes", False))
         self.name = name
         self.owner = owner or uuid.uuid4().hex
         if isinstance(registries, EventRegistry):
@@ -95,17 +92,17 @@ class FeedConsumer:
         self._batch_size = batch_size
         self._lease_seconds = lease_seconds
         self._poll_interval = poll_interval
-        self._on_error = on_error or self._log_error
+        self._on_error = on_error or functools.partial(log_error, name)
         self._handlers: list[EventHandler] = []
         self._held: set[int] = set()
         self._checkpoints: dict[int, str | None] = {}
+        self._retry_at: dict[int, float] = {}
         self._renewed = 0.0
         self._stopping = threading.Event()
+        self._state = threading.Lock()  # guards _waiting against stop()
+        self._waiting = False
         self._thread: threading.Thread | None = None
-        self._lease = self._lease_value()
-
-    def _lease_value(self) -> bytes:
-        return self.owner.encode()
+        self._lease = self.owner.encode()
 
     def _value(self, *parts: object) -> str:
         return value_name(self.name, *parts)
@@ -124,8 +121,9 @@ class FeedConsumer:
         return None if raw is None else raw.decode()
 
     def _heartbeat(self) -> None:
-        """Refresh membership, then take or renew the leases of this member's slices."""
-        members = self._join()
+        """Refresh membership, give back the slices no longer dealt to this member, renew
+        the leases it holds (dropping those it lost) and take the free ones it is dealt."""
+        members = join(self._driver, self.name, self.owner, self._lease_seconds)
         me = members.index(self.owner)
         assigned = set(range(me, self._slices, len(members)))
         for slice_ in sorted(self._held - assigned):
@@ -144,37 +142,9 @@ class FeedConsumer:
                 self._drop(slice_)
         self._renewed = time.monotonic()
 
-    def _renew(self) -> None:
-        """Keep this member's membership and held leases alive during a long batch (a
-        slice whose lease was lost is dropped); rebalancing waits for the next heartbeat."""
-        self._join()
-        for slice_ in sorted(self._held):
-            if not self._driver.swap_value(
-                self._value("lease", slice_), self._lease, self._lease, self._lease_seconds
-            ):
-                self._drop(slice_)
-        self._renewed = time.monotonic()
-
-    def _join(self) -> list[str]:
-        name = self._value("members")
-        while True:
-            raw = self._driver.read_value(name)
-            now = time.time()
-            members = {m: t for m, t in (msgpack.unpackb(raw) if raw else {}).items() if t > now}
-            members[self.owner] = now + self._lease_seconds
-            if self._driver.swap_value(name, raw, msgpack.packb(members)):
-                return sorted(members)
-
-    def _leave(self) -> None:
-        name = self._value("members")
-        for _ in range(10):
-            raw = self._driver.read_value(name)
-            members = msgpack.unpackb(raw) if raw else {}
-            if self.owner not in members:
-                return
-            del members[self.owner]
-            if self._driver.swap_value(name, raw, msgpack.packb(members) if members else None):
-                return
+    def _until_heartbeat(self) -> float:
+        """Seconds until the next heartbeat is due (<= 0: due now)."""
+        return self._renewed + self._lease_seconds / 3 - time.monotonic()
 
     def _buckets_of(self, slice_: int) -> range:
         return range(slice_, self._driver.buckets, self._slices)
@@ -183,6 +153,7 @@ class FeedConsumer:
         self._held.discard(slice_)
         for bucket in self._buckets_of(slice_):
             self._checkpoints.pop(bucket, None)
+            self._retry_at.pop(bucket, None)
 
     def _release(self, slice_: int) -> None:
         self._driver.swap_value(self._value("lease", slice_), self._lease, None)
@@ -190,32 +161,65 @@ class FeedConsumer:
 
     def run_once(self) -> int:
         """Deliver the events waiting in the held buckets (one batch each); returns how many."""
-        if self._renewal_due():
+        polled = self._poll(wait=False)
+        return 0 if polled is None else polled[1]
+
+    def _poll(self, *, wait: bool) -> tuple[int, int] | None:
+        """Heartbeat if due, read and deliver a batch of each held bucket: ``(entries read,
+        events delivered)``, ``None`` if none was read. With ``wait`` (the loop), a bucket
+        stopped by a failure rests ``poll_interval``, and a driver that pushes waits."""
+        if self._until_heartbeat() <= 0:
             self._heartbeat()
-        if not self._held:
-            return 0
-        entries = self._driver.read_feed(dict(self._checkpoints), self._batch_size)
+        now = time.monotonic()
+        after = {b: p for b, p in self._checkpoints.items() if not wait or self._retry_at.get(b, 0.0) <= now}
+        if not after:
+            return None
+        pushed = wait and self._pushes
+        entries = self._read(after) if pushed else self._driver.read_feed(after, self._batch_size)
+        if entries is None:
+            return None
         by_bucket: dict[int, list[FeedEntry]] = {}
         for entry in entries:
             by_bucket.setdefault(entry.bucket, []).append(entry)
         delivered = 0
         for bucket, bucket_entries in by_bucket.items():
             delivered += self._consume(bucket, bucket_entries)
-        return delivered
+        return len(entries), delivered
+
+    def _read(self, after: dict[int, str | None]) -> list[FeedEntry] | None:
+        """Wait in ``read_feed`` until entries come, the next heartbeat or a resting bucket's
+        retry; ``None`` when ``stop()`` came meanwhile (it did not wait for this read, whose
+        entries are left for the next holder of their buckets)."""
+        now = time.monotonic()
+        seconds = min([self._until_heartbeat(), *(at - now for at in self._retry_at.values() if at > now)])
+        with self._state:
+            if self._stopping.is_set():
+                return None
+            self._waiting = True
+        try:
+            entries = self._driver.read_feed(after, self._batch_size, wait=max(0.0, seconds))
+        finally:
+            with self._state:
+                self._waiting = False
+                stopped = self._stopping.is_set()
+        return None if stopped else entries
 
     def _consume(self, bucket: int, entries: list[FeedEntry]) -> int:
         delivered = 0
         position = self._checkpoints.get(bucket)
         done = position
         for entry in entries:
-            if self._renewal_due():
-                self._renew()
-            if bucket not in self._checkpoints:  # its slice was lost: another member has it
-                break
+            if self._until_heartbeat() <= 0:
+                self._heartbeat()
+            if bucket not in self._checkpoints or self._checkpoints[bucket] != position:
+                break  # its slice was lost: another member has it
             if not self._deliver(entry):
+                self._retry_at[bucket] = time.monotonic() + self._poll_interval
                 break
             delivered += len(entry.records)
             done = entry.position
+        else:
+            self._retry_at.pop(bucket, None)
         if done is not None and done != position:
             name = self._value("checkpoint", bucket)
             old = None if position is None else position.encode()
@@ -223,28 +227,30 @@ class FeedConsumer:
                 if bucket in self._checkpoints:  # not when its slice was lost during the batch
                     self._checkpoints[bucket] = done
             else:
-                log.warning("consumer %s lost bucket %d to another member", self.name, bucket)
-                self._drop(bucket % self._slices)
+                self._moved_under_us(bucket)
         return delivered
 
-    def _renewal_due(self) -> bool:
-        return time.monotonic() - self._renewed > self._lease_seconds / 3
+    def _moved_under_us(self, bucket: int) -> None:
+        """Another member moved ``bucket``'s checkpoint: a former holder if the lease is still
+        this member's (go on from it: dropping the slice would idle it until that lease ran out)."""
+        slice_ = bucket % self._slices
+        names = [self._value("lease", slice_), self._value("checkpoint", bucket)]
+        lease, checkpoint = self._driver.read_values(names)
+        if lease == self._lease and bucket in self._checkpoints:
+            self._checkpoints[bucket] = None if checkpoint is None else checkpoint.decode()
+        else:
+            log.warning("consumer %s lost bucket %d to another member", self.name, bucket)
+            self._drop(slice_)
 
     @traced_delivery
     def _deliver(self, entry: FeedEntry) -> bool:
         for sequence, record in enumerate(entry.records, start=entry.first):
-            stored = self._store.decode_record(entry.key, sequence, record)
-            registry = self._registries.get(stored.domain)
-            event = stored.data if registry is None else registry.create_event(stored.event_type, stored.data)
-            published = PublishedEvent(
-                stored.domain,
-                EventType(stored.event_type),
-                entry.key,
-                sequence,
-                event,
-                entry.commit_id,
-                None if entry.recorded_at is None else utc(entry.recorded_at),
+            published, unbuildable = build_event(
+                self._store, self._registries, self.name, entry, sequence, record
             )
+            if unbuildable is not None:
+                self._on_error(None, published, unbuildable)
+                return False
             for handler in self._handlers:
                 try:
                     handler.handle(published)
@@ -255,7 +261,9 @@ class FeedConsumer:
 
     def start(self) -> None:
         """Consume on a background thread until ``stop()`` (idempotent)."""
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive() or self._stopping.is_set():
+            if self._thread is not None:
+                self._thread.join()  # one that stop() left in a wait ends with it
             self._stopping.clear()
             self._thread = threading.Thread(
                 target=self._loop, name=f"kvsourcing-consumer-{self.name}", daemon=True
@@ -265,60 +273,30 @@ class FeedConsumer:
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                delivered = self.run_once()
+                polled = self._poll(wait=True)
             except Exception:
+                if self._stopping.is_set():
+                    return
                 log.exception("consumer %s failed to poll; retrying", self.name)
-                delivered = 0
-            if not delivered:
-                self._stopping.wait(self._poll_interval)
+                polled = None
+            if polled is not None and (polled[1] or (self._pushes and not polled[0])):
+                continue  # delivered (there may be more), or already waited in read_feed
+            self._stopping.wait(min(self._poll_interval, max(0.0, self._until_heartbeat())))
 
     def stop(self) -> None:
-        """Stop the background thread, release this member's leases and leave the member list."""
-        self._stopping.set()
-        if self._thread is not None:
+        """Stop the background thread (not waiting for one parked in ``read_feed``, which ends
+        with its wait and delivers nothing), release the leases and leave the member list."""
+        with self._state:
+            self._stopping.set()
+            waiting = self._waiting
+        if self._thread is not None and not waiting:
             self._thread.join()
-            self._thread = None
         for slice_ in sorted(self._held):
             self._release(slice_)
-        self._leave()
+        leave(self._driver, self.name, self.owner)
 
     def __enter__(self) -> FeedConsumer:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         self.stop()
-
-    def _log_error(self, handler: EventHandler, published: PublishedEvent, exc: Exception) -> None:
-        log.error(
-            "consumer %s: handler %r failed on %s %s at %d (will retry): %s",
-            self.name,
-            handler,
-            published.type,
-            published.key,
-            published.sequence,
-            exc,
-        )
-
-
-def trim_consumed(store: KeyValueStore, consumers: Iterable[str]) -> int:
-    """Remove the feed entries that every named consumer has consumed; returns how many.
-
-    A bucket that one of the consumers has not consumed from yet is left whole. Name
-    every consumer that follows the feed: entries are gone for good, so a consumer not
-    named, or started afterwards, no longer sees them (it starts at the oldest entry kept).
-    """
-    driver = store.driver
-    if not isinstance(driver, FeedDriver):
-        raise ConfigurationError(f"{type(driver).__name__} keeps no feed to trim")
-    names = list(dict.fromkeys(consumers))
-    if not names:
-        raise ValueError("name at least one consumer whose checkpoints bound the trim")
-    stored = driver.read_values(
-        [value_name(name, "checkpoint", bucket) for bucket in range(driver.buckets) for name in names]
-    )
-    removed = 0
-    for bucket in range(driver.buckets):
-        checkpoints = stored[bucket * len(names) : (bucket + 1) * len(names)]
-        if all(raw is not None for raw in checkpoints):
-            removed += driver.trim_feed(bucket, [raw.decode() for raw in checkpoints if raw is not None])
-    return removed

@@ -47,9 +47,11 @@ class _Stream:
 class MemoryDriver(DriverBase):
     """Keeps each aggregate's records in a list and each bucket's feed in another, under
     one lock: every call is atomic. Commit ids live with their aggregate for as long as
-    the driver does, so the idempotency window is the aggregate's whole history."""
+    the driver does, so the idempotency window is the aggregate's whole history. It
+    ``pushes``: a commit wakes the ``read_feed`` calls waiting on the lock's condition."""
 
     system_name = "memory"
+    pushes = True
 
     def __init__(self, *, buckets: int = DEFAULT_BUCKETS, feed: bool = True) -> None:
         self.buckets = validate_buckets(buckets, "memory")
@@ -59,6 +61,7 @@ class MemoryDriver(DriverBase):
         self._trimmed = [0] * buckets
         self._values: dict[str, tuple[bytes, float | None]] = {}
         self._lock = threading.Lock()
+        self._appended = threading.Condition(self._lock)
 
     def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
         with self._lock:
@@ -79,6 +82,8 @@ class MemoryDriver(DriverBase):
                     stream.commit_ids[commit.commit_id] = commit.last
                 if self.feed:
                     self._record_feed(commit, now)
+            if self.feed:
+                self._appended.notify_all()
         return None
 
     def _record_feed(self, commit: Commit, now: float) -> None:
@@ -113,13 +118,22 @@ class MemoryDriver(DriverBase):
 
     def read_feed(self, after: dict[int, str | None], limit: int, *, wait: float = 0.0) -> list[FeedEntry]:
         self.check_feed_request(after, limit)
+        deadline = time.monotonic() + wait
         with self._lock:
-            entries: list[FeedEntry] = []
-            for bucket, position in after.items():
-                start = int(position) if position else 0
-                start = max(0, start - self._trimmed[bucket])
-                entries.extend(self._feeds[bucket][start : start + limit])
-            return entries
+            while True:
+                entries = self._entries_after(after, limit)
+                remaining = deadline - time.monotonic()
+                if entries or not after or remaining <= 0:
+                    return entries
+                self._appended.wait(remaining)
+
+    def _entries_after(self, after: dict[int, str | None], limit: int) -> list[FeedEntry]:
+        entries: list[FeedEntry] = []
+        for bucket, position in after.items():
+            start = int(position) if position else 0
+            start = max(0, start - self._trimmed[bucket])
+            entries.extend(self._feeds[bucket][start : start + limit])
+        return entries
 
     def trim_feed(self, bucket: int, checkpoints: Sequence[str]) -> int:
         if not checkpoints:

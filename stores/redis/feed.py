@@ -7,8 +7,9 @@ sync I/O that ``RedisDriver`` builds on. The append script writes the entries
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar, cast
 
 from redis import Redis
 from redis.cluster import RedisCluster
@@ -17,6 +18,7 @@ from kvsourcing.stores.keyvalue import FeedEntry
 from kvsourcing.stores.keyvalue.base import DriverBase, corrupt_entry
 from kvsourcing.stores.redis.keys import Layout
 from kvsourcing.stores.redis.protocol import unpack_records
+from kvsourcing.stores.redis.push import FeedWaker, block_milliseconds, blocking
 
 
 def xread_streams(reply: Any) -> list[tuple[bytes, Any]]:
@@ -79,27 +81,50 @@ def trim_minid(checkpoints: Sequence[str]) -> str:
 
 
 class RedisFeed(DriverBase):
-    """``read_feed`` and ``trim_feed`` on a sync client; ``RedisDriver`` builds on it."""
+    """``read_feed`` and ``trim_feed`` on a sync client; ``RedisDriver`` builds on it. It
+    pushes: a read with ``wait`` waits on the server for new entries (``XREAD BLOCK`` on a
+    node; on a Cluster, where one command cannot span slots, a ``FeedWaker``)."""
 
     client: Redis | RedisCluster
     layout: Layout
     cluster: bool
+    pushes: ClassVar[bool] = True
+    _waker: FeedWaker | None = None
+    _waker_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def read_feed(self, after: dict[int, str | None], limit: int, *, wait: float = 0.0) -> list[FeedEntry]:
         """Up to ``limit`` entries of each bucket in ``after`` after its position (a stream
         id; ``None``: from the start), oldest first within each bucket, in one round trip
         per node: one ``XREAD`` on a node; on a Cluster one ``XRANGE`` per bucket in a
-        pipeline, which redis-py sends as one batch per node. ``wait`` is not used yet:
-        the read returns at once."""
+        pipeline, which redis-py sends as one batch per node. With ``wait`` > 0 and nothing
+        there, it waits up to ``wait`` seconds for entries: ``BLOCK`` on a node, the
+        ``FeedWaker``'s word that a bucket changed on a Cluster."""
         if not after:
             return []
         self.check_feed_request(after, limit)
         with self.served():
-            replies = self._read_cluster(after, limit) if self.cluster else self._read_node(after, limit)
+            if not self.cluster:
+                return entries_of(self._read_node(after, limit, wait))
+            if wait > 0:
+                replies = self.feed_waker().read(after, limit, wait, self._read_cluster)
+            else:
+                replies = self._read_cluster(after, limit)
         return entries_of(replies)
 
-    def _read_node(self, after: dict[int, str | None], limit: int) -> list[tuple[int, Any]]:
-        replies = self.client.execute_command(*xread_args(self.layout, after, limit))
+    def feed_waker(self) -> FeedWaker:
+        """The Cluster's listener for changed buckets, made on first use."""
+        with self._waker_lock:
+            if self._waker is None:
+                feeds = {self.layout.feed_key(b): b for b in range(self.layout.buckets)}
+                tags = f"{{{self.layout.prefix}:b".encode()
+                self._waker = FeedWaker(cast("RedisCluster", self.client), tags, feeds)
+            return self._waker
+
+    def _read_node(self, after: dict[int, str | None], limit: int, wait: float) -> list[tuple[int, Any]]:
+        command = xread_args(self.layout, after, limit)
+        if wait > 0:
+            command = blocking(command, block_milliseconds(cast("Redis", self.client), wait))
+        replies = self.client.execute_command(*command)
         if not replies:
             return []
         return [(self.layout.bucket_of_feed(key), entries) for key, entries in xread_streams(replies)]
@@ -121,3 +146,8 @@ class RedisFeed(DriverBase):
         minid = trim_minid(checkpoints)
         with self.served():
             return int(self.client.xtrim(self.layout.feed_key(bucket), minid=minid, approximate=False))
+
+    def close(self) -> None:
+        if self._waker is not None:
+            self._waker.close()
+        super().close()
