@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from kvsourcing.handlers import PublishedEvent
+from kvsourcing.steps import Steps
 from kvsourcing.stores import redis as redis_store
 from kvsourcing.stores.keyvalue import FeedConsumer, partition_bucket
 from kvsourcing.testing.domain import registry
@@ -36,9 +37,9 @@ class LoggingConsumer(FeedConsumer):
         super().__init__(*args, **kwargs)
         self.log = log
 
-    def _heartbeat(self) -> None:
+    def _heartbeat_steps(self) -> Steps[None]:
         before = time.time()
-        super()._heartbeat()
+        yield from super()._heartbeat_steps()
         self.log(["held", before, time.time(), sorted(self.slices_held)])
 
 

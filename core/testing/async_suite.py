@@ -18,7 +18,7 @@ import pytest
 from kvsourcing import aio
 from kvsourcing.errors import ConcurrencyFault, StoreUnavailableError
 from kvsourcing.protocols import EventStore
-from kvsourcing.testing.domain import Account, Deposit, Deposited, Open, Opened, Withdraw, Withdrawn
+from kvsourcing.testing.domain import Account, Deposit, Deposited, Open, Opened, Withdraw, Withdrawn, bank
 
 AsyncTest = Callable[[Any], Awaitable[None]]
 
@@ -188,6 +188,35 @@ class AsyncStoreSuite:
             await Account(key, store).ahandle(Deposit(100))  # the connection is still usable
             reader = await self.read(store, key)
             assert reader.balance % 6 == 100 % 6 and outcomes
+
+        self.run(test)
+
+    def test_an_async_feed_consumer_delivers_every_commit_once_with_its_metadata(self) -> None:
+        async def test(store: Any) -> None:
+            keys = [self.key() for _ in range(3)]
+            seen: list[tuple[str, int, str | None]] = []
+
+            class Recorder:
+                def handle(self, published: Any) -> None:
+                    if published.key in keys:
+                        seen.append((published.key, published.sequence, published.commit_id))
+
+            consumer = aio.FeedConsumer(store, f"async-{uuid.uuid4().hex[:8]}", bank, poll_interval=0.01)
+            consumer.add_handler(Recorder())
+            for key in keys:
+                await Account(key, store).ahandle(Deposit(1), commit_id=f"first-{key}")
+            assert await consumer.run_once() >= 0
+            consumer.start()
+            for key in keys:
+                await Account(key, store).ahandle(Deposit(2), commit_id=f"second-{key}")
+            for _ in range(1000):
+                if len(seen) >= 6:
+                    break
+                await asyncio.sleep(0.01)
+            await consumer.stop()
+            assert sorted(seen) == sorted(
+                (key, n, f"{name}-{key}") for key in keys for n, name in ((1, "first"), (2, "second"))
+            )
 
         self.run(test)
 

@@ -88,7 +88,7 @@ class DriverChecks:
 
     system_name: ClassVar[str] = "keyvalue"
     client_errors: ClassVar[tuple[type[BaseException], ...]] = ()
-    pushes: ClassVar[bool] = False
+    pushes: bool = False
     buckets: int = 1
     feed: bool = True
     owns_client: bool = False

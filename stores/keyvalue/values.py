@@ -14,7 +14,8 @@ from collections.abc import Iterable
 import msgpack
 
 from kvsourcing.errors import ConfigurationError
-from kvsourcing.stores.keyvalue.driver import FeedDriver, ValueDriver
+from kvsourcing.steps import Call, Steps
+from kvsourcing.stores.keyvalue.driver import FeedDriver
 from kvsourcing.stores.keyvalue.store import KeyValueStore
 
 
@@ -23,28 +24,29 @@ def value_name(consumer: str, *parts: object) -> str:
     return "/".join(("consumer", consumer, *map(str, parts)))
 
 
-def join(driver: ValueDriver, consumer: str, owner: str, lease_seconds: float) -> list[str]:
-    """Put (or keep) ``owner`` in the list for ``lease_seconds`` more; the live members, sorted."""
+def join_steps(consumer: str, owner: str, lease_seconds: float) -> Steps[list[str]]:
+    """Put (or keep) ``owner`` in the list for ``lease_seconds`` more; the live members,
+    sorted. Steps over a ``ValueDriver`` (``kvsourcing.steps``)."""
     name = value_name(consumer, "members")
     while True:
-        raw = driver.read_value(name)
+        raw = yield Call("read_value", (name,))
         now = time.time()
         members = {m: t for m, t in (msgpack.unpackb(raw) if raw else {}).items() if t > now}
         members[owner] = now + lease_seconds
-        if driver.swap_value(name, raw, msgpack.packb(members)):
+        if (yield Call("swap_value", (name, raw, msgpack.packb(members)))):
             return sorted(members)
 
 
-def leave(driver: ValueDriver, consumer: str, owner: str) -> None:
+def leave_steps(consumer: str, owner: str) -> Steps[None]:
     """Take ``owner`` off the list (a few attempts: an entry left behind expires anyway)."""
     name = value_name(consumer, "members")
     for _ in range(10):
-        raw = driver.read_value(name)
+        raw = yield Call("read_value", (name,))
         members = msgpack.unpackb(raw) if raw else {}
         if owner not in members:
             return
         del members[owner]
-        if driver.swap_value(name, raw, msgpack.packb(members) if members else None):
+        if (yield Call("swap_value", (name, raw, msgpack.packb(members) if members else None))):
             return
 
 

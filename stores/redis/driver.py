@@ -19,10 +19,10 @@ from redis.cluster import RedisCluster
 
 from kvsourcing.errors import ConfigurationError, KvSourcingError
 from kvsourcing.steps import run_async, run_sync
-from kvsourcing.stores.keyvalue import Commit, Loaded, Refusal
+from kvsourcing.stores.keyvalue import Commit, FeedEntry, Loaded, Refusal
 from kvsourcing.stores.keyvalue.base import AsyncDriverBase, DriverChecks
 from kvsourcing.stores.redis.errors import CLIENT_ERRORS, client_password, describe_client, translate_error
-from kvsourcing.stores.redis.feed import RedisFeed
+from kvsourcing.stores.redis.feed import RedisFeed, entries_of, read_steps, trim_minid
 from kvsourcing.stores.redis.io import AsyncRedisIO, RedisIO
 from kvsourcing.stores.redis.keys import DEFAULT_BUCKETS, DEFAULT_PREFIX, Layout
 from kvsourcing.stores.redis.operations import (
@@ -32,6 +32,7 @@ from kvsourcing.stores.redis.operations import (
     swap_value_steps,
 )
 from kvsourcing.stores.redis.protocol import MAX_ARGUMENT_BYTES
+from kvsourcing.stores.redis.push import block_milliseconds
 
 
 class RedisBase(DriverChecks):
@@ -165,6 +166,7 @@ class AsyncRedisDriver(RedisBase, AsyncDriverBase):
     def __init__(self, client: AsyncRedis | AsyncRedisCluster, **options: Any) -> None:
         super().__init__(client, **options)
         self.io = AsyncRedisIO(client)
+        self.pushes = not self.cluster
 
     async def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
         """See ``RedisDriver.append_many``."""
@@ -181,6 +183,33 @@ class AsyncRedisDriver(RedisBase, AsyncDriverBase):
         )
         with self.served():
             return await run_async(steps, self.io)
+
+    async def read_feed(
+        self, after: dict[int, str | None], limit: int, *, wait: float = 0.0
+    ) -> list[FeedEntry]:
+        """See ``RedisDriver.read_feed``: on a node a read with ``wait`` blocks on the server
+        (``pushes``); on a Cluster it returns at once, and consumers poll."""
+        if not after:
+            return []
+        self.check_feed_request(after, limit)
+        block = block_milliseconds(self.client, wait) if wait > 0 and self.pushes else 0
+        with self.served():
+            replies = await run_async(read_steps(self.layout, self.cluster, after, limit, block), self.io)
+        return entries_of(replies)
+
+    async def trim_feed(self, bucket: int, checkpoints: Sequence[str]) -> int:
+        """See ``RedisDriver.trim_feed``."""
+        if not checkpoints:
+            return 0
+        key = self.layout.feed_key(bucket)
+        with self.served():
+            return int(await self.client.xtrim(key, minid=trim_minid(checkpoints), approximate=False))
+
+    async def read_value(self, name: str) -> bytes | None:
+        """See ``RedisDriver.read_value``."""
+        with self.served():
+            value: bytes | None = await self.client.get(self.layout.value_key(name))
+            return value
 
     async def read_values(self, names: Sequence[str]) -> list[bytes | None]:
         """See ``RedisDriver.read_values``."""

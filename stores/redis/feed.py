@@ -14,6 +14,7 @@ from typing import Any, ClassVar, cast
 from redis import Redis
 from redis.cluster import RedisCluster
 
+from kvsourcing.steps import Call, Steps, run_sync
 from kvsourcing.stores.keyvalue import FeedEntry
 from kvsourcing.stores.keyvalue.base import DriverBase, corrupt_entry
 from kvsourcing.stores.redis.keys import Layout
@@ -73,6 +74,23 @@ def entries_of(replies: Sequence[tuple[int, Any]]) -> list[FeedEntry]:
     return [feed_entry(bucket, position, fields) for bucket, reply in replies for position, fields in reply]
 
 
+def read_steps(
+    layout: Layout, cluster: bool, after: dict[int, str | None], limit: int, block: int = 0
+) -> Steps[list[tuple[int, Any]]]:
+    """``(bucket, stream entries)`` of a read: one ``XREAD`` on a node (``BLOCK`` for
+    ``block`` milliseconds when > 0); on a Cluster one ``XRANGE`` per bucket, together."""
+    if cluster:
+        commands = [xrange_args(layout, bucket, position, limit) for bucket, position in after.items()]
+        return list(zip(after, (yield Call("pipeline", (commands,))), strict=True))
+    command = xread_args(layout, after, limit)
+    if block > 0:
+        command = blocking(command, block)
+    replies = yield Call("execute_command", tuple(command))
+    if not replies:
+        return []
+    return [(layout.bucket_of_feed(key), entries) for key, entries in xread_streams(replies)]
+
+
 def trim_minid(checkpoints: Sequence[str]) -> str:
     """The ``XTRIM MINID`` just past the earliest of ``checkpoints`` (stream ids ``ms-seq``,
     compared as numbers)."""
@@ -86,29 +104,28 @@ class RedisFeed(DriverBase):
     node; on a Cluster, where one command cannot span slots, a ``FeedWaker``)."""
 
     client: Redis | RedisCluster
+    io: Any
     layout: Layout
     cluster: bool
-    pushes: ClassVar[bool] = True
+    pushes = True
     _waker: FeedWaker | None = None
     _waker_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def read_feed(self, after: dict[int, str | None], limit: int, *, wait: float = 0.0) -> list[FeedEntry]:
         """Up to ``limit`` entries of each bucket in ``after`` after its position (a stream
         id; ``None``: from the start), oldest first within each bucket, in one round trip
-        per node: one ``XREAD`` on a node; on a Cluster one ``XRANGE`` per bucket in a
-        pipeline, which redis-py sends as one batch per node. With ``wait`` > 0 and nothing
-        there, it waits up to ``wait`` seconds for entries: ``BLOCK`` on a node, the
-        ``FeedWaker``'s word that a bucket changed on a Cluster."""
+        per node (``read_steps``). With ``wait`` > 0 and nothing there, it waits up to
+        ``wait`` seconds for entries: ``BLOCK`` on a node, the ``FeedWaker``'s word that a
+        bucket changed on a Cluster."""
         if not after:
             return []
         self.check_feed_request(after, limit)
         with self.served():
-            if not self.cluster:
-                return entries_of(self._read_node(after, limit, wait))
-            if wait > 0:
+            if self.cluster and wait > 0:
                 replies = self.feed_waker().read(after, limit, wait, self._read_cluster)
             else:
-                replies = self._read_cluster(after, limit)
+                block = block_milliseconds(self.client, wait) if wait > 0 else 0
+                replies = run_sync(read_steps(self.layout, self.cluster, after, limit, block), self.io)
         return entries_of(replies)
 
     def feed_waker(self) -> FeedWaker:
@@ -120,23 +137,8 @@ class RedisFeed(DriverBase):
                 self._waker = FeedWaker(cast("RedisCluster", self.client), tags, feeds)
             return self._waker
 
-    def _read_node(self, after: dict[int, str | None], limit: int, wait: float) -> list[tuple[int, Any]]:
-        command = xread_args(self.layout, after, limit)
-        if wait > 0:
-            command = blocking(command, block_milliseconds(cast("Redis", self.client), wait))
-        replies = self.client.execute_command(*command)
-        if not replies:
-            return []
-        return [(self.layout.bucket_of_feed(key), entries) for key, entries in xread_streams(replies)]
-
     def _read_cluster(self, after: dict[int, str | None], limit: int) -> list[tuple[int, Any]]:
-        pipe = self.client.pipeline()
-        try:
-            for bucket, position in after.items():
-                pipe.execute_command(*xrange_args(self.layout, bucket, position, limit))
-            return list(zip(after, pipe.execute(), strict=True))
-        finally:
-            pipe.reset()
+        return run_sync(read_steps(self.layout, True, after, limit), self.io)
 
     def trim_feed(self, bucket: int, checkpoints: Sequence[str]) -> int:
         """``XTRIM <feed> MINID`` just past the earliest of ``checkpoints``; returns how

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from redis import Redis
 from redis.cluster import ClusterNode, RedisCluster
 
 log = logging.getLogger("kvsourcing.redis")
@@ -43,7 +42,7 @@ READY_SECONDS = 2.0
 before they have just wakes at its timeout, as a poll would)."""
 
 
-def block_milliseconds(client: Redis, wait: float) -> int:
+def block_milliseconds(client: Any, wait: float) -> int:
     """``wait`` seconds as ``XREAD BLOCK`` milliseconds: at least 1 (``BLOCK 0`` waits for
     ever), and at most half the client's ``socket_timeout``, which would end a longer wait
     as a failure."""
