@@ -67,3 +67,7 @@ async def _exercise(url: str, **options: Any) -> None:
 
 def test_two_hundred_concurrent_requests_on_memory() -> None:
     asyncio.run(_exercise("memory://"))
+
+
+def test_two_hundred_concurrent_requests_on_redis(redis_server: Any) -> None:
+    asyncio.run(_exercise(redis_server.url, prefix=f"bank{random.randrange(10**9)}"))

@@ -16,9 +16,13 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from kvsourcing import AggregateBase, AggregateNotFoundError, DomainFault, StandardEventRegistry, aio
+from kvsourcing import AggregateBase, AggregateNotFoundError, DomainFault, StandardEventRegistry, aio, backoff
 
 events = StandardEventRegistry("bank")
+
+RETRIES = 100
+BACKOFF = backoff(base=0.001, cap=0.05)
+"""Requests on one account race; each runs again on a lost race, after a jittered wait."""
 
 
 @events.register_event
@@ -124,7 +128,9 @@ def create_app(url: str | None = None, **options: Any) -> FastAPI:
         try:
             acct = account(request, key)
             stored = await aio.retry(
-                20, lambda: acct.ahandle(command, commit_id=request_id, must_exist=must_exist)
+                RETRIES,
+                lambda: acct.ahandle(command, commit_id=request_id, must_exist=must_exist),
+                backoff=BACKOFF,
             )
         except AggregateNotFoundError as exc:
             raise HTTPException(404, str(exc)) from exc
@@ -170,7 +176,7 @@ def create_app(url: str | None = None, **options: Any) -> FastAPI:
             return not debit.was_already_stored()
 
         try:
-            applied = await aio.retry(20, attempt)
+            applied = await aio.retry(RETRIES, attempt, backoff=BACKOFF)
         except AggregateNotFoundError as exc:
             raise HTTPException(404, str(exc)) from exc
         return {"source": body.source, "target": body.target, "amount": body.amount, "applied": applied}
