@@ -25,7 +25,7 @@ import math
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 
 import msgpack
 import msgspec
@@ -191,8 +191,8 @@ class MsgpackCodec:
         return _unsupported
 
     def _pack(self, obj: Any) -> bytes:
-        packed: bytes = msgpack.packb(obj, **self._packer_options)
-        return packed
+        # msgpack is untyped (packb returns None only for a Packer with autoreset=False)
+        return cast(bytes, msgpack.packb(obj, **self._packer_options))
 
     def _ext_hook(self, code: int, data: bytes | memoryview, pairs: bool = False) -> Any:
         if code == _DATETIME:
