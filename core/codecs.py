@@ -88,7 +88,8 @@ def encode_all(codec: Codec, objs: Sequence[Any]) -> list[bytes]:
     stands for its ``encode``."""
     encode_many = batch_method(codec, "encode", "encode_many")
     if encode_many is not None:
-        return encode_many(objs)  # type: ignore[no-any-return]
+        encoded: list[bytes] = encode_many(objs)
+        return encoded
     return [codec.encode(obj) for obj in objs]
 
 
@@ -97,7 +98,8 @@ def decode_all(codec: Codec, blobs: Sequence[bytes]) -> list[Any]:
     stands for its ``decode``."""
     decode_many = batch_method(codec, "decode", "decode_many")
     if decode_many is not None:
-        return decode_many(blobs)  # type: ignore[no-any-return]
+        decoded: list[Any] = decode_many(blobs)
+        return decoded
     return [codec.decode(blob) for blob in blobs]
 
 
