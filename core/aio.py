@@ -13,7 +13,7 @@ import contextlib
 import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kvsourcing.aggregate import AggregateBase
 from kvsourcing.config import store_module, with_environment_cipher
@@ -21,13 +21,16 @@ from kvsourcing.retry import Backoff, retry_steps
 from kvsourcing.steps import run_async
 from kvsourcing.together import together_steps
 
+if TYPE_CHECKING:
+    from kvsourcing.stores.keyvalue.aio import AsyncKeyValueStore
+
 __all__ = ["commit_together", "open_store", "retry"]
 
 T = TypeVar("T")
 
 
 @contextlib.asynccontextmanager
-async def open_store(url: str | None = None, **options: Any) -> AsyncIterator[Any]:
+async def open_store(url: str | None = None, **options: Any) -> AsyncIterator[AsyncKeyValueStore]:
     """``async with open_store(url, **options) as store``: the async store of ``url``
     (``KVSOURCING_STORE`` when ``None``), on the same URLs and options as
     ``kvsourcing.open_store``; closed on the way out."""

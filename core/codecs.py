@@ -25,7 +25,7 @@ import math
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 
 import msgpack
 import msgspec
@@ -88,7 +88,8 @@ def encode_all(codec: Codec, objs: Sequence[Any]) -> list[bytes]:
     stands for its ``encode``."""
     encode_many = batch_method(codec, "encode", "encode_many")
     if encode_many is not None:
-        return encode_many(objs)  # type: ignore[no-any-return]
+        encoded: list[bytes] = encode_many(objs)
+        return encoded
     return [codec.encode(obj) for obj in objs]
 
 
@@ -97,7 +98,8 @@ def decode_all(codec: Codec, blobs: Sequence[bytes]) -> list[Any]:
     stands for its ``decode``."""
     decode_many = batch_method(codec, "decode", "decode_many")
     if decode_many is not None:
-        return decode_many(blobs)  # type: ignore[no-any-return]
+        decoded: list[Any] = decode_many(blobs)
+        return decoded
     return [codec.decode(blob) for blob in blobs]
 
 
@@ -191,8 +193,8 @@ class MsgpackCodec:
         return _unsupported
 
     def _pack(self, obj: Any) -> bytes:
-        packed: bytes = msgpack.packb(obj, **self._packer_options)
-        return packed
+        # msgpack is untyped (packb returns None only for a Packer with autoreset=False)
+        return cast(bytes, msgpack.packb(obj, **self._packer_options))
 
     def _ext_hook(self, code: int, data: bytes | memoryview, pairs: bool = False) -> Any:
         if code == _DATETIME:

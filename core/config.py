@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import unquote
 
 from kvsourcing.errors import ConfigurationError, KvSourcingError
 
 if TYPE_CHECKING:
     from kvsourcing.stores.keyvalue import KeyValueStore
+    from kvsourcing.stores.keyvalue.aio import AsyncKeyValueStore
 
 ENVIRONMENT_VARIABLE = "KVSOURCING_STORE"
 
@@ -110,7 +111,15 @@ def supported_schemes() -> list[str]:
     return list(_SCHEMES)
 
 
-def store_module(url: str | None) -> tuple[Any, str]:
+class StoreModule(Protocol):
+    """What a driver's module (``kvsourcing.stores.<name>``) offers ``open_store``."""
+
+    def from_url(self, url: str, **options: Any) -> KeyValueStore: ...
+
+    async def open_async(self, url: str, **options: Any) -> AsyncKeyValueStore: ...
+
+
+def store_module(url: str | None) -> tuple[StoreModule, str]:
     """The driver module that serves ``url`` (``None``: ``KVSOURCING_STORE``), and the URL;
     ``ConfigurationError`` for a missing, malformed or unsupported URL or a missing extra."""
     if url is None:
@@ -133,7 +142,7 @@ def store_module(url: str | None) -> tuple[Any, str]:
         )
     module_name, extra = _SCHEMES[scheme]
     try:
-        return importlib.import_module(module_name), url
+        return cast(StoreModule, importlib.import_module(module_name)), url
     except ImportError as exc:
         raise ConfigurationError(
             f"{scheme}:// stores need the {extra!r} extra: pip install 'kvsourcing[{extra}]' ({exc})"
@@ -162,7 +171,7 @@ def open_store(url: str | None = None, **options: Any) -> KeyValueStore:
     module, url = store_module(url)
     options = with_environment_cipher(options)
     try:
-        return module.from_url(url, **options)  # type: ignore[no-any-return]
+        return module.from_url(url, **options)
     except ValueError as exc:
         if isinstance(exc, KvSourcingError):
             raise

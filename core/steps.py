@@ -41,7 +41,8 @@ def run_sync(steps: Steps[T], target: Any) -> T:
             else:
                 call = steps.send(result)
     except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+        value: T = stop.value
+        return value
 
 
 async def run_async(steps: Steps[T], target: Any) -> T:
@@ -56,4 +57,5 @@ async def run_async(steps: Steps[T], target: Any) -> T:
             else:
                 call = steps.send(result)
     except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+        value: T = stop.value
+        return value

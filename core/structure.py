@@ -398,9 +398,13 @@ def unnamed_class(value: Any, hint: Any = Any) -> type | None:
             return None
         hints = _hints(cls)
         parts = [(getattr(value, f.name), hints.get(f.name, Any)) for f in dataclasses.fields(value)]
-    elif isinstance(value, tuple) and hasattr(value, "_fields") and hint is cls:
+    elif (
+        isinstance(value, tuple)
+        and hint is cls
+        and isinstance(names := getattr(value, "_fields", None), tuple)
+    ):
         hints = _hints(cls)
-        parts = [(item, hints.get(name, Any)) for name, item in zip(value._fields, value, strict=False)]
+        parts = [(item, hints.get(name, Any)) for name, item in zip(names, value, strict=False)]
     else:
         origin, args = typing.get_origin(hint), typing.get_args(hint)
         if isinstance(value, Mapping):

@@ -24,16 +24,27 @@ import contextlib
 import functools
 import inspect
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, Final, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from kvsourcing.errors import ConcurrencyFault
 
-try:
+_INSTALLED: bool
+"""Whether ``opentelemetry-api`` imports: without it, the decorators change nothing."""
+if TYPE_CHECKING:  # checked with the otel extra installed, as the test extra has it
+    _INSTALLED = True
     from opentelemetry import metrics as _metrics
     from opentelemetry import trace as _trace
-except ImportError:  # the otel extra is not installed: the decorators change nothing
-    _trace = None  # type: ignore[assignment]
+    from opentelemetry.metrics import _internal as _metrics_internal
+else:
+    try:
+        from opentelemetry import metrics as _metrics
+        from opentelemetry import trace as _trace
+        from opentelemetry.metrics import _internal as _metrics_internal
+    except ImportError:
+        _INSTALLED = False
+    else:
+        _INSTALLED = True
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -170,9 +181,12 @@ def _commit_attributes(argument: Any) -> tuple[dict[str, Any], int]:
     What the store will refuse (a bad key, a writer that is not one) is left to the store,
     inside the span: telemetry never fails an operation in its place."""
     single = hasattr(argument, "get_uncommitted_events")
-    if not single and not isinstance(argument, list | tuple):
+    if single:
+        writers: Sequence[Any] = (argument,)
+    elif isinstance(argument, list | tuple):
+        writers = argument
+    else:
         return {}, 0  # say an iterator: reading it here would leave nothing to commit
-    writers = (argument,) if single else argument
     attributes: dict[str, Any] = {}
     total = 0
     keys = []
@@ -223,9 +237,7 @@ def _activate() -> _Instruments:
     return _live
 
 
-if _trace is not None:
-    from opentelemetry.metrics import _internal as _metrics_internal
-
+if _INSTALLED:
     # A provider named by OTEL_PYTHON_TRACER_PROVIDER/OTEL_PYTHON_METER_PROVIDER is loaded
     # on the first call of the public getters: make it now, so that the globals show it.
     _trace.get_tracer_provider()
@@ -239,7 +251,7 @@ def _traced(method: str) -> Callable[[F], F]:
     it inside ``_Instruments.<method>(subject, argument)`` once a provider is set."""
 
     def decorate(fn: F) -> F:
-        if _trace is None:
+        if not _INSTALLED:
             return fn
 
         if inspect.iscoroutinefunction(fn):
@@ -255,7 +267,7 @@ def _traced(method: str) -> Callable[[F], F]:
                     outcome.result = await fn(subject, argument)
                 return outcome.result
 
-            return traced_async  # type: ignore[return-value]
+            return cast(F, traced_async)
 
         @functools.wraps(fn)
         def traced(subject: Any, argument: Any) -> Any:
@@ -270,7 +282,7 @@ def _traced(method: str) -> Callable[[F], F]:
                 outcome.result = fn(subject, argument)
             return outcome.result
 
-        return traced  # type: ignore[return-value]
+        return cast(F, traced)
 
     return decorate
 

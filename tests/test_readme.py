@@ -2,6 +2,8 @@
 pastes only that one would run it."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,38 @@ def test_readme_has_the_quickstart_feed_and_upcasting_examples() -> None:
 def test_each_python_block_runs_on_its_own(index: int) -> None:
     namespace: dict[str, Any] = {"__name__": f"readme_block_{index}"}
     exec(compile(BLOCKS[index], f"{README}:block{index}", "exec"), namespace)
+
+
+def test_python_blocks_type_check(tmp_path: Path) -> None:
+    """mypy accepts each block as user code (not strict: bodies checked, annotations not
+    required), against the package laid out as it installs (kvsourcing = core/,
+    kvsourcing.stores = stores/), as scripts/typecheck lays it out: so a store from
+    ``open_store`` or ``new_store`` is a context manager to the checker too."""
+    package = tmp_path / "tree" / "kvsourcing"
+    package.mkdir(parents=True)
+    for entry in (README.parent / "core").iterdir():
+        (package / entry.name).symlink_to(entry)
+    (package / "stores").symlink_to(README.parent / "stores")
+    config = tmp_path / "mypy.ini"
+    config.write_text(
+        "[mypy]\ncheck_untyped_defs = True\nfollow_imports = silent\n"
+        f"mypy_path = {package.parent}\ncache_dir = {tmp_path / 'cache'}\n"
+        # the README's telemetry block exports with OTLP, an exporter the test extra omits
+        "[mypy-opentelemetry.exporter.*]\nignore_missing_imports = True\n",
+        encoding="utf-8",
+    )
+    files = []
+    for index, block in enumerate(BLOCKS):
+        files.append(tmp_path / f"readme_block_{index}.py")
+        files[-1].write_text(block, encoding="utf-8")
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(config), *map(str, files)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"no issues found in {len(BLOCKS)} source files" in checked.stdout
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -287,7 +287,7 @@ class FeedSuite(TransferTests):
             before_commit = not committed.is_set()
             if wait > 0 and not real(after, limit):
                 idle.set()  # caught up: this call waits
-            entries = real(after, limit, wait=wait)
+            entries: list[Any] = real(after, limit, wait=wait)
             calls.append((before_commit, wait, [e for e in entries if e.key == key]))
             return entries
 
@@ -405,7 +405,12 @@ class FeedSuite(TransferTests):
 
 def _incrementing(counter: Counter, size: int) -> Callable[[], Any]:
     """A command body: refresh, apply ``size`` increments, commit (rolled back on a lost race)."""
-    return lambda: counter.run(lambda: [counter.apply_event(Incremented()) for _ in range(size)])
+
+    def increments() -> None:
+        for _ in range(size):
+            counter.apply_event(Incremented())
+
+    return lambda: counter.run(increments)
 
 
 class _PauseOnce:

@@ -227,7 +227,8 @@ class StoreLogic(Generic[DriverT]):
         decode_events = batch_method(self._codec, "decode", "decode_events")
         if decode_events is not None:
             try:
-                return decode_events(records, registry)  # type: ignore[no-any-return]
+                events: list[Any] = decode_events(records, registry)
+                return events
             except EncodingError:
                 pass  # the general way below says which record is wrong
         create_event = registry.create_event

@@ -48,7 +48,7 @@ class CheckedSSLConnection(_ProtocolCheck, SSLConnection):
         # handshake: so that the handshake is bounded by the connect timeout, lend it.
         self.socket_timeout = self.socket_connect_timeout
         try:
-            sock = super()._connect()
+            sock = super()._connect()  # type: ignore[no-untyped-call]
         except (TimeoutError, ssl.SSLError, ConnectionResetError) as err:
             cause = "It timed out" if isinstance(err, TimeoutError) else f"It failed ({err})"
             # Not a timeout, so that redis-py keeps the message: "Error <args[0]> connecting

@@ -10,7 +10,7 @@ layout is described in the package docstring (``kvsourcing.stores.redis``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
@@ -34,8 +34,10 @@ from kvsourcing.stores.redis.operations import (
 from kvsourcing.stores.redis.protocol import MAX_ARGUMENT_BYTES
 from kvsourcing.stores.redis.push import block_milliseconds
 
+ClientT = TypeVar("ClientT", Redis | RedisCluster, AsyncRedis | AsyncRedisCluster)
 
-class RedisBase(DriverChecks):
+
+class RedisBase(DriverChecks, Generic[ClientT]):
     """What both Redis drivers hold: the client, the key layout, the settings the operations
     read, and the translation of redis-py's errors.
 
@@ -53,10 +55,11 @@ class RedisBase(DriverChecks):
     client_errors: ClassVar[tuple[type[BaseException], ...]] = CLIENT_ERRORS
     client_types: ClassVar[tuple[type, ...]] = ()
     client_names: ClassVar[str] = ""
+    client: ClientT
 
     def __init__(
         self,
-        client: Any,
+        client: ClientT,
         *,
         prefix: str = DEFAULT_PREFIX,
         buckets: int = DEFAULT_BUCKETS,
@@ -102,7 +105,7 @@ class RedisBase(DriverChecks):
         return translate_error(err, where=self._where, password=self._password, prefix=self.prefix)
 
 
-class RedisDriver(RedisBase, RedisFeed):
+class RedisDriver(RedisBase[Redis | RedisCluster], RedisFeed):
     """The keyvalue ``FeedDriver`` on Redis or Redis Cluster (see ``RedisBase``): each commit
     also adds an entry to its bucket's feed stream in the same script (unless
     ``feed=False``), ``read_feed`` reads the streams of many buckets in one round trip per
@@ -135,7 +138,8 @@ class RedisDriver(RedisBase, RedisFeed):
     def read_value(self, name: str) -> bytes | None:
         """The value stored under ``name`` (``None`` when absent or expired)."""
         with self.served():
-            value: bytes | None = self.client.get(self.layout.value_key(name))
+            # bytes: the client does not decode responses (checked in __init__)
+            value = cast("bytes | None", self.client.get(self.layout.value_key(name)))
             return value
 
     def read_values(self, names: Sequence[str]) -> list[bytes | None]:
@@ -156,7 +160,7 @@ class RedisDriver(RedisBase, RedisFeed):
         self.client.close()
 
 
-class AsyncRedisDriver(RedisBase, AsyncDriverBase):
+class AsyncRedisDriver(RedisBase[AsyncRedis | AsyncRedisCluster], AsyncDriverBase):
     """``RedisDriver`` for asyncio, on a ``redis.asyncio.Redis`` or ``RedisCluster``: the
     same operations, awaited, on the same data."""
 
@@ -208,7 +212,7 @@ class AsyncRedisDriver(RedisBase, AsyncDriverBase):
     async def read_value(self, name: str) -> bytes | None:
         """See ``RedisDriver.read_value``."""
         with self.served():
-            value: bytes | None = await self.client.get(self.layout.value_key(name))
+            value = cast("bytes | None", await self.client.get(self.layout.value_key(name)))
             return value
 
     async def read_values(self, names: Sequence[str]) -> list[bytes | None]:

@@ -70,8 +70,10 @@ def describe_client(client: Any) -> str:
 def client_password(client: Any) -> str | None:
     """The password the client sends, so that messages can be scrubbed of it."""
     if isinstance(client, RedisCluster | AsyncRedisCluster):
-        return client.nodes_manager.connection_kwargs.get("password")
-    return client.connection_pool.connection_kwargs.get("password")
+        password: str | None = client.nodes_manager.connection_kwargs.get("password")
+    else:
+        password = client.connection_pool.connection_kwargs.get("password")
+    return password
 
 
 def unavailable(where: str, err: BaseException, password: str | None) -> StoreUnavailableError:

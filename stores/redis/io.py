@@ -31,7 +31,7 @@ class RedisIO:
         """The replies to ``commands``: one alone as it is, several in one pipeline (on a
         Cluster too, when they share a slot, hence a node)."""
         if len(commands) == 1:
-            return [self.client.execute_command(*commands[0])]
+            return [self.client.execute_command(*commands[0])]  # type: ignore[no-untyped-call]
         pipe = self.client.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)

@@ -210,7 +210,7 @@ def build_client(url: str, parsed: RedisUrl) -> Redis | RedisCluster:
             return Redis.from_url(parsed.node_url(*first), connection_class=connection_class)
         return RedisCluster.from_url(
             parsed.node_url(*first),
-            startup_nodes=[ClusterNode(host, port) for host, port in others],
+            startup_nodes=[ClusterNode(host, port) for host, port in others],  # type: ignore[no-untyped-call]
         )
     except ValueError as err:
         raise bad_url(url, str(err)) from None
