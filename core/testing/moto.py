@@ -87,8 +87,9 @@ class _CopyOncePerTransaction:
 
 def copy_tables_once() -> None:
     """Patch moto (for this process, idempotently) to copy each table once per transaction."""
-    from moto.dynamodb import models
+    from moto.dynamodb import models as typed_models
 
+    models: Any = typed_models  # its ``copy`` import is not exported
     if isinstance(models.copy, _CopyOncePerTransaction):
         return
     shim = _CopyOncePerTransaction()
@@ -145,7 +146,7 @@ def moto_server() -> Iterator[str]:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
-    class SerialisedMotoServer(ThreadedMotoServer):  # type: ignore[misc]
+    class SerialisedMotoServer(ThreadedMotoServer):
         def _server_entry(self) -> None:
             app = DomainDispatcherApplication(create_backend_app)
             lock = threading.Lock()

@@ -7,7 +7,7 @@ the rates. Both count at the client library's last step before the network.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from unittest import mock
@@ -32,11 +32,11 @@ def count_round_trips() -> Iterator[list[bytes]]:
     from redis.connection import AbstractConnection
 
     sent: list[bytes] = []
-    original = AbstractConnection.send_packed_command
+    original: Callable[..., None] = AbstractConnection.send_packed_command
 
     def counting(self: AbstractConnection, command: object, check_health: bool = True) -> None:
         sent.append(command if isinstance(command, bytes) else b"".join(command))  # type: ignore[arg-type]
-        original(self, command, check_health)  # type: ignore[arg-type]
+        original(self, command, check_health)
 
     with mock.patch.object(AbstractConnection, "send_packed_command", counting):
         yield sent

@@ -46,7 +46,7 @@ def free_port() -> int:
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind((HOST, 0))
-            port = sock.getsockname()[1]
+            port: int = sock.getsockname()[1]
         if port + 10000 <= 65535 and _bindable(port + 10000):
             return port
 
@@ -66,9 +66,9 @@ class RedisServer:
         scheme = "rediss" if self.tls else "redis"
         return f"{scheme}://{HOST}:{self.port}/0"
 
-    def client(self, **options: object) -> redis.Redis:
+    def client(self, **options: Any) -> redis.Redis:
         """A new client of this server (TLS options filled in)."""
-        kwargs: dict[str, object] = {"host": HOST, "port": self.port, **options}
+        kwargs: dict[str, Any] = {"host": HOST, "port": self.port, **options}
         if self.tls:
             kwargs.update(ssl=True, ssl_ca_certs=self.tls["ca"], ssl_cert_reqs="required")
         return redis.Redis(**kwargs)
@@ -180,7 +180,7 @@ class RedisClusterNodes:
         """A ``redis+cluster://`` URL naming every node."""
         return "redis+cluster://" + ",".join(f"{HOST}:{s.port}" for s in self.servers)
 
-    def client(self, **options: object) -> RedisCluster:
+    def client(self, **options: Any) -> RedisCluster:
         """A new cluster client, bootstrapped from the first node."""
         return RedisCluster(host=HOST, port=self.servers[0].port, **options)
 
