@@ -106,8 +106,8 @@ def loader(store: EventStore, key: str, total: int) -> Callable[[], int]:
     def load() -> int:
         reader = CountingAccount(key, store)
         reader.refresh()
-        if reader.total != total:
-            raise AssertionError(f"reloaded a total of {reader.total}, expected {total}")
+        if reader.balance != total:
+            raise AssertionError(f"reloaded a balance of {reader.balance}, expected {total}")
         return reader.replayed
 
     return load
