@@ -28,12 +28,12 @@ from typing import Any
 
 import redis
 import redis.asyncio
-from redis_bench import redis_server
 
 from kvsourcing.stores import redis as redis_store
 from kvsourcing.stores.keyvalue import Commit
 from kvsourcing.stores.redis.protocol import append_call
 from kvsourcing.testing.domain import Account, Deposited
+from kvsourcing.testing.servers import running_server
 
 AGGREGATES = 100
 COMMITS = 10
@@ -132,8 +132,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=9, help="rounds of the three cases (default 9)")
     rounds = parser.parse_args().rounds
-    with redis_server() as port:
-        url = f"redis://127.0.0.1:{port}/0"
+    with running_server() as server:
+        url, port = server.url, server.port
         with redis_store.from_url(url) as sync_store, ThreadPoolExecutor(THREADS) as pool:
             samples = asyncio.run(rounds_of_three(url, port, rounds, sync_store, pool))
     median = statistics.median

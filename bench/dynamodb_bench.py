@@ -22,46 +22,21 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
-import os
 import statistics
+import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgpack
 
-REGION = "us-east-1"
-
-
-@dataclass
-class Deposited:
-    amount: int
-    note: str
-
-
-def _kvsourcing_account() -> type:
-    from kvsourcing import AggregateBase, StandardEventRegistry
-
-    registry = StandardEventRegistry("bench")
-    registry.register_event(Deposited)
-
-    class Account(AggregateBase):
-        balance: int
-
-        def __init__(self, key: str, store: Any) -> None:
-            super().__init__()
-            self.balance = 0
-            self.initialize(key, registry, store)
-            self.automatic_wireup()
-
-        def replay_deposited(self, event: Deposited) -> None:
-            self.balance += event.amount
-
-    return Account
+from kvsourcing.testing.domain import Account, Deposited
+from kvsourcing.testing.moto import REGION, mocked_aws
+from kvsourcing.testing.requests import count_requests
 
 
 @functools.cache
@@ -76,20 +51,10 @@ def peer_classes() -> tuple[type, type]:
             self.balance = 0
 
         @event("Deposited")
-        def deposit(self, amount: int, note: str) -> None:
+        def deposit(self, amount: int) -> None:
             self.balance += amount
 
     return Application, PeerAccount
-
-
-def count_requests(client: Any) -> Counter[str]:
-    counts: Counter[str] = Counter()
-
-    def count(model: Any, **_: Any) -> None:
-        counts[model.name] += 1
-
-    client.meta.events.register("before-call.dynamodb", count)
-    return counts
 
 
 def table_name() -> str:
@@ -132,7 +97,6 @@ class Kvsourcing(System):
         from kvsourcing.stores.dynamodb import create_table, new_store
 
         self._client, self._create, self._new_store = client, create_table, new_store
-        self._account = _kvsourcing_account()
         self._counts = count_requests(client)
 
     def create(self, table: str) -> None:
@@ -140,15 +104,15 @@ class Kvsourcing(System):
         self._store = self._new_store(table, client=self._client)
 
     def new_aggregate(self) -> Any:
-        return self._account(f"acc-{uuid.uuid4()}", self._store)
+        return Account(f"acc-{uuid.uuid4()}", self._store)
 
     def commit(self, aggregate: Any, events: int) -> None:
         for _ in range(events):
-            aggregate.apply_event(Deposited(1, "bench"))
+            aggregate.apply_event(Deposited(1))
         aggregate.commit()
 
     def load(self, aggregate: Any) -> int:
-        fresh = self._account(aggregate.get_key(), self._store)
+        fresh = Account(aggregate.get_key(), self._store)
         fresh.refresh()
         return fresh.balance
 
@@ -174,10 +138,7 @@ class RawBoto3(System):
         return {"key": f"acc-{uuid.uuid4()}", "seq": 0}
 
     def commit(self, aggregate: Any, events: int) -> None:
-        records = [
-            {"B": msgpack.packb({"type": "Deposited", "data": {"amount": 1, "note": "bench"}})}
-            for _ in range(events)
-        ]
+        records = [{"B": msgpack.packb({"type": "Deposited", "data": {"amount": 1}})} for _ in range(events)]
         key, expected = aggregate["key"], aggregate["seq"]
         last = expected + events
         self._client.transact_write_items(
@@ -260,7 +221,7 @@ class PyEventsourcing(System):
 
     def commit(self, aggregate: Any, events: int) -> None:
         for _ in range(events):
-            aggregate.deposit(1, "bench")
+            aggregate.deposit(1)
         self._app.save(aggregate)
 
     def load(self, aggregate: Any) -> int:
@@ -313,20 +274,11 @@ def compare(
 
 @contextmanager
 def moto_dynamodb() -> Iterator[Any]:
-    """moto in-process with throwaway credentials; yields a boto3 client."""
-    for variable, value in (
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_DEFAULT_REGION", REGION),
-    ):
-        os.environ[variable] = value
-    for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        os.environ.pop(variable, None)
-    from moto import mock_aws
-
+    """moto in-process (one request at a time, its table copies unpatched: see README.md)
+    with throwaway credentials; yields a boto3 client."""
     from kvsourcing.stores.dynamodb import make_client
 
-    with mock_aws():
+    with tempfile.TemporaryDirectory() as workdir, mocked_aws(Path(workdir), copy_once=False):
         yield make_client(REGION)
 
 

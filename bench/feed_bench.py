@@ -39,15 +39,10 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from redis_fixtures import start_cluster, start_server, stop_cluster  # noqa: E402
-
-from kvsourcing.handlers import PublishedEvent  # noqa: E402
-from kvsourcing.stores.keyvalue import FeedConsumer, partition_bucket  # noqa: E402
-from kvsourcing.testing.domain import Counter, Incremented, registry  # noqa: E402
+from kvsourcing.handlers import PublishedEvent
+from kvsourcing.stores.keyvalue import FeedConsumer, partition_bucket
+from kvsourcing.testing.domain import Counter, Incremented, registry
+from kvsourcing.testing.servers import start_cluster, start_server, stop_cluster
 
 AGGREGATES = 200
 STORE_PREFIX = "bench"
@@ -346,20 +341,10 @@ def stores(names: list[str], workdir: Path) -> Iterator[Iterator[tuple[str, Any,
 def dynamodb_store(stack: ExitStack) -> Any:
     """A store on a table of moto in process (which lives as long as ``stack``), serving
     one request at a time: moto is not safe for a committing and a consuming thread."""
-    from unittest import mock
-
     from dynamodb_bench import moto_dynamodb
-    from moto.core.botocore_stubber import BotocoreStubber
 
     from kvsourcing.stores.dynamodb import create_table, new_store
 
-    lock, serve = threading.Lock(), BotocoreStubber.__call__
-
-    def serialised(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return serve(self, *args, **kwargs)
-
-    stack.enter_context(mock.patch.object(BotocoreStubber, "__call__", serialised))
     client = stack.enter_context(moto_dynamodb())
     create_table(client, "feed-bench")
     return new_store("feed-bench", client=client)

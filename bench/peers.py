@@ -46,41 +46,17 @@ from pathlib import Path
 from typing import Any
 
 from dynamodb_bench import moto_dynamodb, peer_classes
-from redis_bench import redis_server
 
-from kvsourcing import AggregateBase, ConcurrencyFault, StandardEventRegistry
+from kvsourcing import ConcurrencyFault
 from kvsourcing.protocols import EventStore
+from kvsourcing.testing.domain import Account, Deposited
+from kvsourcing.testing.servers import running_server
 
-REGION = "us-east-1"
 LOAD_EVENTS = 1000
 SNAPSHOT_INTERVAL = 100
 FILL_BATCH = 10
 DYNAMODB_OPS = 20
 """Commits (or loads) per side per round on moto, on a fresh table: its cost grows with the table."""
-
-registry = StandardEventRegistry("peers")
-
-
-@registry.register_event
-@dataclass
-class Deposited:
-    amount: int
-    note: str
-
-
-class Account(AggregateBase):
-    """Our side of the workload: the balance is the sum of the deposits."""
-
-    balance: int
-
-    def __init__(self, key: str, store: EventStore) -> None:
-        super().__init__()
-        self.balance = 0
-        self.initialize(key, registry, store)
-        self.automatic_wireup()
-
-    def replay_deposited(self, event: Deposited) -> None:
-        self.balance += event.amount
 
 
 class Contender:
@@ -122,7 +98,7 @@ class Ours(Contender):
 
     def commit(self, aggregate: Account, events: int) -> None:
         for _ in range(events):
-            aggregate.apply_event(Deposited(1, "bench"))
+            aggregate.apply_event(Deposited(1))
         aggregate.commit()
 
     def load(self, aggregate: Account) -> int:
@@ -167,7 +143,7 @@ class PyEventsourcing(Contender):
 
     def commit(self, aggregate: Any, events: int) -> None:
         for _ in range(events):
-            aggregate.deposit(1, "bench")
+            aggregate.deposit(1)
         self.app.save(aggregate)
 
     def load(self, aggregate: Any) -> int:
@@ -180,9 +156,9 @@ class PyEventsourcing(Contender):
         account = self.new_aggregate()
         first = self.app.repository.get(account.id)
         second = self.app.repository.get(account.id)
-        first.deposit(1, "first")
+        first.deposit(1)
         self.app.save(first)
-        second.deposit(2, "second")
+        second.deposit(2)
         try:
             self.app.save(second)
         except RecordConflictError as err:
@@ -495,10 +471,7 @@ def make_pairs(stack: ExitStack) -> list[Pair]:
         )
     )
 
-    import redis
-
-    port = stack.enter_context(redis_server())
-    client = redis.Redis(port=port)
+    client = stack.enter_context(running_server()).client()
     stack.callback(client.close)
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
 

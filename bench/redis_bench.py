@@ -26,26 +26,21 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from kvsourcing.registry import StandardEventRegistry
 from kvsourcing.stores import redis as redis_store
 from kvsourcing.stores.keyvalue.store import KeyValueStore
+from kvsourcing.testing.servers import running_server
 
 FLOOR_APPEND = """
 if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return 0 end
@@ -137,36 +132,6 @@ class Reader:
 
     def restore_snapshot(self, sequence: int, state: Any) -> None:
         self.sequence, self.state = sequence, state
-
-
-@contextmanager
-def redis_server() -> Iterator[int]:
-    """A throwaway ``redis-server`` on a free loopback port; yields the port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with tempfile.TemporaryDirectory() as workdir:
-        process = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            cwd=workdir,
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            client = redis.Redis(port=port, retry=Retry(NoBackoff(), 0))
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline or process.poll() is not None:
-                        raise
-                    time.sleep(0.02)
-            client.close()
-            yield port
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
 
 
 def ops_per_second(body: Callable[[], object], repeat: int) -> float:
@@ -330,8 +295,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per case (default 15)")
     parser.add_argument("--profile", action="store_true", help="profile the 1 000-event load")
     options = parser.parse_args()
-    with redis_server() as port:
-        run(port, options.rounds, options.profile)
+    with running_server() as server:
+        run(server.port, options.rounds, options.profile)
 
 
 if __name__ == "__main__":

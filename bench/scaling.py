@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from redis_bench import redis_server
-
 from kvsourcing.protocols import EventStore
-from kvsourcing.tools.benchmark import Tally
+from kvsourcing.testing.domain import Account, Deposited
+from kvsourcing.testing.servers import running_server
 
 SIZES = (100, 1_000, 10_000, 100_000)
 QUICK_SIZES = (100, 1_000, 5_000)
@@ -55,7 +54,7 @@ class Point:
         return f"{self.store}, " + (f"snapshots/{self.snapshots}" if self.snapshots else "no snapshots")
 
 
-class CountingTally(Tally):
+class CountingAccount(Account):
     """Counts the events a refresh replays (after the snapshot, if any)."""
 
     def __init__(self, key: str, store: EventStore) -> None:
@@ -78,17 +77,23 @@ def median_seconds(body: Callable[[], object], minimum: int, budget: float) -> f
     return statistics.median(samples)
 
 
+def deposit(account: Account, events: int) -> None:
+    """Apply ``events`` deposits of 1 (uncommitted)."""
+    for _ in range(events):
+        account.apply_event(Deposited(1))
+
+
 def write(store: EventStore, events: int) -> tuple[str, float]:
     """A new aggregate of ``events`` events plus ``COMMITS`` timed 1-event commits;
     returns its key and the commits' median seconds."""
     key = f"scaling-{uuid.uuid4().hex[:8]}"
-    writer = Tally(key, store)
+    writer = Account(key, store)
     for start in range(0, events, FILL_BATCH):
-        writer.add(min(FILL_BATCH, events - start))
+        deposit(writer, min(FILL_BATCH, events - start))
         writer.commit()
     commits: list[float] = []
     for _ in range(COMMITS):
-        writer.add(1)
+        deposit(writer, 1)
         before = time.perf_counter()
         writer.commit()
         commits.append(time.perf_counter() - before)
@@ -99,10 +104,10 @@ def loader(store: EventStore, key: str, total: int) -> Callable[[], int]:
     """Reload ``key`` by a fresh aggregate; returns how many events the refresh replayed."""
 
     def load() -> int:
-        reader = CountingTally(key, store)
+        reader = CountingAccount(key, store)
         reader.refresh()
-        if reader.total != total:
-            raise AssertionError(f"reloaded a total of {reader.total}, expected {total}")
+        if reader.balance != total:
+            raise AssertionError(f"reloaded a balance of {reader.balance}, expected {total}")
         return reader.replayed
 
     return load
@@ -138,11 +143,10 @@ def stores(stack: ExitStack) -> Iterator[tuple[str, Callable[[int], EventStore]]
     from kvsourcing.stores import memory
 
     yield "memory", lambda interval: memory.new_store(snapshot_interval=interval)
-    import redis
 
     from kvsourcing.stores import redis as redis_store
 
-    client = redis.Redis(port=stack.enter_context(redis_server()))
+    client = stack.enter_context(running_server()).client()
     stack.callback(client.close)
     yield "Redis", lambda interval: redis_store.new_store(client, snapshot_interval=interval)
 

@@ -16,8 +16,15 @@ from urllib.parse import quote
 
 import pytest
 import redis
-from dynamodb_fixtures import REGION
-from redis_fixtures import (
+from hammer import Add, Tally, Ticked, record_figure, tally_events
+
+import kvsourcing
+from kvsourcing import ConfigurationError, StoreUnavailableError
+from kvsourcing.codecs import JsonCodec
+from kvsourcing.errors import EncodingError
+from kvsourcing.stores.keyvalue import Commit, FeedConsumer
+from kvsourcing.testing.moto import REGION
+from kvsourcing.testing.servers import (
     HOST,
     RedisClusterNodes,
     RedisServer,
@@ -26,15 +33,8 @@ from redis_fixtures import (
     start_server,
     start_tls_server,
 )
-from reliability_fixtures import Add, Tally, Ticked, record_figure, tally_events
 
-import kvsourcing
-from kvsourcing import ConfigurationError, StoreUnavailableError
-from kvsourcing.codecs import JsonCodec
-from kvsourcing.errors import EncodingError
-from kvsourcing.stores.keyvalue import Commit, FeedConsumer
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = f"s3cret/{uuid.uuid4().hex}@:x"  # URL-hostile on purpose
 USER = "shop-app"
 PREFIX = "shop"

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import pytest
 import redis
 from redis.cluster import RedisCluster
-from redis_fixtures import HOST, RedisClusterNodes, RedisServer, free_port
 
 import kvsourcing
 from kvsourcing.errors import ConfigurationError, StoreUnavailableError
 from kvsourcing.stores.keyvalue import Commit
 from kvsourcing.stores.redis import from_url
 from kvsourcing.stores.redis.url import parse_url
+from kvsourcing.testing.servers import HOST, RedisClusterNodes, RedisServer, free_port
 
 
 def works(store: kvsourcing.EventStore) -> None:

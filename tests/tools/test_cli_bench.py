@@ -6,10 +6,10 @@ import io
 import re
 
 import pytest
-from redis_fixtures import RedisServer
 
 from kvsourcing import open_store
 from kvsourcing.stores import memory
+from kvsourcing.testing.servers import RedisServer
 from kvsourcing.tools import benchmark
 from kvsourcing.tools.cli import main
 

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 import pytest
-from backend_fixtures import write
+from backends import write
 
 from kvsourcing.crypto import AesGcmCipher
 from kvsourcing.errors import ConcurrencyFault, ConfigurationError, EncodingError

@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 import redis
+from hammer import Add, Tally, record_figure
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from redis_fixtures import RedisServer
-from reliability_fixtures import Add, Tally, record_figure
 
 import kvsourcing
 import kvsourcing.codecs as codecs_module
@@ -32,6 +31,7 @@ from kvsourcing.keys import MAX_KEY_BYTES
 from kvsourcing.stores import dynamodb
 from kvsourcing.stores import redis as redis_store
 from kvsourcing.stores.keyvalue import Commit
+from kvsourcing.testing.servers import RedisServer
 from kvsourcing.testing.suite import RawWriter
 
 SETTINGS = {

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_fixtures import HOST, RedisServer
 
 from kvsourcing import (
     KvSourcingError,
@@ -23,6 +22,7 @@ from kvsourcing import (
 )
 from kvsourcing.config import redact_url, url_secrets
 from kvsourcing.testing.domain import Counter, Increment
+from kvsourcing.testing.servers import HOST, RedisServer
 
 
 @dataclass

@@ -15,7 +15,6 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
-from redis_fixtures import HOST, NO_RETRY, RedisClusterNodes, RedisServer, free_port, start_server
 
 from kvsourcing.errors import CommitTooLargeError, ConfigurationError, EncodingError, StoreUnavailableError
 from kvsourcing.stores.keyvalue import (
@@ -28,6 +27,7 @@ from kvsourcing.stores.keyvalue import (
 )
 from kvsourcing.stores.redis import RedisDriver, from_url, new_store
 from kvsourcing.stores.redis.protocol import unpack_records
+from kvsourcing.testing.servers import HOST, NO_RETRY, RedisClusterNodes, RedisServer, free_port, start_server
 
 
 def fresh_key(text: str = "") -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
 
 
@@ -166,11 +166,11 @@ def test_security_acl_rule_with_its_cluster_addition_runs_the_store_on_a_cluster
     import uuid
 
     import redis
-    from redis_fixtures import HOST
 
     from kvsourcing import open_store
     from kvsourcing.stores.keyvalue import FeedConsumer
     from kvsourcing.testing.domain import Counter, Increment, registry
+    from kvsourcing.testing.servers import HOST
 
     text = SECURITY.read_text(encoding="utf-8")
     rule = re.search(r"```\n(ACL SETUSER shop-app .*?)\n```", text, re.S)

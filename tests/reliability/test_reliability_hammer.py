@@ -15,9 +15,7 @@ import uuid
 from typing import Any
 
 import pytest
-from dynamodb_fixtures import REGION
-from redis_fixtures import RedisClusterNodes, RedisServer
-from reliability_fixtures import (
+from hammer import (
     check_streams,
     collect_workers,
     record_figure,
@@ -26,6 +24,8 @@ from reliability_fixtures import (
 )
 
 import kvsourcing
+from kvsourcing.testing.moto import REGION
+from kvsourcing.testing.servers import RedisClusterNodes, RedisServer
 
 PROCESSES, THREADS = 4, 4
 AGGREGATES = 100

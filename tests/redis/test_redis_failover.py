@@ -19,7 +19,11 @@ from pathlib import Path
 import pytest
 import redis
 from redis.crc import key_slot
-from redis_fixtures import (
+
+from kvsourcing.errors import StoreUnavailableError
+from kvsourcing.stores.keyvalue import ALREADY_STORED, Commit, partition_bucket
+from kvsourcing.stores.redis import RedisDriver, scripts
+from kvsourcing.testing.servers import (
     HOST,
     RedisClusterNodes,
     RedisServer,
@@ -30,10 +34,6 @@ from redis_fixtures import (
     stop_cluster,
     wait_for_cluster_ok,
 )
-
-from kvsourcing.errors import StoreUnavailableError
-from kvsourcing.stores.keyvalue import ALREADY_STORED, Commit, partition_bucket
-from kvsourcing.stores.redis import RedisDriver, scripts
 
 RECORD = re.compile(rb"(?P<commit>[^|]+)\|(?P<index>\d+)/(?P<size>\d+)")
 

@@ -13,11 +13,11 @@ from typing import Any
 import msgpack
 import pytest
 import redis
-from redis_fixtures import RedisClusterNodes, RedisServer
 
 from kvsourcing.stores.keyvalue import partition_bucket
 from kvsourcing.stores.redis.driver import RedisDriver
 from kvsourcing.stores.redis.push import block_milliseconds, blocking
+from kvsourcing.testing.servers import RedisClusterNodes, RedisServer
 
 BUCKETS = 8
 

@@ -68,10 +68,9 @@ def test_invalid_key_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> Non
 def test_dynamodb_create_table_then_events_and_snapshot(
     aws_env: None, moto_server_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from dynamodb_fixtures import REGION, fresh_table_name
-
     from kvsourcing import open_store
     from kvsourcing.testing.domain import Counter, Increment
+    from kvsourcing.testing.moto import REGION, fresh_table_name
 
     table = fresh_table_name()
     args = ["dynamodb", "create-table", table, "--region", REGION, "--endpoint-url", moto_server_url]

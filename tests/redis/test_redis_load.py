@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from redis_fixtures import RedisClusterNodes, RedisServer
 
 from kvsourcing.errors import ConfigurationError, EncodingError
 from kvsourcing.protocols import EventStore
@@ -17,6 +16,7 @@ from kvsourcing.stores.redis import RedisDriver, from_url, new_store
 from kvsourcing.stores.redis.keys import Layout
 from kvsourcing.stores.redis.protocol import load_reads, parse_reads
 from kvsourcing.testing.domain import Counter, Increment, Incremented
+from kvsourcing.testing.servers import RedisClusterNodes, RedisServer
 
 
 @pytest.fixture(params=["single", "cluster"])

@@ -1,11 +1,9 @@
-"""Fixtures for the reliability and security suite (servers with persistence, proxies, ACLs).
-
-Besides fixtures this module holds the hammer: a small ``Tally`` domain whose every event
-names the operation that wrote it, the writer loop that threads (in-process) and worker
-processes run, and the check that a stream is exactly the operations that succeeded,
-each once, whole and in one piece. Worker processes are fresh interpreters started with
-``subprocess`` (``python -c "... reliability_fixtures.worker_main()"``) that open their
-store with ``kvsourcing.open_store(url)``.
+"""The hammer of the reliability suite: a small ``Tally`` domain whose every event names the
+operation that wrote it, the writer loop that threads (in-process) and worker processes
+run, and the check that a stream is exactly the operations that succeeded, each once,
+whole and in one piece. Worker processes are fresh interpreters started with
+``subprocess`` (``python -c "... hammer.worker_main()"``) that open their store with
+``kvsourcing.open_store(url)``.
 """
 
 from __future__ import annotations
@@ -14,27 +12,19 @@ import contextlib
 import json
 import os
 import random
-import selectors
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-import redis
-from redis_fixtures import HOST, NO_RETRY, free_port
-
 import kvsourcing
 from kvsourcing import AggregateBase, ConcurrencyFault, StandardEventRegistry, StoreUnavailableError, retry
 
-TESTS_DIR = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent
 RETRY_LIMIT = 100_000
 
 # --------------------------------------------------------------------------- the domain
@@ -208,10 +198,7 @@ def worker_main() -> None:
 
 def start_workers(url: str, processes: int, **job: Any) -> list[subprocess.Popen[str]]:
     """Start ``processes`` worker interpreters, each running ``job``'s threads on ``url``."""
-    command = (
-        f"import sys; sys.path.insert(0, {str(TESTS_DIR)!r}); "
-        "import reliability_fixtures as r; r.worker_main()"
-    )
+    command = f"import sys; sys.path.insert(0, {str(HERE)!r}); import hammer; hammer.worker_main()"
     started = []
     try:
         for index in range(processes):
@@ -253,14 +240,6 @@ def kill_all(procs: list[subprocess.Popen[str]]) -> None:
     for proc in procs:
         with contextlib.suppress(subprocess.TimeoutExpired, ValueError, OSError):
             proc.communicate(timeout=10)
-
-
-@pytest.fixture
-def worker_processes() -> Iterator[list[subprocess.Popen[str]]]:
-    """A list to put started worker processes in: any still running at teardown are killed."""
-    procs: list[subprocess.Popen[str]] = []
-    yield procs
-    kill_all(procs)
 
 
 # --------------------------------------------------------------------------- the check
@@ -332,224 +311,3 @@ def record_figure(name: str, **values: Any) -> None:
         return
     with FIGURES_PATH.open("a") as out:
         out.write(json.dumps({"test": name, **values}) + "\n")
-
-
-# --------------------------------------------------------------------------- servers
-
-
-class AofRedis:
-    """A ``redis-server`` with ``appendonly yes`` and ``appendfsync always`` that can be
-    SIGKILLed and restarted on the same port and data directory."""
-
-    def __init__(self, workdir: Path, *extra: str) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.extra = extra
-        self.process: subprocess.Popen[bytes] | None = None
-        workdir.mkdir(parents=True, exist_ok=True)
-
-    @property
-    def url(self) -> str:
-        return f"redis://{HOST}:{self.port}/0"
-
-    def client(self, **options: Any) -> redis.Redis:
-        return redis.Redis(host=HOST, port=self.port, **options)
-
-    def start(self) -> None:
-        command = [
-            "redis-server",
-            "--port",
-            str(self.port),
-            "--bind",
-            HOST,
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--dir",
-            str(self.workdir),
-            "--logfile",
-            str(self.workdir / "redis.log"),
-            *self.extra,
-        ]
-        deadline = time.monotonic() + 15
-        while True:
-            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
-            if self._wait_ready(deadline):
-                return
-            self.stop()
-            if time.monotonic() > deadline:
-                log = (self.workdir / "redis.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"redis-server with AOF did not start on {self.port}: {log}")
-            time.sleep(0.1)  # the port may still be held for a moment after a kill
-
-    def _wait_ready(self, deadline: float) -> bool:
-        client = self.client(socket_timeout=1, socket_connect_timeout=1, retry=NO_RETRY)
-        try:
-            while time.monotonic() < deadline:
-                if self.process is None or self.process.poll() is not None:
-                    return False
-                try:
-                    if client.ping():
-                        return True
-                except redis.BusyLoadingError:
-                    time.sleep(0.02)
-                except redis.ConnectionError:
-                    time.sleep(0.02)
-            return False
-        finally:
-            client.close()
-
-    def kill(self) -> None:
-        """SIGKILL the server: no shutdown, no final fsync."""
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def aof_redis(tmp_path: Path) -> Iterator[AofRedis]:
-    """A fresh AOF (fsync always) Redis server, killed at teardown whatever happened."""
-    server = AofRedis(tmp_path / "aof")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
-class CuttingProxy:
-    """A TCP proxy to ``upstream`` that can cut a connection around one request.
-
-    ``arm(marker, mode, times)``: the next ``times`` client requests containing ``marker``
-    (a commit id, say) are cut: ``before`` (not forwarded), ``after-request`` (forwarded,
-    then cut at once) or ``after-reply`` (forwarded, the server's reply read and thrown
-    away, then cut): the client never sees a reply.
-    """
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream = (HOST, upstream_port)
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind((HOST, 0))
-        self.listener.listen(64)
-        self.listener.settimeout(0.1)
-        self.port = self.listener.getsockname()[1]
-        self.marker: bytes | None = None
-        self.mode = "after-reply"
-        self.remaining = 0
-        self.cuts = 0
-        self.connections = 0
-        self._lock = threading.Lock()
-        self._closed = False
-        self._sockets: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept, daemon=True)
-        self._acceptor.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://{HOST}:{self.port}/0"
-
-    def arm(self, marker: bytes | str, mode: str, times: int = 1) -> None:
-        assert mode in ("before", "after-request", "after-reply")
-        with self._lock:
-            self.marker = marker.encode() if isinstance(marker, str) else marker
-            self.mode, self.remaining = mode, times
-
-    def disarm(self) -> None:
-        with self._lock:
-            self.marker, self.remaining = None, 0
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            client.settimeout(None)
-            try:
-                upstream = socket.create_connection(self.upstream, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self.connections += 1
-                self._sockets += [client, upstream]
-            thread = threading.Thread(target=self._pump, args=(client, upstream), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _should_cut(self, seen: bytes) -> str | None:
-        with self._lock:
-            if self.marker is None or self.remaining == 0 or self.marker not in seen:
-                return None
-            self.remaining -= 1
-            self.cuts += 1
-            return self.mode
-
-    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
-        selector = selectors.DefaultSelector()
-        selector.register(client, selectors.EVENT_READ, upstream)
-        selector.register(upstream, selectors.EVENT_READ, client)
-        tail = b""
-        try:
-            while not self._closed:
-                for key, _ in selector.select(timeout=0.2):
-                    source: socket.socket = key.fileobj  # type: ignore[assignment]
-                    data = source.recv(65536)
-                    if not data:
-                        return
-                    if source is client:
-                        seen = tail + data
-                        tail = seen[-256:]
-                        cut = self._should_cut(seen)
-                        if cut == "before":
-                            return
-                        upstream.sendall(data)
-                        if cut == "after-request":
-                            return
-                        if cut == "after-reply":
-                            upstream.settimeout(5)
-                            upstream.recv(65536)  # the reply, thrown away
-                            return
-                    else:
-                        client.sendall(data)
-        except OSError:
-            return
-        finally:
-            selector.close()
-            for sock in (client, upstream):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-
-    def close(self) -> None:
-        self._closed = True
-        self.listener.close()
-        with self._lock:
-            sockets = list(self._sockets)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.close()
-        for thread in [self._acceptor, *self._threads]:
-            thread.join(timeout=5)
-
-
-@pytest.fixture
-def cutting_proxy(redis_server: Any) -> Iterator[CuttingProxy]:
-    """A ``CuttingProxy`` in front of the session's single-node Redis server."""
-    proxy = CuttingProxy(redis_server.port)
-    try:
-        yield proxy
-    finally:
-        proxy.close()

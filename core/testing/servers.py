@@ -1,8 +1,9 @@
-"""Real Redis servers for the tests: a single node, a 3-node Cluster, ACL and TLS.
+"""Real Redis servers for tests and benchmarks: a single node, a Cluster (with replicas if
+asked), TLS, replicas, and an AOF server that can be killed and restarted.
 
 Each server is a ``redis-server`` child process on a free loopback port, without
-persistence, started on first use and killed at the end of the session. No fakes: the
-driver's Lua scripts, hash tags and error paths only mean something on a real server.
+persistence unless asked. No fakes: the driver's Lua scripts, hash tags and error paths
+only mean something on a real server. The pytest fixtures over these live in ``tests/``.
 """
 
 from __future__ import annotations
@@ -11,17 +12,17 @@ import datetime
 import ipaddress
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
-from redis.connection import AbstractConnection
 from redis.retry import Retry
 
 HOST = "127.0.0.1"
@@ -45,7 +46,7 @@ def free_port() -> int:
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind((HOST, 0))
-            port = sock.getsockname()[1]
+            port: int = sock.getsockname()[1]
         if port + 10000 <= 65535 and _bindable(port + 10000):
             return port
 
@@ -65,9 +66,9 @@ class RedisServer:
         scheme = "rediss" if self.tls else "redis"
         return f"{scheme}://{HOST}:{self.port}/0"
 
-    def client(self, **options: object) -> redis.Redis:
+    def client(self, **options: Any) -> redis.Redis:
         """A new client of this server (TLS options filled in)."""
-        kwargs: dict[str, object] = {"host": HOST, "port": self.port, **options}
+        kwargs: dict[str, Any] = {"host": HOST, "port": self.port, **options}
         if self.tls:
             kwargs.update(ssl=True, ssl_ca_certs=self.tls["ca"], ssl_cert_reqs="required")
         return redis.Redis(**kwargs)
@@ -93,40 +94,64 @@ def stop_process(process: subprocess.Popen[Any]) -> None:
             process.wait(timeout=5)
 
 
-def start_server(workdir: Path, *args: str, tls: dict[str, str] | None = None) -> RedisServer:
-    """Start ``redis-server`` on a free port and wait until it answers PING."""
+def launch(port: int, workdir: Path, *args: str, tls: dict[str, str] | None = None) -> RedisServer:
+    """Start ``redis-server`` on ``port`` (no persistence unless ``args`` turn it on: later
+    options win) and wait until it answers; the server is stopped if it does not."""
     workdir.mkdir(parents=True, exist_ok=True)
-    last_error = ""
-    for _ in range(3):
-        port = free_port()
-        listen = ["--port", "0", "--tls-port", str(port)] if tls else ["--port", str(port)]
-        command = [
-            "redis-server",
-            *listen,
-            "--bind",
-            HOST,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-            "--logfile",
-            str(workdir / f"redis-{port}.log"),
-            *args,
-        ]
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
-        server = RedisServer(port, workdir, process, tls or {})
-        if wait_for_ping(server):
-            return server
-        last_error = server.log()
+    listen = ["--port", "0", "--tls-port", str(port)] if tls else ["--port", str(port)]
+    command = [
+        "redis-server",
+        *listen,
+        "--bind",
+        HOST,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        "--logfile",
+        str(workdir / f"redis-{port}.log"),
+        *args,
+    ]
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    server = RedisServer(port, workdir, process, tls or {})
+    if not wait_for_ping(server):
         server.stop()
-    raise RuntimeError(f"redis-server did not start: {last_error}")
+        raise RedisStartError(f"redis-server did not start on port {port}: {server.log()[-2000:]}")
+    return server
+
+
+class RedisStartError(RuntimeError):
+    """A ``redis-server`` did not come up (its log is in the message)."""
+
+
+def start_server(workdir: Path, *args: str, tls: dict[str, str] | None = None) -> RedisServer:
+    """Start ``redis-server`` on a free port and wait until it answers PING (three ports are
+    tried: another process may take a free port before the server binds it)."""
+    error = RedisStartError("redis-server was not started")
+    for _ in range(3):
+        try:
+            return launch(free_port(), workdir, *args, tls=tls)
+        except RedisStartError as exc:
+            error = exc
+    raise error
+
+
+@contextmanager
+def running_server(*args: str) -> Iterator[RedisServer]:
+    """A throwaway single-node server in a temporary directory, for scripts (bench/)."""
+    with tempfile.TemporaryDirectory(prefix="kvsourcing-redis-") as workdir:
+        server = start_server(Path(workdir), *args)
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 def wait_for_ping(server: RedisServer) -> bool:
     """True once our server answers on its port (its ``process_id``, not that of a server
-    that took the port first); False if it exits or times out."""
+    that took the port first) and PING succeeds (an AOF loaded); False if it exits or times out."""
     deadline = time.monotonic() + STARTUP_TIMEOUT
     client = server.client(socket_timeout=1, socket_connect_timeout=1, retry=NO_RETRY)
     try:
@@ -134,44 +159,14 @@ def wait_for_ping(server: RedisServer) -> bool:
             if server.process.poll() is not None:
                 return False
             try:
-                if client.info("server")["process_id"] == server.process.pid:
+                if client.info("server")["process_id"] == server.process.pid and client.ping():
                     return True
-                time.sleep(0.02)
-            except redis.ConnectionError:
-                time.sleep(0.02)
+            except redis.ConnectionError:  # BusyLoadingError included
+                pass
+            time.sleep(0.02)
         return False
     finally:
         client.close()
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A single-node Redis server for the whole session."""
-    server = start_server(tmp_path_factory.mktemp("redis-single"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    """A fresh client of the session's single-node server."""
-    client = redis_server.client()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every packet the process's redis-py connections send, as it is sent."""
-    sent: list[bytes] = []
-    original = AbstractConnection.send_packed_command
-
-    def counting(self: AbstractConnection, command: object, check_health: bool = True) -> None:
-        sent.append(command if isinstance(command, bytes) else b"".join(command))  # type: ignore[arg-type]
-        original(self, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
-    return sent
 
 
 @dataclass
@@ -185,19 +180,9 @@ class RedisClusterNodes:
         """A ``redis+cluster://`` URL naming every node."""
         return "redis+cluster://" + ",".join(f"{HOST}:{s.port}" for s in self.servers)
 
-    def client(self, **options: object) -> RedisCluster:
+    def client(self, **options: Any) -> RedisCluster:
         """A new cluster client, bootstrapped from the first node."""
         return RedisCluster(host=HOST, port=self.servers[0].port, **options)
-
-
-@pytest.fixture(scope="session")
-def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
-    """A real 3-primary Redis Cluster (no replicas) for the whole session."""
-    cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
-    try:
-        yield cluster
-    finally:
-        stop_cluster(cluster)
 
 
 def wait_for_cluster_ok(servers: list[RedisServer]) -> None:
@@ -229,14 +214,6 @@ def start_tls_server(workdir: Path) -> RedisServer:
         "no",
         tls=files,
     )
-
-
-@pytest.fixture(scope="session")
-def redis_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A TLS-only Redis server with a certificate signed by a throwaway CA."""
-    server = start_tls_server(tmp_path_factory.mktemp("redis-tls"))
-    yield server
-    server.stop()
 
 
 def make_tls_files(workdir: Path) -> dict[str, str]:
@@ -290,9 +267,6 @@ def make_tls_files(workdir: Path) -> dict[str, str]:
         key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return {role: str(path) for role, path in files.items()}
-
-
-# --- deployments that change under the store (tests/test_redis_failover.py) -------------
 
 
 def info(server: RedisServer, section: str) -> dict[str, Any]:
@@ -377,3 +351,43 @@ def stop_cluster(cluster: RedisClusterNodes) -> None:
     """Stop every node of ``cluster`` (those already stopped included)."""
     for server in cluster.servers:
         server.stop()
+
+
+class AofRedis:
+    """A ``redis-server`` with ``appendonly yes`` and ``appendfsync always`` that can be
+    SIGKILLed and restarted on the same port and data directory."""
+
+    def __init__(self, workdir: Path, *extra: str) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.extra = extra
+        self.server: RedisServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def client(self, **options: Any) -> redis.Redis:
+        return redis.Redis(host=HOST, port=self.port, **options)
+
+    def start(self) -> None:
+        """Start (or restart) the server, retrying while a killed one's port is still held."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            try:
+                self.server = launch(
+                    self.port, self.workdir, "--appendonly", "yes", "--appendfsync", "always", *self.extra
+                )
+                return
+            except RedisStartError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL the server: no shutdown, no final fsync."""
+        if self.server is not None and self.server.process.poll() is None:
+            self.server.process.kill()
+            self.server.process.wait(timeout=10)
+
+    stop = kill

@@ -6,12 +6,12 @@ import uuid
 from typing import Any
 
 import pytest
-from redis_fixtures import RedisClusterNodes, RedisServer
 
 from kvsourcing.protocols import EventStore
 from kvsourcing.stores import redis as redis_store
 from kvsourcing.testing import AsyncStoreSuite, StoreSuite
 from kvsourcing.testing.domain import Counter, Incremented
+from kvsourcing.testing.servers import RedisClusterNodes, RedisServer
 
 
 class TestRedisStore(StoreSuite):

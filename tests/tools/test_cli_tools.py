@@ -56,7 +56,7 @@ def test_the_help_lists_the_drivers_commands(capsys: pytest.CaptureFixture[str])
 def test_dynamodb_create_table_takes_a_store_url(
     aws_env: None, moto_server_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dynamodb_fixtures import REGION, fresh_table_name
+    from kvsourcing.testing.moto import REGION, fresh_table_name
 
     table = fresh_table_name()
     url = f"dynamodb://{table}?region={REGION}&endpoint_url={moto_server_url}"

@@ -13,10 +13,8 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ConnectionClosedError
-from reliability_fixtures import (
+from hammer import (
     Add,
-    AofRedis,
-    CuttingProxy,
     Tally,
     Ticked,
     WriterReport,
@@ -26,11 +24,13 @@ from reliability_fixtures import (
     run_threads,
     start_workers,
 )
+from proxy import CuttingProxy
 
 import kvsourcing
 from kvsourcing import ConcurrencyFault, StoreUnavailableError, retry
 from kvsourcing.stores import dynamodb
 from kvsourcing.stores.redis import scripts as redis_scripts
+from kvsourcing.testing.servers import AofRedis
 
 # --------------------------------------------------------------------------- SIGKILL
 

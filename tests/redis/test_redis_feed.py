@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_fixtures import RedisClusterNodes, RedisServer, stop_process
 
 from kvsourcing.protocols import EventStore
 from kvsourcing.stores import redis as redis_store
 from kvsourcing.testing import FeedSuite
 from kvsourcing.testing.domain import Counter, Increment
+from kvsourcing.testing.servers import RedisClusterNodes, RedisServer, stop_process
 
 
 class TestRedisFeed(FeedSuite):

@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from kvsourcing import (
-    AggregateBase,
     ConfigurationError,
     EventStore,
     JsonCodec,
-    StandardEventRegistry,
     open_store,
 )
 from kvsourcing.config import ENVIRONMENT_VARIABLE
 from kvsourcing.stores.keyvalue import KeyValueStore
-
-
-@dataclass
-class Added:
-    n: int
-
-
-class Total(AggregateBase):
-    def __init__(self, key: str, store: Any) -> None:
-        super().__init__()
-        self.total = 0
-        reg = StandardEventRegistry("config")
-        reg.register_event(Added)
-        self.initialize(key, reg, store)
-        self.automatic_wireup()
-
-    def replay_added(self, event: Added) -> None:
-        self.total += event.n
+from kvsourcing.testing.domain import Account, Deposited
 
 
 @pytest.fixture(autouse=True)
@@ -50,20 +30,20 @@ def test_environment_variable_name() -> None:
 def test_memory_url_opens_a_working_store(url: str) -> None:
     with open_store(url) as store:
         assert isinstance(store, EventStore) and isinstance(store, KeyValueStore)
-        writer = Total("t", store)
-        writer.apply_event(Added(2))
+        writer = Account("t", store)
+        writer.apply_event(Deposited(2))
         writer.commit()
-        reader = Total("t", store)
+        reader = Account("t", store)
         reader.refresh()
-        assert reader.total == 2
+        assert reader.balance == 2
 
 
 def test_each_memory_store_is_new_and_empty() -> None:
     first, second = open_store("memory://"), open_store("memory://")
-    writer = Total("t", first)
-    writer.apply_event(Added(1))
+    writer = Account("t", first)
+    writer.apply_event(Deposited(1))
     writer.commit()
-    reader = Total("t", second)
+    reader = Account("t", second)
     reader.refresh()
     assert reader.sequence_number() == 0
 
@@ -71,23 +51,23 @@ def test_each_memory_store_is_new_and_empty() -> None:
 def test_snapshot_interval_option_is_passed_through() -> None:
     store = open_store("memory://", snapshot_interval=2)
     assert store.snapshot_interval == 2
-    writer = Total("t", store)
-    writer.apply_event(Added(1))
+    writer = Account("t", store)
+    writer.apply_event(Deposited(1))
     writer.commit()
     assert store.read_snapshot("t") is None
-    writer.apply_event(Added(1))
+    writer.apply_event(Deposited(1))
     writer.commit()
-    assert store.read_snapshot("t") == (2, {"total": 2})
+    assert store.read_snapshot("t") == (2, {"owner": "", "balance": 2})
     assert open_store("memory://").snapshot_interval == 0
 
 
 def test_codec_option_is_passed_through() -> None:
     store = open_store("memory://", codec=JsonCodec())
-    writer = Total("t", store)
-    writer.apply_event(Added(5))
+    writer = Account("t", store)
+    writer.apply_event(Deposited(5))
     writer.commit()
     (record,) = store.driver.load("t", 0).records
-    assert record == b'["Added",{"n":5},"config"]'
+    assert record == b'["Deposited",{"amount":5},"bank"]'
 
 
 def test_unknown_option_raises_configuration_error() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from backend_fixtures import Backend, read, write
+from backends import Backend, read, write
 
 from kvsourcing import open_store
 from kvsourcing.codecs import JsonCodec

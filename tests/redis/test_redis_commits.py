@@ -11,12 +11,12 @@ import msgpack
 import pytest
 import redis
 from redis.crc import key_slot
-from redis_fixtures import RedisClusterNodes, RedisServer
 
 from kvsourcing.errors import ConfigurationError, CrossPartitionError, EncodingError
 from kvsourcing.stores.keyvalue import ALREADY_STORED, Commit, FeedConsumer, Refusal, Snapshot
 from kvsourcing.stores.redis import RedisDriver, from_url, new_store
 from kvsourcing.testing.domain import Counter, Increment, Incremented, registry
+from kvsourcing.testing.servers import RedisClusterNodes, RedisServer
 
 
 @pytest.fixture(params=["single", "cluster"])

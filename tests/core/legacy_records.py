@@ -1,9 +1,9 @@
 """Values, events and snapshot states whose stored bytes, as kvsourcing 0.1.0 wrote them,
-are checked in under ``tests/fixtures/records-0.1.0.json``; ``test_legacy_records`` reads
+are checked in under ``tests/core/fixtures/records-0.1.0.json``; ``test_legacy_records`` reads
 them back with today's code.
 
 The fixture file was written once, by the 0.1.0 codecs (commit 07a1e01), with
-``python tests/legacy_records.py``. Never regenerate it with later code: its point is
+``python tests/core/legacy_records.py``. Never regenerate it with later code: its point is
 that it holds what the old release wrote. Add new cases to a new fixture file instead.
 """
 

@@ -1,4 +1,4 @@
-"""``backend``: one fixture over every store (memory, Redis, DynamoDB on moto), for tests of
+"""The stores behind the ``backend`` fixture (memory, Redis, DynamoDB on moto), for tests of
 behaviour the keyvalue base adds to all of them (encryption, compression, telemetry).
 
 ``backend.open(**options)`` opens a store over the same data each time (so data written with
@@ -9,11 +9,9 @@ value the backend holds for it, as bytes, the feed included.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import pytest
 
 from kvsourcing.stores import memory
 from kvsourcing.stores.keyvalue import KeyValueStore
@@ -44,7 +42,7 @@ class Backend:
     raw_values: Callable[[], list[bytes]]
 
 
-def _memory() -> Backend:
+def memory_backend() -> Backend:
     driver = memory.MemoryDriver()
 
     def raw() -> list[bytes]:
@@ -56,7 +54,7 @@ def _memory() -> Backend:
     return Backend("memory", lambda **options: KeyValueStore(driver, **options), raw)
 
 
-def _redis(server: Any) -> Backend:
+def redis_backend(server: Any) -> Backend:
     from kvsourcing.stores import redis as redis_store
 
     client = server.client()
@@ -86,7 +84,7 @@ def _redis(server: Any) -> Backend:
     return Backend("redis", open_store, raw)
 
 
-def _dynamodb(client: Any, table: str) -> Backend:
+def dynamodb_backend(client: Any, table: str) -> Backend:
     from kvsourcing.stores.dynamodb import new_store
 
     def flatten(value: dict[str, Any]) -> list[bytes]:
@@ -117,14 +115,3 @@ def _dynamodb(client: Any, table: str) -> Backend:
         return new_store(table, client=client, buckets=4, **options)  # type: ignore[return-value]
 
     return Backend("dynamodb", open_store, raw)
-
-
-@pytest.fixture(params=["memory", "redis", "dynamodb"])
-def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    """Each store in turn, over fresh data."""
-    if request.param == "memory":
-        yield _memory()
-    elif request.param == "redis":
-        yield _redis(request.getfixturevalue("redis_server"))
-    else:
-        yield _dynamodb(request.getfixturevalue("moto_client"), request.getfixturevalue("moto_table"))
