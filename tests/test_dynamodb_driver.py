@@ -18,7 +18,7 @@ from kvsourcing.errors import (
     TableNotFoundError,
 )
 from kvsourcing.stores.dynamodb import ITEM_BYTES, DynamoDBDriver, create_table, make_client
-from kvsourcing.stores.keyvalue.driver import Commit, Snapshot
+from kvsourcing.stores.keyvalue import Commit, Snapshot
 
 
 def records(first: int, count: int, size: int = 8) -> list[bytes]:
@@ -235,7 +235,7 @@ def test_transaction_conflict_is_retried(aws_env: None) -> None:
             stub.add_client_error("transact_write_items", **conflict)
         stub.add_response("put_item", {})  # the abandoned position's tombstone
         with pytest.raises(StoreUnavailableError, match="contended"):
-            DynamoDBDriver(client, "t-conflict", conflict_attempts=3).append(Commit(key(), 0, records(1, 1)))
+            DynamoDBDriver(client, "t-conflict", attempts=3).append(Commit(key(), 0, records(1, 1)))
         stub.assert_no_pending_responses()
 
 
@@ -298,7 +298,7 @@ def test_persistent_gap_is_reported(driver: DynamoDBDriver, moto_client: Any, mo
     driver.append(Commit(k, 0, records(1, 5, size=130_000)))
     moto_client.delete_item(TableName=moto_table, Key={"k": {"S": k}, "s": {"N": "3"}})
     with pytest.raises(StoreUnavailableError, match="gap"):
-        DynamoDBDriver(moto_client, moto_table, conflict_attempts=2).load(k, 0)
+        DynamoDBDriver(moto_client, moto_table, attempts=2).load(k, 0)
 
 
 def test_a_clash_reports_the_real_head_even_when_the_server_omits_it(

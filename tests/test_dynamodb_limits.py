@@ -16,7 +16,7 @@ import pytest
 
 from kvsourcing.errors import CommitTooLargeError
 from kvsourcing.stores.dynamodb import DynamoDBDriver
-from kvsourcing.stores.keyvalue.driver import Commit
+from kvsourcing.stores.keyvalue import Commit
 
 # The limits in binary units ("DynamoDB denotes 1 KB = 1024 bytes", Constraints in Amazon DynamoDB):
 # an item of at most 400 KB, a TransactWriteItems of at most 100 actions and 4 MB of items.
