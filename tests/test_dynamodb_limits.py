@@ -16,6 +16,7 @@ import pytest
 
 from kvsourcing.errors import CommitTooLargeError
 from kvsourcing.stores.dynamodb import DynamoDBDriver
+from kvsourcing.stores.dynamodb.commits import Transaction, build_transaction
 from kvsourcing.stores.keyvalue import Commit
 
 # The limits in binary units ("DynamoDB denotes 1 KB = 1024 bytes", Constraints in Amazon DynamoDB):
@@ -100,12 +101,17 @@ def largest(fits: Callable[[int], bool], high: int) -> int:
     return low
 
 
+def transaction(driver: DynamoDBDriver, commit: Commit) -> Transaction:
+    """The transaction the driver would send for ``commit`` (nothing sent)."""
+    return build_transaction(driver.table_name, [commit], buckets=driver.buckets, feed=driver.feed)
+
+
 def accepts(driver: DynamoDBDriver, commit: Callable[[int], Commit]) -> Callable[[int], bool]:
     """Whether the driver takes ``commit(n)`` (its transaction built, nothing sent)."""
 
     def fits(n: int) -> bool:
         try:
-            driver._transaction(commit(n))
+            transaction(driver, commit(n))
         except CommitTooLargeError:
             return False
         return True
@@ -127,7 +133,7 @@ def test_largest_record_fits_with_the_longest_key_and_numbers(
     driver: DynamoDBDriver, moto_client: Any, moto_table: str
 ) -> None:
     def commit(size: int) -> Commit:
-        return Commit(LONGEST_KEY, LONGEST_SEQUENCE, [b"r" * size], commit_id="é" * 1000)
+        return Commit(LONGEST_KEY, LONGEST_SEQUENCE, [b"r" * size], commit_id="é" * 512, named=True)
 
     size = largest(accepts(driver, commit), AWS_ITEM_BYTES)
     sent = sent_transactions(moto_client, moto_table)
@@ -160,7 +166,7 @@ def test_most_tiny_records_fit_one_item_then_split(
         return Commit(LONGEST_KEY, LONGEST_SEQUENCE, [b"r"] * count)
 
     def one_item(count: int) -> bool:
-        return len(driver._transaction(commit(count)).actions) == 3  # head, feed entry, one item
+        return len(transaction(driver, commit(count)).actions) == 3  # head, feed entry, one item
 
     count = largest(one_item, AWS_ITEM_BYTES)
     sent = sent_transactions(moto_client, moto_table)
@@ -181,7 +187,7 @@ def test_largest_transaction_fits_over_the_largest_head(
     assert driver.append(Commit(LONGEST_KEY, 0, [b"r"], snapshot=b"s" * snapshot_size)) is None
 
     def commit(size: int) -> Commit:
-        return Commit(LONGEST_KEY, 1, [b"r" * 390_000] * 9 + [b"t" * size], commit_id="c")
+        return Commit(LONGEST_KEY, 1, [b"r" * 390_000] * 9 + [b"t" * size], commit_id="c", named=True)
 
     size = largest(accepts(driver, commit), AWS_ITEM_BYTES)
     sent = sent_transactions(moto_client, moto_table)
