@@ -203,3 +203,20 @@ def count_requests(client: Any) -> Counter[str]:
 
     client.meta.events.register("before-call.dynamodb", count)
     return counts
+
+
+def lose_next_reply(client: Any) -> list[bool]:
+    """Make the client's next successful ``TransactWriteItems`` lose its reply: DynamoDB
+    applies the transaction, then the client sees the connection drop. Returns a list that
+    holds ``True`` once the reply was lost."""
+    from botocore.exceptions import ConnectionClosedError
+
+    lost: list[bool] = []
+
+    def lose_reply(http_response: Any, **_: Any) -> None:
+        if not lost and http_response.status_code == 200:
+            lost.append(True)
+            raise ConnectionClosedError(endpoint_url="http://dynamodb.injected")
+
+    client.meta.events.register("after-call.dynamodb.TransactWriteItems", lose_reply)
+    return lost

@@ -16,14 +16,21 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
-from dynamodb_fixtures import count_requests
+from dynamodb_fixtures import count_requests, lose_next_reply
 from test_dynamodb_driver import records, table_items
 
 from kvsourcing.errors import KvSourcingError, StoreUnavailableError
 from kvsourcing.protocols import EventStore
 from kvsourcing.stores.dynamodb import DynamoDBDriver, new_store
 from kvsourcing.stores.dynamodb.layout import feed_partition, marker_sort_key
-from kvsourcing.stores.keyvalue import ALREADY_STORED, Commit, FeedDriver, FeedEntry, partition_bucket
+from kvsourcing.stores.keyvalue import (
+    ALREADY_STORED,
+    Commit,
+    FeedDriver,
+    FeedEntry,
+    Snapshot,
+    partition_bucket,
+)
 from kvsourcing.testing import FeedSuite
 from kvsourcing.testing.domain import Counter, Increment, Incremented
 
@@ -321,17 +328,8 @@ def test_handle_twice_with_a_commit_id(moto_client: Any, moto_table: str) -> Non
 
 
 def test_resend_after_a_lost_reply_is_already_stored(driver: DynamoDBDriver, moto_client: Any) -> None:
-    from botocore.exceptions import ConnectionClosedError
-
     k = key()
-    lost: list[bool] = []
-
-    def lose_reply(http_response: Any, **_: Any) -> None:
-        if not lost and http_response.status_code == 200:
-            lost.append(True)
-            raise ConnectionClosedError(endpoint_url="http://dynamodb.injected")
-
-    moto_client.meta.events.register("after-call.dynamodb.TransactWriteItems", lose_reply)
+    lose_next_reply(moto_client)
     commit = Commit(k, 0, records(1, 2), commit_id="once")
     with pytest.raises(StoreUnavailableError):
         driver.append(commit)
@@ -390,10 +388,11 @@ def test_bucket_and_grace_options(moto_client: Any, moto_table: str) -> None:
 def test_items_written_before_commit_ids_still_load(
     driver: DynamoDBDriver, moto_client: Any, moto_table: str
 ) -> None:
-    """Commit items without ``i``/``t``, and an old-style TTL marker, as earlier releases wrote them."""
+    """Commit items without ``i``/``t``, a snapshot in the head and an old-style TTL marker,
+    as earlier releases wrote them."""
     k = key()
     old = [
-        {"k": {"S": k}, "s": {"N": "0"}, "v": {"N": "3"}},
+        {"k": {"S": k}, "s": {"N": "0"}, "v": {"N": "3"}, "n": {"N": "2"}, "b": {"B": b"state@2"}},
         {"k": {"S": k}, "s": {"N": "2"}, "r": {"L": [{"B": r} for r in records(1, 2)]}},
         {"k": {"S": k}, "s": {"N": "3"}, "r": {"L": [{"B": r} for r in records(3, 1)]}},
         {"k": {"S": f"{k}\x1fid\x1fold-1"}, "s": {"N": "0"}, "x": {"N": "9999999999"}},
@@ -401,11 +400,21 @@ def test_items_written_before_commit_ids_still_load(
     for item in old:
         moto_client.put_item(TableName=moto_table, Item=item)
     loaded = driver.load(k, 0, metadata=True, commit_id="old-1")
-    assert (list(loaded.records), loaded.commits, loaded.stored) == (records(1, 3), [], False)
+    assert (loaded.snapshot, list(loaded.records), loaded.stored) == (
+        Snapshot(2, b"state@2"),
+        records(3, 1),
+        False,
+    )
+    assert loaded.commits == []
     assert driver.append(Commit(k, 3, records(4, 1), commit_id="new-1", named=True)) is None
     loaded = driver.load(k, 0, use_snapshot=False, metadata=True)
     assert list(loaded.records) == records(1, 4)
     assert [(c.first, c.last, c.commit_id) for c in loaded.commits] == [(4, 4, "new-1")]
+    assert driver.load(k, 0).snapshot == Snapshot(2, b"state@2")
+    assert driver.append(Commit(k, 4, records(5, 1), snapshot=b"state@5")) is None
+    head = next(i for i in table_items(moto_client, moto_table) if i["k"]["S"] == k and i["s"]["N"] == "0")
+    assert set(head) == {"k", "s", "v"}, "the head's old snapshot is gone with the new one"
+    assert driver.load(k, 0).snapshot == Snapshot(5, b"state@5")
 
 
 def test_create_table_sets_the_ttl_attribute(moto_client: Any) -> None:

@@ -9,8 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
-from botocore.exceptions import ConnectionClosedError
-from dynamodb_fixtures import count_requests
+from dynamodb_fixtures import count_requests, lose_next_reply
 from test_dynamodb_driver import aggregate_items, table_items
 
 from kvsourcing import EventStore, commit_together
@@ -42,16 +41,16 @@ class TestDynamoDBOnMoto(StoreSuite):
             counts = count_requests(self.client)
             counter = Counter(self.fresh_key(), store)
             counter.refresh()
-            assert counts == {"GetItem": 1}
+            assert counts == {"BatchGetItem": 1}
             counts.clear()
             counter.handle(Increment(3))
-            assert counts == {"GetItem": 1, "UpdateItem": 1, "TransactWriteItems": 1}
+            assert counts == {"BatchGetItem": 1, "UpdateItem": 1, "TransactWriteItems": 1}
             for _ in range(6):
                 counter.handle(Increment())
             counts.clear()
             reader = Counter(counter.get_key(), store)
             reader.refresh()
-            assert counts == {"GetItem": 1, "Query": 1}
+            assert counts == {"BatchGetItem": 1, "Query": 1}
             assert reader.sequence_number() == 7
             counts.clear()
             reader.handle(Increment(), commit_id="named")
@@ -160,14 +159,7 @@ def test_a_lost_reply_to_a_transaction_that_landed_then_handle_again_stores_once
     store: Any, moto_client: Any
 ) -> None:
     account = opened(store, 100)
-    lost: list[bool] = []
-
-    def lose_reply(http_response: Any, **_: Any) -> None:
-        if not lost and http_response.status_code == 200:
-            lost.append(True)
-            raise ConnectionClosedError(endpoint_url="http://dynamodb.injected")
-
-    moto_client.meta.events.register("after-call.dynamodb.TransactWriteItems", lose_reply)
+    lost = lose_next_reply(moto_client)
     with pytest.raises(StoreUnavailableError):
         account.handle(Deposit(30), commit_id="dep-30")
     assert lost == [True]

@@ -3,9 +3,10 @@
 Per commit, in this order: the ``Put`` of its marker when its id is named (conditioned on
 the marker's absence), the ``Update`` of its head (conditioned on the expected sequence,
 ``ReturnValuesOnConditionCheckFailure=ALL_OLD`` so that a clash reports the real head),
-the ``Put`` of its feed entry when the driver keeps the feed (conditioned on absence:
-a reader may have tombstoned a late commit's position), then the ``Put`` of its commit
-item(s). The commits' positions and time are filled in per attempt by ``stamp``.
+the ``Put`` of its snapshot when one is due, the ``Put`` of its feed entry when the
+driver keeps the feed (conditioned on absence: a reader may have tombstoned a late
+commit's position), then the ``Put`` of its commit item(s). The commits' positions and
+time are filled in per attempt by ``stamp``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from kvsourcing.errors import CommitTooLargeError, KvSourcingError
 from kvsourcing.stores.dynamodb.layout import (
     HEAD,
     ITEM_BYTES,
+    SNAPSHOT,
     TRANSACTION_ACTIONS,
     TRANSACTION_BYTES,
     feed_partition,
@@ -33,6 +35,7 @@ from kvsourcing.stores.dynamodb.packing import (
     marker_bytes,
     pack,
     records_bytes,
+    snapshot_bytes,
 )
 from kvsourcing.stores.keyvalue.records import Commit, partition_bucket
 
@@ -69,7 +72,7 @@ class Transaction:
 
 def build_transaction(table: str, commits: Sequence[Commit], *, buckets: int, feed: bool) -> Transaction:
     """The append's transaction, or ``CommitTooLargeError`` beyond DynamoDB's limits (100
-    actions, 4 MB; heads counted at a full item unless the commit carries the snapshot)."""
+    actions, 4 MB)."""
     tx = Transaction()
     total = 0
     inline: list[tuple[dict[str, Any], dict[str, Any], int, int]] = []
@@ -82,8 +85,11 @@ def build_transaction(table: str, commits: Sequence[Commit], *, buckets: int, fe
             tx.actions.append({"Put": _marker_put(table, commit.key, commit.commit_id)})
             total += marker_bytes(size, commit.commit_id)
         tx.heads.append(len(tx.actions))
-        tx.actions.append({"Update": _head_update(table, commit, size)})
-        total += head_bytes(size, commit.snapshot)
+        tx.actions.append({"Update": _head_update(table, commit)})
+        total += head_bytes(size)
+        if commit.snapshot is not None:
+            tx.actions.append({"Put": _snapshot_put(table, commit, size)})
+            total += snapshot_bytes(size, commit.snapshot)
         tx.feeds.append(None)
         tx.buckets.append(None)
         entry: dict[str, Any] = {}
@@ -125,9 +131,9 @@ def build_transaction(table: str, commits: Sequence[Commit], *, buckets: int, fe
         events = sum(len(commit.records) for commit in commits)
         raise CommitTooLargeError(
             f"an append of {events} records to {len(commits)} aggregate(s) ({commits[0].key!r} "
-            f"first) needs {len(tx.actions)} items of {total} bytes in all (heads counted at up to "
-            f"{ITEM_BYTES} unless the commit carries the snapshot, with feed entries and commit-id "
-            f"markers); one DynamoDB transaction holds at most {TRANSACTION_ACTIONS} items and "
+            f"first) needs {len(tx.actions)} items of {total} bytes in all (with heads, snapshots, "
+            f"feed entries and commit-id markers); one DynamoDB transaction holds at most "
+            f"{TRANSACTION_ACTIONS} items and "
             f"{TRANSACTION_BYTES} bytes: commit fewer or smaller events"
         )
     for entry, final, entry_size, extra in inline:
@@ -147,7 +153,7 @@ def _marker_put(table: str, key: str, commit_id: str) -> dict[str, Any]:
     }
 
 
-def _head_update(table: str, commit: Commit, size: int) -> dict[str, Any]:
+def _head_update(table: str, commit: Commit) -> dict[str, Any]:
     update: dict[str, Any] = {
         "TableName": table,
         "Key": {"k": {"S": commit.key}, "s": HEAD},
@@ -157,16 +163,21 @@ def _head_update(table: str, commit: Commit, size: int) -> dict[str, Any]:
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
     if commit.snapshot is not None:
-        needed = head_bytes(size, commit.snapshot)
-        if needed > ITEM_BYTES:
-            raise CommitTooLargeError(
-                f"snapshot of {len(commit.snapshot)} bytes for {commit.key!r} does not fit "
-                f"DynamoDB's head item ({needed} bytes with key and numbers > {ITEM_BYTES} bytes "
-                "per item); shrink the state or use snapshot_interval=0"
-            )
-        update["UpdateExpression"] = "SET v = :v, n = :v, b = :b"
-        update["ExpressionAttributeValues"][":b"] = {"B": commit.snapshot}
+        update["UpdateExpression"] = "SET v = :v REMOVE n, b"  # a snapshot of earlier releases
     return update
+
+
+def _snapshot_put(table: str, commit: Commit, size: int) -> dict[str, Any]:
+    assert commit.snapshot is not None
+    needed = snapshot_bytes(size, commit.snapshot)
+    if needed > ITEM_BYTES:
+        raise CommitTooLargeError(
+            f"snapshot of {len(commit.snapshot)} bytes for {commit.key!r} does not fit a "
+            f"DynamoDB item ({needed} bytes with key and numbers > {ITEM_BYTES} bytes per item); "
+            "shrink the state or use snapshot_interval=0"
+        )
+    item = {"k": {"S": commit.key}, "s": SNAPSHOT, "n": integer(commit.last), "b": {"B": commit.snapshot}}
+    return {"TableName": table, "Item": item}
 
 
 def stamp(tx: Transaction, now: float, positions: Mapping[int, int]) -> None:

@@ -194,13 +194,12 @@ class DynamoDBDriver(TableIO):
         key_bytes(key)
         snapshot, start, stored = None, after, False
         if use_snapshot or commit_id is not None:
-            if commit_id is None:
-                head = self._get(item_key(key, 0))
-            else:
-                found = self.batch_get(loads.head_keys(key, commit_id), "the head and commit id")
-                head, stored = loads.split_head(found, commit_id)
+            found = loads.read_head(
+                self.batch_get(loads.head_keys(key, use_snapshot, commit_id), "heads"), commit_id
+            )
+            stored = found.stored
             if use_snapshot:
-                snapshot, start, current = loads.from_head(head, after)
+                snapshot, start, current = loads.from_head(found, after)
                 if current:
                     return Loaded(snapshot, start + 1, [], stored)
         reading = self.records_after(key, start)

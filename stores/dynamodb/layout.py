@@ -3,15 +3,15 @@
 Partition key ``k`` (string), sort key ``s`` (number)::
 
     k=<aggregate key>, s=0           the head: v=<head sequence>
-                                     [n=<snapshot sequence>, b=<snapshot state>]
+    k=<aggregate key>, s=-1          the newest snapshot: n=<its sequence>, b=<state>
     k=<aggregate key>, s=<last seq>  a commit item: r=[<record>, ...], the records
                                      <last seq>-len(r)+1 .. <last seq>; i=<commit id>,
                                      t=<recorded at, epoch seconds>; a commit split over
                                      several items keeps i and t on its final item, and
                                      e=<commit's last seq> on the others
-    k=<aggregate key>, s=<negative>  a named commit's marker: i=<commit id>; its sort key
-                                     is minus 1 + the first 15 bytes of the id's SHA-256,
-                                     below the head and every commit item
+    k=<aggregate key>, s=<below -1>  a named commit's marker: i=<commit id>; its sort key
+                                     is minus 2 + the first 15 bytes of the id's SHA-256,
+                                     below the snapshot, the head and every commit item
     k=␟f␟<bucket>, s=0               the bucket's feed counter: c=<last reserved position>,
                                      w=<position trimmed through, if trimmed>
     k=␟f␟<bucket>, s=<position>      a feed entry: t=<recorded at>, a=<aggregate key>,
@@ -23,9 +23,12 @@ Partition key ``k`` (string), sort key ``s`` (number)::
 
 (``␟`` is U+001F.) Aggregate keys hold no control characters (``kvsourcing.keys``), so
 feed and value partitions never equal an aggregate's. Attribute names are one letter
-because DynamoDB counts names in every item's size. Items written before commits kept
-their ids (no ``i``/``t``; markers in partitions ``<key>␟id␟<id>``) still load; those old
-markers are no longer read.
+because DynamoDB counts names in every item's size. The head stays small (a snapshot has
+an item of its own), so a transaction's size is known before it is sent and a commit
+pays write units for the head's few bytes, not for a snapshot. Items written before
+commits kept their ids (no ``i``/``t``; markers in partitions ``<key>␟id␟<id>``; the
+snapshot in the head as ``n`` and ``b``) still load; those old markers are no longer
+read, and a head's old snapshot is removed by the next commit that writes a snapshot.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ DEFAULT_FEED_GRACE: Final = 5.0
 """Seconds after which a reserved feed position that was never written is tombstoned."""
 
 HEAD: Final = {"N": "0"}
+SNAPSHOT: Final = {"N": "-1"}
 SEPARATOR: Final = "\x1f"
 _FEED_PREFIX: Final = "\x1ff\x1f"
 VALUE_PREFIX: Final = "\x1fv\x1f"
@@ -97,10 +101,10 @@ def feed_partition(bucket: int) -> str:
 
 
 def marker_sort_key(commit_id: str) -> int:
-    """The (negative) sort key of the marker of named commit ``commit_id``, in its
-    aggregate's partition: never 0 (the head) nor positive (commit items)."""
+    """The sort key (below -1) of the marker of named commit ``commit_id``, in its
+    aggregate's partition: never -1 (the snapshot), 0 (the head) nor positive (commit items)."""
     digest = hashlib.sha256(commit_id.encode("utf-8", "surrogatepass")).digest()
-    return -1 - int.from_bytes(digest[:_MARKER_DIGEST_BYTES], "big")
+    return -2 - int.from_bytes(digest[:_MARKER_DIGEST_BYTES], "big")
 
 
 def number_of(item: dict[str, Any], attribute: str) -> int:

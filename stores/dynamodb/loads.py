@@ -1,12 +1,15 @@
 """Reading an aggregate back (sans-IO): the requests, and what their replies hold.
 
-A load reads the head (``ConsistentRead``) for the head sequence and the snapshot, in the
-same ``BatchGetItem`` as a named commit's marker when ``load`` is asked about a commit id,
-then ``Query``s ``s > start`` (``ConsistentRead``, following ``LastEvaluatedKey``): every
-item holding a record after ``start`` has a sort key above it (markers are below 0), and
-the first one's earlier records are dropped. A ``Query`` is read-committed per item, so
-it might see part of a split commit being applied: a gap in the sequences, or a final
-item still carrying ``e``, means the view was torn, and the ``Query`` is read again.
+A load reads the head (``ConsistentRead``) for the head sequence, and the snapshot item,
+in one ``BatchGetItem`` with a named commit's marker when ``load`` is asked about a
+commit id. They are read item by item, and need not be read together: the snapshot
+carries its own sequence, and any snapshot with the records after it is a true state.
+Then it ``Query``s ``s > start`` (``ConsistentRead``, following ``LastEvaluatedKey``):
+every item holding a record after ``start`` has a sort key above it (the snapshot and the
+markers are below 0), and the first one's earlier records are dropped. A ``Query`` is
+read-committed per item, so it might see part of a split commit being applied: a gap in
+the sequences, or a final item still carrying ``e``, means the view was torn, and the
+``Query`` is read again.
 """
 
 from __future__ import annotations
@@ -14,37 +17,51 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kvsourcing.stores.dynamodb.layout import HEAD, integer, item_key, marker_sort_key, number_of
+from kvsourcing.stores.dynamodb.layout import HEAD, SNAPSHOT, integer, item_key, marker_sort_key, number_of
 from kvsourcing.stores.keyvalue.records import CommitInfo, Snapshot
 
 
-def head_keys(key: str, commit_id: str | None) -> list[dict[str, Any]]:
-    """The keys of the aggregate's head and, with ``commit_id``, of that commit's marker."""
-    keys = [{"k": {"S": key}, "s": HEAD}]
+def head_keys(key: str, use_snapshot: bool, commit_id: str | None) -> list[dict[str, Any]]:
+    """The keys of the aggregate's head and snapshot (``use_snapshot``) and of the marker of
+    ``commit_id`` (when given)."""
+    keys = [{"k": {"S": key}, "s": HEAD}, {"k": {"S": key}, "s": SNAPSHOT}] if use_snapshot else []
     if commit_id is not None:
         keys.append(item_key(key, marker_sort_key(commit_id)))
     return keys
 
 
-def split_head(items: list[dict[str, Any]], commit_id: str | None) -> tuple[dict[str, Any] | None, bool]:
-    """The head among ``items`` (``None``: nothing stored), and whether the marker of
-    ``commit_id`` is among them with that very id."""
-    head = next((item for item in items if item["s"] == HEAD), None)
-    stored = commit_id is not None and any(
-        item["s"] != HEAD and item.get("i", {}).get("S") == commit_id for item in items
-    )
-    return head, stored
+@dataclass(frozen=True, slots=True)
+class Head:
+    """What the head's ``BatchGetItem`` found: the head, the snapshot item, and whether the
+    marker of the commit id asked about holds that very id."""
+
+    head: dict[str, Any] | None
+    snapshot: dict[str, Any] | None
+    stored: bool
 
 
-def from_head(head: dict[str, Any] | None, after: int) -> tuple[Snapshot | None, int, bool]:
-    """``(snapshot newer than after, sequence to read records after, up to date)`` from the head."""
-    if head is None:
+def read_head(items: list[dict[str, Any]], commit_id: str | None) -> Head:
+    by_sort = {item["s"]["N"]: item for item in items}
+    marker = by_sort.get(str(marker_sort_key(commit_id))) if commit_id is not None else None
+    stored = marker is not None and marker.get("i", {}).get("S") == commit_id
+    return Head(by_sort.get(HEAD["N"]), by_sort.get(SNAPSHOT["N"]), stored)
+
+
+def from_head(found: Head, after: int) -> tuple[Snapshot | None, int, bool]:
+    """``(snapshot newer than after, sequence to read records after, up to date)``: the
+    newest of the snapshot item and a head's snapshot of earlier releases."""
+    if found.head is None:
         return None, after, True
     snapshot = None
-    if "n" in head and number_of(head, "n") > after:
-        snapshot = Snapshot(number_of(head, "n"), head["b"]["B"])
+    for item in (found.snapshot, found.head):
+        if (
+            item is not None
+            and "n" in item
+            and number_of(item, "n") > max(after, snapshot.sequence if snapshot else 0)
+        ):
+            snapshot = Snapshot(number_of(item, "n"), item["b"]["B"])
     start = after if snapshot is None else snapshot.sequence
-    return snapshot, start, number_of(head, "v") <= start
+    return snapshot, start, number_of(found.head, "v") <= start
 
 
 def records_query(table: str, key: str, start: int, last: int | None = None) -> dict[str, Any]:

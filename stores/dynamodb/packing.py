@@ -35,12 +35,14 @@ def records_bytes(records: Sequence[bytes]) -> int:
     return len("r") + LIST_BYTES + sum(ELEMENT_BYTES + len(record) for record in records)
 
 
-def head_bytes(key_size: int, snapshot: bytes | None) -> int:
-    """The head item's size as a commit leaves it: at most an item when the commit carries
-    no snapshot (the head keeps an older one, of a size we do not know)."""
-    if snapshot is None:
-        return ITEM_BYTES
-    return base_bytes(key_size) + 2 * (1 + NUMBER_BYTES) + len("b") + len(snapshot)
+def head_bytes(key_size: int) -> int:
+    """The head item: its key and the sequence ``v``."""
+    return base_bytes(key_size) + len("v") + NUMBER_BYTES
+
+
+def snapshot_bytes(key_size: int, snapshot: bytes) -> int:
+    """The snapshot item: its key, the sequence ``n`` and the state ``b``."""
+    return base_bytes(key_size) + len("n") + NUMBER_BYTES + len("b") + len(snapshot)
 
 
 def marker_bytes(key_size: int, commit_id: str) -> int:
