@@ -2,8 +2,8 @@
 
 An append is one ``TransactWriteItems`` of every commit (``commits``), preceded, when the
 driver keeps the feed, by one ``UpdateItem`` per feed bucket written (``feed``). A load is
-one ``GetItem`` of the head (a ``BatchGetItem`` of the head and a named commit's marker
-when asked about a commit id), and a ``Query`` when records are newer (``loads``).
+one ``BatchGetItem`` of the head and the snapshot (and a named commit's marker when asked
+about a commit id), and a ``Query`` when records are newer (``loads``).
 
 Commit ids. Every commit keeps its id and time on its commit item, so ``read_events``
 shows them at no cost. A re-sent commit (the reply to the first send was lost) is

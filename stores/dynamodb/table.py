@@ -9,7 +9,7 @@ and how to read the replies is decided by the sans-IO modules.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
@@ -104,7 +104,7 @@ class TableIO(DriverBase):
                 self.client.batch_write_item, {self.table_name: deletes}, "UnprocessedItems", "deletes"
             )
 
-    def query_pages(self, request: dict[str, Any]) -> Any:
+    def query_pages(self, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """The pages of a ``Query``, following ``LastEvaluatedKey``."""
         while True:
             with self.served():
