@@ -46,13 +46,8 @@ def test_cancellation_reasons_are_read_in_commit_order() -> None:
     head_b = {"k": {"S": "b"}, "s": {"N": "0"}, "v": {"N": "5"}}
     # a's marker and b's head fail: a's id is stored, and that comes first.
     reasons: list[dict[str, Any]] = [FAILED, NONE, NONE, NONE, {**FAILED, "Item": head_b}, NONE, NONE]
-    assert (
-        read_cancellation(tx, commits, reasons).index,
-        read_cancellation(tx, commits, reasons).stored,
-    ) == (
-        0,
-        True,
-    )
+    first = read_cancellation(tx, commits, reasons)
+    assert (first.index, first.stored) == (0, True)
     reasons[0] = NONE
     cancelled = read_cancellation(tx, commits, reasons)
     assert (cancelled.index, cancelled.stored, cancelled.head) == (1, False, head_b)
