@@ -13,8 +13,9 @@ from dynamodb_fixtures import count_requests, lose_next_reply
 from test_dynamodb_driver import aggregate_items, table_items
 
 from kvsourcing import EventStore, commit_together
-from kvsourcing.errors import ConcurrencyFault, StoreUnavailableError
+from kvsourcing.errors import ConcurrencyFault, ConfigurationError, StoreUnavailableError
 from kvsourcing.stores.dynamodb import new_store
+from kvsourcing.stores.keyvalue import FeedConsumer
 from kvsourcing.testing import StoreSuite
 from kvsourcing.testing.domain import (
     Account,
@@ -25,6 +26,7 @@ from kvsourcing.testing.domain import (
     Incremented,
     Open,
     Withdrawn,
+    registry,
 )
 
 
@@ -88,6 +90,8 @@ class TestDynamoDBWithoutFeedOnMoto(StoreSuite):
             assert sent[-1] == ["Put", "Update", "Put"], "a named commit adds its marker"
             assert all("\x1f" not in item["k"]["S"] for item in table_items(self.client, self.table))
             assert store.driver.read_feed({0: None}, 10) == []
+            with pytest.raises(ConfigurationError, match="feed=False"):
+                FeedConsumer(store, "projection", registry())
 
 
 @pytest.fixture
