@@ -1,17 +1,21 @@
 """The DynamoDB driver's decisions as functions of data, without a client (what an asyncio
-driver reuses): transactions built, cancellations read, feed pages planned."""
+driver reuses): transactions built, cancellations read, feed pages planned, and a whole
+append flow driven by hand."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from kvsourcing.errors import KvSourcingError
 from kvsourcing.stores.dynamodb.commits import build_transaction, needs_id_check, read_cancellation, stamp
 from kvsourcing.stores.dynamodb.feed import by_bucket, plan_page, reserved
+from kvsourcing.stores.dynamodb.flows import append_many
 from kvsourcing.stores.dynamodb.loads import Head, RecordsReading, from_head
-from kvsourcing.stores.keyvalue import Commit, CommitInfo, Snapshot
+from kvsourcing.stores.dynamodb.steps import Call
+from kvsourcing.stores.keyvalue import Commit, CommitInfo, Refusal, Snapshot
 
 FAILED = {"Code": "ConditionalCheckFailed"}
 NONE = {"Code": "None"}
@@ -105,3 +109,25 @@ def test_the_newest_snapshot_wins_whether_in_its_item_or_an_old_head() -> None:
     assert from_head(Head(old_head, None, False), 0) == (Snapshot(4, b"old"), 4, False)
     assert from_head(Head(old_head, snapshot, False), 9) == (None, 9, True)
     assert from_head(Head(None, None, False), 3) == (None, 3, True)
+
+
+def test_an_append_flow_driven_by_hand_reports_a_clash_and_tombstones_its_position() -> None:
+    """What an asyncio driver does with the same flow: send each step, feed back the reply."""
+    flow = append_many("t", [Commit("a", 0, [b"1"])], buckets=1, feed_on=True, grace=5.0, attempts=3)
+    step = next(flow)
+    assert isinstance(step, Call) and step.operation == "update_item"
+    step = flow.send({"Attributes": {"c": {"N": "4"}}})
+    assert step.operation == "transact_write_items"
+    assert step.request["TransactItems"][1]["Put"]["Item"]["s"] == {"N": "4"}, "the reserved position"
+    cancelled = ClientError(
+        {
+            "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+            "CancellationReasons": [{**FAILED, "Item": {"v": {"N": "3"}}}, NONE, NONE],
+        },
+        "TransactWriteItems",
+    )
+    step = flow.throw(cancelled)
+    assert step.operation == "put_item" and step.request["Item"]["s"] == {"N": "4"}, "its tombstone"
+    with pytest.raises(StopIteration) as done:
+        flow.send({})
+    assert done.value.value == Refusal(0, 3)

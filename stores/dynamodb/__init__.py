@@ -1,15 +1,15 @@
 """The DynamoDB store: ``new_store``, ``create_table``, ``from_url`` and ``make_client``.
 
-The table layout is in ``layout``; commits in ``commits`` and ``driver``; loads in
-``loads``; the feed in ``feed``. Clients made here use boto3's usual credential chain and
-region, with botocore's standard retry mode, which retries throttling and transient
-faults with backoff.
+Clients made here use boto3's usual credential chain and region, with botocore's
+standard retry mode, which retries throttling and transient faults with backoff.
 
-Modules: ``layout`` (keys, attribute names, limits), ``packing`` (item sizes),
-``commits`` (an append's transaction and its cancellation), ``loads``, ``feed``,
-``values`` (all sans-IO: requests built and replies read as data, for the sync and an
-async driver alike), ``errors`` (botocore's failures translated), ``admin``
-(``create_table``), ``table`` and ``driver`` (the I/O), ``url`` (``dynamodb://`` URLs).
+Modules, each with one job: ``layout`` (item keys, attribute names, limits), ``packing``
+(item sizes), ``commits`` (an append's transaction, and what its cancellation says),
+``loads``, ``feed`` and ``values`` (requests built and replies read, as data);
+``steps`` and ``flows`` (each driver call as a generator of requests, with its retries,
+backoff and paging: the logic a sync and an async driver share); ``errors`` (botocore's
+failures translated); ``driver`` (the thin I/O class that runs the flows with a boto3
+client); ``admin`` (``create_table``); ``url`` (``dynamodb://`` URLs).
 """
 
 from __future__ import annotations
