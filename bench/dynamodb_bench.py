@@ -2,9 +2,10 @@
 eventsourcing-dynamodb, side by side in one run (a script, not a test).
 
 Operations: a commit of 1 event, a commit of 10 events (each on an aggregate already in
-memory: no load), and the load of a 1 000-event aggregate (written as 100 commits of 10, and
-as 1 000 commits of 1). Every system gets fresh, small tables for every measurement, since
-moto copies the whole table on each transaction. Prints medians over rounds, ratios to the
+memory: no load; kvsourcing with its feed, and with ``feed=False``), and the load of a
+1 000-event aggregate (written as 100 commits of 10, and as 1 000 commits of 1). Every
+system gets fresh, small tables for every measurement, since moto copies the whole table
+on each transaction. Prints medians over rounds, ratios to the
 raw floor, and DynamoDB requests per operation (counted by botocore's ``before-call``).
 Times are the process's CPU time (``time.process_time``), client and in-process moto alike:
 on a shared 2-core machine wall-clock times swing 2-3x with the neighbours' load.
@@ -91,17 +92,19 @@ class System:
 
 
 class Kvsourcing(System):
-    name = "kvsourcing"
+    """Our store; ``feed=False`` keeps no feed (a commit is one ``TransactWriteItems``)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, feed: bool = True) -> None:
         from kvsourcing.stores.dynamodb import create_table, new_store
 
+        self.name = "kvsourcing" if feed else "kvsourcing feed=False"
         self._client, self._create, self._new_store = client, create_table, new_store
+        self._feed = feed
         self._counts = count_requests(client)
 
     def create(self, table: str) -> None:
         self._create(self._client, table)
-        self._store = self._new_store(table, client=self._client)
+        self._store = self._new_store(table, client=self._client, feed=self._feed)
 
     def new_aggregate(self) -> Any:
         return Account(f"acc-{uuid.uuid4()}", self._store)
@@ -292,7 +295,11 @@ def main() -> None:
     from kvsourcing.stores.dynamodb import make_client
 
     with moto_dynamodb():
-        systems: list[System] = [RawBoto3(make_client(REGION)), Kvsourcing(make_client(REGION))]
+        systems: list[System] = [
+            RawBoto3(make_client(REGION)),
+            Kvsourcing(make_client(REGION)),
+            Kvsourcing(make_client(REGION), feed=False),
+        ]
         try:
             systems.append(PyEventsourcing(make_client(REGION)))
         except ImportError as err:

@@ -2,6 +2,6 @@
 code in ``kvsourcing.testing.moto`` and ``kvsourcing.testing.requests``."""
 
 from kvsourcing.testing.moto import REGION, fresh_table_name
-from kvsourcing.testing.requests import count_requests
+from kvsourcing.testing.requests import count_requests, lose_next_reply
 
-__all__ = ["REGION", "count_requests", "fresh_table_name"]
+__all__ = ["REGION", "count_requests", "fresh_table_name", "lose_next_reply"]

@@ -2,8 +2,9 @@
 the driver's feed, commit-id and value primitives (gaps, tombstones, swaps, re-sends).
 
 Each FeedSuite test gets a fresh table (moto deep-copies the whole table on every
-transaction), shared by every store the test makes; the concurrent-writers test writes a
-eighth of the suite's commits for the same reason.
+transaction and scans it on every query), shared by every store the test makes; the
+concurrent-writers test writes an eighth of the suite's commits, and the transfer hammer
+30 transfers a thread instead of 250, for the same reason.
 """
 
 from __future__ import annotations
@@ -15,14 +16,22 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
-from dynamodb_fixtures import count_requests
+from dynamodb_fixtures import count_requests, lose_next_reply
 from test_dynamodb_driver import records, table_items
 
 from kvsourcing.errors import KvSourcingError, StoreUnavailableError
 from kvsourcing.protocols import EventStore
-from kvsourcing.stores.dynamodb import DynamoDBDriver, new_store
-from kvsourcing.stores.dynamodb.driver import feed_partition, marker_key
-from kvsourcing.stores.keyvalue import ALREADY_STORED, Commit, FeedDriver, FeedEntry, partition_bucket
+from kvsourcing.stores.dynamodb import DynamoDBDriver, flows, new_store
+from kvsourcing.stores.dynamodb.layout import feed_partition, marker_sort_key
+from kvsourcing.stores.dynamodb.steps import run
+from kvsourcing.stores.keyvalue import (
+    ALREADY_STORED,
+    Commit,
+    FeedDriver,
+    FeedEntry,
+    Snapshot,
+    partition_bucket,
+)
 from kvsourcing.testing import FeedSuite
 from kvsourcing.testing.domain import Counter, Increment, Incremented
 
@@ -33,6 +42,8 @@ grace loses its position (and after 8 such losses fails); their feeds have no ga
 
 
 class _SmallerFeedSuite(FeedSuite):
+    transfers_per_thread = 30
+
     def write_concurrently(
         self, store: Any, prefix: str, commits: int, threads: int, aggregates: int
     ) -> dict[str, int]:
@@ -76,6 +87,12 @@ def driver(moto_client: Any, moto_table: str) -> DynamoDBDriver:
 
 def key() -> str:
     return f"agg-{uuid.uuid4().hex[:12]}"
+
+
+def reserve_position(driver: DynamoDBDriver) -> int:
+    """Reserve the next position of bucket 0 as a commit does, and write nothing there: a
+    writer that died before its transaction."""
+    return run(flows.reserve(driver.table_name, {0: 0}), driver.client)[0]
 
 
 def feed_items(client: Any, table: str, bucket: int = 0) -> dict[int, dict[str, Any]]:
@@ -165,7 +182,7 @@ def test_reserved_position_never_written_is_tombstoned_after_the_grace_period(
 ) -> None:
     first, after = key(), key()
     driver.append(Commit(first, 0, records(1, 1)))
-    assert driver._reserve(0) == 2  # a writer that died before its transaction
+    assert reserve_position(driver) == 2  # a writer that died before its transaction
     driver.append(Commit(after, 0, records(1, 2)))
     # The gap is young to a reader of the same table with a long grace, however slow the
     # machine (to ``driver`` it is young for GRACE only, and a pause can outlast that).
@@ -229,41 +246,82 @@ def test_late_commit_losing_to_a_tombstone_retries_at_a_new_position(
     assert list(driver.load(late, 0).records) == records(1, 3)
 
 
-def test_commit_id_already_stored(driver: DynamoDBDriver, moto_client: Any, moto_table: str) -> None:
+def marker_items(client: Any, table: str, key: str) -> dict[int, dict[str, Any]]:
+    return {
+        int(i["s"]["N"]): i
+        for i in table_items(client, table)
+        if i["k"]["S"] == key and i["s"]["N"][0] == "-"
+    }
+
+
+def test_named_commit_id_already_stored(driver: DynamoDBDriver, moto_client: Any, moto_table: str) -> None:
     k = key()
-    assert driver.append(Commit(k, 0, records(1, 2), commit_id="c-1")) is None
+    assert driver.append(Commit(k, 0, records(1, 2), commit_id="c-1", named=True)) is None
     # The same commit re-sent (a lost reply), and the same id at another head: already stored.
-    assert driver.append(Commit(k, 0, records(1, 2), commit_id="c-1")) == ALREADY_STORED
-    assert driver.append(Commit(k, 2, records(3, 1), commit_id="c-1")) == ALREADY_STORED
+    assert driver.append(Commit(k, 0, records(1, 2), commit_id="c-1", named=True)) == ALREADY_STORED
+    assert driver.append(Commit(k, 2, records(3, 1), commit_id="c-1", named=True)) == ALREADY_STORED
     # Another id clashes as usual; the id is per aggregate.
-    assert driver.append(Commit(k, 0, records(1, 1), commit_id="c-2")) == 2
-    assert driver.append(Commit(key(), 0, records(1, 1), commit_id="c-1")) is None
-    assert driver.append(Commit(k, 2, records(3, 1), commit_id="c-2")) is None
+    assert driver.append(Commit(k, 0, records(1, 1), commit_id="c-2", named=True)) == 2
+    assert driver.append(Commit(key(), 0, records(1, 1), commit_id="c-1", named=True)) is None
+    assert driver.append(Commit(k, 2, records(3, 1), commit_id="c-2", named=True)) is None
     assert list(driver.load(k, 0).records) == records(1, 2) + records(3, 1)
     feed = [e for e in driver.read_feed({0: None}, 100) if e.key == k]
-    assert [(e.first, len(e.records)) for e in feed] == [(1, 2), (3, 1)]
-    markers = {i["k"]["S"] for i in table_items(moto_client, moto_table)}
-    assert {f"{k}\x1fid\x1fc-1", f"{k}\x1fid\x1fc-2"} <= markers
+    assert [(e.first, len(e.records), e.commit_id) for e in feed] == [(1, 2, "c-1"), (3, 1, "c-2")]
+    markers = marker_items(moto_client, moto_table, k)
+    assert {s: m["i"]["S"] for s, m in markers.items()} == {
+        marker_sort_key("c-1"): "c-1",
+        marker_sort_key("c-2"): "c-2",
+    }
+    assert all(set(m) == {"k", "s", "i"} for m in markers.values()), (
+        "no expiry: markers live with the aggregate"
+    )
 
 
-def test_long_commit_id_is_hashed_into_the_marker_key() -> None:
-    assert marker_key("a", "x") == "a\x1fid\x1fx"
-    long = marker_key("a" * 1500, "x" * 1000)
-    assert long.startswith("\x1fh\x1f") and len(long) == 67
-    assert long != marker_key("a" * 1500, "x" * 1001)
+def test_unnamed_commit_id_writes_no_marker_and_a_resend_is_found_on_the_failure_path(
+    driver: DynamoDBDriver, moto_client: Any, moto_table: str
+) -> None:
+    k = key()
+    commit = Commit(k, 0, records(1, 2), commit_id="auto-1")
+    assert driver.append(commit) is None
+    assert marker_items(moto_client, moto_table, k) == {}
+    counts = count_requests(moto_client)
+    assert driver.append(commit) == ALREADY_STORED
+    assert counts["GetItem"] == 1, "one extra request, on the failure path only"
+    # A later commit moved the head past it: still recognised by the commit item's id.
+    assert driver.append(Commit(k, 2, records(3, 1), commit_id="auto-2")) is None
+    assert driver.append(commit) == ALREADY_STORED
+    # Another commit ending at the same sequence is a clash, not a re-send.
+    assert driver.append(Commit(k, 0, records(1, 2), commit_id="auto-3")) == 3
+    assert driver.append(Commit(k, 0, records(1, 2))) == 3
+    assert list(driver.load(k, 0).records) == records(1, 2) + records(3, 1)
 
 
-def test_commit_id_counts_in_the_transaction(driver: DynamoDBDriver, moto_client: Any) -> None:
+def test_marker_sort_keys_stay_below_the_head() -> None:
+    keys = {marker_sort_key(f"cmd-{n}") for n in range(1000)}
+    assert len(keys) == 1000 and max(keys) < 0
+    assert marker_sort_key("x" * 1024) == marker_sort_key("x" * 1024) != marker_sort_key("x" * 1023)
+    assert min(len(str(-k)) for k in keys) > 30 and max(len(str(-k)) for k in keys) <= 38
+
+
+def test_commit_id_counts_in_the_transaction(moto_client: Any, moto_table: str) -> None:
     counts = count_requests(moto_client)
     seen: list[int] = []
     moto_client.meta.events.register(
         "before-parameter-build.dynamodb.TransactWriteItems",
         lambda params, **_: seen.append(len(params["TransactItems"])),
     )
-    driver.append(Commit(key(), 0, records(1, 1), commit_id="x"))
-    driver.append(Commit(key(), 0, records(1, 1)))
-    assert seen == [4, 3]  # marker, head, feed entry, commit item
+    driver = DynamoDBDriver(moto_client, moto_table)
+    driver.append(Commit(key(), 0, records(1, 1), commit_id="x", named=True))
+    driver.append(Commit(key(), 0, records(1, 1), commit_id="y"))
+    assert seen == [4, 3]  # marker, head, feed entry, commit item; no marker for an unnamed id
     assert counts == {"UpdateItem": 2, "TransactWriteItems": 2}
+    seen.clear()
+    counts.clear()
+    quiet = DynamoDBDriver(moto_client, moto_table, feed=False)
+    quiet.append(Commit(key(), 0, records(1, 1), commit_id="x", named=True))
+    quiet.append(Commit(key(), 0, records(1, 1), commit_id="y"))
+    assert seen == [3, 2]  # without the feed: the marker when named, the head, the commit item
+    assert counts == {"TransactWriteItems": 2}
 
 
 def test_handle_twice_with_a_commit_id(moto_client: Any, moto_table: str) -> None:
@@ -277,17 +335,8 @@ def test_handle_twice_with_a_commit_id(moto_client: Any, moto_table: str) -> Non
 
 
 def test_resend_after_a_lost_reply_is_already_stored(driver: DynamoDBDriver, moto_client: Any) -> None:
-    from botocore.exceptions import ConnectionClosedError
-
     k = key()
-    lost: list[bool] = []
-
-    def lose_reply(http_response: Any, **_: Any) -> None:
-        if not lost and http_response.status_code == 200:
-            lost.append(True)
-            raise ConnectionClosedError(endpoint_url="http://dynamodb.injected")
-
-    moto_client.meta.events.register("after-call.dynamodb.TransactWriteItems", lose_reply)
+    lose_next_reply(moto_client)
     commit = Commit(k, 0, records(1, 2), commit_id="once")
     with pytest.raises(StoreUnavailableError):
         driver.append(commit)
@@ -343,28 +392,36 @@ def test_bucket_and_grace_options(moto_client: Any, moto_table: str) -> None:
         new_store(moto_table, client=moto_client, feed_grace=-1)
 
 
-def test_commit_ids_expire_after_their_ttl(moto_client: Any, moto_table: str) -> None:
-    def marker(aggregate: str, commit_id: str) -> dict[str, Any]:
-        (item,) = [
-            i for i in table_items(moto_client, moto_table) if i["k"]["S"] == marker_key(aggregate, commit_id)
-        ]
-        return item
-
-    driver = DynamoDBDriver(moto_client, moto_table, buckets=1, feed_grace=GRACE, commit_id_ttl=0.5)
+def test_items_written_before_commit_ids_still_load(
+    driver: DynamoDBDriver, moto_client: Any, moto_table: str
+) -> None:
+    """Commit items without ``i``/``t``, a snapshot in the head and an old-style TTL marker,
+    as earlier releases wrote them."""
     k = key()
-    assert driver.append(Commit(k, 0, records(1, 1), commit_id="cmd-1")) is None
-    assert "x" in marker(k, "cmd-1")
-    assert driver.append(Commit(k, 0, records(1, 1), commit_id="cmd-1")) == ALREADY_STORED
-    time.sleep(0.6)
-    forgotten = driver.append(Commit(k, 0, records(1, 1), commit_id="cmd-1"))
-    assert forgotten == 1, "the id is forgotten, yet the head protects"
-    replaced = driver.append(Commit(k, 1, records(2, 1), commit_id="cmd-1"))
-    assert replaced is None, "an expired marker is replaced"
-    assert driver.append(Commit(k, 2, records(3, 1), commit_id="cmd-1")) == ALREADY_STORED
-    forever = DynamoDBDriver(moto_client, moto_table, buckets=1, feed_grace=GRACE, commit_id_ttl=None)
-    other = key()
-    assert forever.append(Commit(other, 0, records(1, 1), commit_id="cmd-9")) is None
-    assert "x" not in marker(other, "cmd-9")
+    old = [
+        {"k": {"S": k}, "s": {"N": "0"}, "v": {"N": "3"}, "n": {"N": "2"}, "b": {"B": b"state@2"}},
+        {"k": {"S": k}, "s": {"N": "2"}, "r": {"L": [{"B": r} for r in records(1, 2)]}},
+        {"k": {"S": k}, "s": {"N": "3"}, "r": {"L": [{"B": r} for r in records(3, 1)]}},
+        {"k": {"S": f"{k}\x1fid\x1fold-1"}, "s": {"N": "0"}, "x": {"N": "9999999999"}},
+    ]
+    for item in old:
+        moto_client.put_item(TableName=moto_table, Item=item)
+    loaded = driver.load(k, 0, metadata=True, commit_id="old-1")
+    assert (loaded.snapshot, list(loaded.records), loaded.stored) == (
+        Snapshot(2, b"state@2"),
+        records(3, 1),
+        False,
+    )
+    assert loaded.commits == []
+    assert driver.append(Commit(k, 3, records(4, 1), commit_id="new-1", named=True)) is None
+    loaded = driver.load(k, 0, use_snapshot=False, metadata=True)
+    assert list(loaded.records) == records(1, 4)
+    assert [(c.first, c.last, c.commit_id) for c in loaded.commits] == [(4, 4, "new-1")]
+    assert driver.load(k, 0).snapshot == Snapshot(2, b"state@2")
+    assert driver.append(Commit(k, 4, records(5, 1), snapshot=b"state@5")) is None
+    head = next(i for i in table_items(moto_client, moto_table) if i["k"]["S"] == k and i["s"]["N"] == "0")
+    assert set(head) == {"k", "s", "v"}, "the head's old snapshot is gone with the new one"
+    assert driver.load(k, 0).snapshot == Snapshot(5, b"state@5")
 
 
 def test_create_table_sets_the_ttl_attribute(moto_client: Any) -> None:
@@ -459,7 +516,7 @@ def test_a_tombstone_racing_a_landing_transaction_makes_the_reader_look_again(
     for a reader's tombstone that is a late commit landing, not an unavailable store."""
     first, after = key(), key()
     driver.append(Commit(first, 0, records(1, 1)))
-    assert driver._reserve(0) == 2
+    assert reserve_position(driver) == 2
     driver.append(Commit(after, 0, records(1, 1)))
     time.sleep(GRACE + 0.05)
     conflicts: list[str] = []

@@ -13,10 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from dynamodb_fixtures import count_requests
 
 from kvsourcing.errors import CommitTooLargeError
 from kvsourcing.stores.dynamodb import DynamoDBDriver
-from kvsourcing.stores.keyvalue.driver import Commit
+from kvsourcing.stores.dynamodb.commits import Transaction, build_transaction
+from kvsourcing.stores.keyvalue import Commit
 
 # The limits in binary units ("DynamoDB denotes 1 KB = 1024 bytes", Constraints in Amazon DynamoDB):
 # an item of at most 400 KB, a TransactWriteItems of at most 100 actions and 4 MB of items.
@@ -74,9 +76,11 @@ def sent_transactions(client: Any, table: str) -> list[list[int]]:
 
     def finished(update: dict[str, Any]) -> dict[str, Any]:
         stored = client.get_item(TableName=table, Key=update["Key"], ConsistentRead=True).get("Item", {})
-        expression = update["UpdateExpression"]
+        expression, _, removed = update["UpdateExpression"].partition(" REMOVE ")
         assert expression.startswith("SET "), expression
         item = {**stored, **update["Key"]}
+        for name in removed.split(",") if removed else ():
+            item.pop(name.strip(), None)
         for assignment in expression[len("SET ") :].split(","):
             name, placeholder = (part.strip() for part in assignment.split("="))
             item[name] = update["ExpressionAttributeValues"][placeholder]
@@ -100,12 +104,17 @@ def largest(fits: Callable[[int], bool], high: int) -> int:
     return low
 
 
+def transaction(driver: DynamoDBDriver, commit: Commit) -> Transaction:
+    """The transaction the driver would send for ``commit`` (nothing sent)."""
+    return build_transaction(driver.table_name, [commit], buckets=driver.buckets, feed=driver.feed)
+
+
 def accepts(driver: DynamoDBDriver, commit: Callable[[int], Commit]) -> Callable[[int], bool]:
     """Whether the driver takes ``commit(n)`` (its transaction built, nothing sent)."""
 
     def fits(n: int) -> bool:
         try:
-            driver._transaction(commit(n))
+            transaction(driver, commit(n))
         except CommitTooLargeError:
             return False
         return True
@@ -127,7 +136,7 @@ def test_largest_record_fits_with_the_longest_key_and_numbers(
     driver: DynamoDBDriver, moto_client: Any, moto_table: str
 ) -> None:
     def commit(size: int) -> Commit:
-        return Commit(LONGEST_KEY, LONGEST_SEQUENCE, [b"r" * size], commit_id="é" * 1000)
+        return Commit(LONGEST_KEY, LONGEST_SEQUENCE, [b"r" * size], commit_id="é" * 512, named=True)
 
     size = largest(accepts(driver, commit), AWS_ITEM_BYTES)
     sent = sent_transactions(moto_client, moto_table)
@@ -160,7 +169,7 @@ def test_most_tiny_records_fit_one_item_then_split(
         return Commit(LONGEST_KEY, LONGEST_SEQUENCE, [b"r"] * count)
 
     def one_item(count: int) -> bool:
-        return len(driver._transaction(commit(count)).actions) == 3  # head, feed entry, one item
+        return len(transaction(driver, commit(count)).actions) == 3  # head, feed entry, one item
 
     count = largest(one_item, AWS_ITEM_BYTES)
     sent = sent_transactions(moto_client, moto_table)
@@ -171,22 +180,43 @@ def test_most_tiny_records_fit_one_item_then_split(
         assert_fits(sizes)
 
 
-def test_largest_transaction_fits_over_the_largest_head(
+def test_largest_transaction_fits_with_a_snapshot_and_a_small_head(
     driver: DynamoDBDriver, moto_client: Any, moto_table: str
 ) -> None:
-    """A commit without a snapshot keeps the head's stored one, so the total must allow for it."""
-    snapshot_size = largest(
-        accepts(driver, lambda size: Commit(LONGEST_KEY, 0, [b"r"], snapshot=b"s" * size)), AWS_ITEM_BYTES
-    )
-    assert driver.append(Commit(LONGEST_KEY, 0, [b"r"], snapshot=b"s" * snapshot_size)) is None
+    """The snapshot has its own item, so the head is small and known: the largest commit
+    the driver accepts, with a large snapshot, fits real DynamoDB's 4 MB."""
 
     def commit(size: int) -> Commit:
-        return Commit(LONGEST_KEY, 1, [b"r" * 390_000] * 9 + [b"t" * size], commit_id="c")
+        records = [b"r" * 390_000] * 9 + [b"t" * size]
+        return Commit(LONGEST_KEY, 0, records, snapshot=b"s" * 200_000, commit_id="c", named=True)
 
     size = largest(accepts(driver, commit), AWS_ITEM_BYTES)
     sent = sent_transactions(moto_client, moto_table)
     assert driver.append(commit(size)) is None
     assert_fits(sent[0])
-    assert sent[0][1] > snapshot_size, "the head (after the marker) sized with its stored snapshot"
+    assert sum(sent[0]) > 3_990_000, "close to the limit"
+    assert sent[0][1] < 2_200, "the head (after the marker) holds its key and sequence only"
     with pytest.raises(CommitTooLargeError):
         driver.append(commit(size + 1))
+
+
+def test_an_append_of_many_aggregates_is_held_to_100_actions_before_sending(
+    driver: DynamoDBDriver, moto_client: Any
+) -> None:
+    """Three actions per aggregate (head, feed entry, commit item): 33 aggregates fit one
+    transaction, 34 do not, and are refused before anything is sent. (moto itself takes at
+    most 25 actions, so the largest accepted append is built here, not sent.)"""
+
+    def append(count: int) -> list[Commit]:
+        return [Commit(f"agg-{n}", 0, [b"r"]) for n in range(count)]
+
+    assert len(build_transaction(driver.table_name, append(33), buckets=32, feed=True).actions) == 99
+    counts = count_requests(moto_client)
+    with pytest.raises(CommitTooLargeError, match="102 items"):
+        driver.append_many(append(34))
+    assert not counts, "nothing was sent"
+    quiet = DynamoDBDriver(moto_client, driver.table_name, feed=False)
+    assert len(build_transaction(quiet.table_name, append(50), buckets=32, feed=False).actions) == 100
+    with pytest.raises(CommitTooLargeError):
+        quiet.append_many(append(51))
+    assert not counts

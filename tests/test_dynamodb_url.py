@@ -34,8 +34,10 @@ def test_bad_urls(aws_env: None, url: str, problem: str) -> None:
 
 
 def test_unknown_option(aws_env: None) -> None:
-    with pytest.raises(ConfigurationError, match=r"unknown option.*colour"):
+    with pytest.raises(ConfigurationError, match=r"does not take option.*colour"):
         from_url("dynamodb://events", colour="blue")
+    with pytest.raises(ConfigurationError, match=r"does not take option.*commit_id_ttl"):
+        new_store("events", commit_id_ttl=60)  # commit ids no longer expire
 
 
 def test_client_and_region_exclusive(moto_client: Any) -> None:
@@ -65,3 +67,30 @@ def test_url_from_environment(moto_table: str, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("KVSOURCING_STORE", f"dynamodb://{moto_table}")
     with kvsourcing.open_store() as store:
         assert store.driver.table_name == moto_table
+
+
+def test_store_options_in_the_query(moto_table: str) -> None:
+    url = f"dynamodb://{moto_table}?region={REGION}&feed=false&buckets=4&feed_grace=1.5&snapshot_interval=3"
+    with kvsourcing.open_store(url) as store:
+        driver = store.driver
+        assert (driver.feed, driver.buckets, driver.feed_grace, store.snapshot_interval) == (False, 4, 1.5, 3)
+    with kvsourcing.open_store(f"dynamodb://{moto_table}?region={REGION}&feed=true") as store:
+        assert store.driver.feed is True
+
+
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        ("feed=maybe", "feed='maybe' is not of its type"),
+        ("buckets=many", "buckets='many' is not of its type"),
+        ("feed_grace=soon", "feed_grace='soon' is not of its type"),
+    ],
+)
+def test_bad_query_values(aws_env: None, query: str, problem: str) -> None:
+    with pytest.raises(ConfigurationError, match=problem):
+        from_url(f"dynamodb://events?{query}")
+
+
+def test_an_option_in_the_query_and_as_a_keyword_is_refused(aws_env: None) -> None:
+    with pytest.raises(ConfigurationError, match="buckets is also given as a keyword"):
+        from_url("dynamodb://events?buckets=4", buckets=8)

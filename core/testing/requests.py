@@ -40,3 +40,20 @@ def count_round_trips() -> Iterator[list[bytes]]:
 
     with mock.patch.object(AbstractConnection, "send_packed_command", counting):
         yield sent
+
+
+def lose_next_reply(client: Any) -> list[bool]:
+    """Make the client's next successful ``TransactWriteItems`` lose its reply: DynamoDB
+    applies the transaction, then the client sees the connection drop. Returns a list that
+    holds ``True`` once the reply was lost."""
+    from botocore.exceptions import ConnectionClosedError
+
+    lost: list[bool] = []
+
+    def lose_reply(http_response: Any, **_: Any) -> None:
+        if not lost and http_response.status_code == 200:
+            lost.append(True)
+            raise ConnectionClosedError(endpoint_url="http://dynamodb.injected")
+
+    client.meta.events.register("after-call.dynamodb.TransactWriteItems", lose_reply)
+    return lost

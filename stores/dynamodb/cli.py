@@ -51,7 +51,7 @@ def _create_table(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"no table: name it, or pass --store dynamodb://TABLE?region=R (or set {ENVIRONMENT_VARIABLE})"
         )
-    table, params = parse_url(url) if url else (None, {})
+    table, params = parse_url(url, {}) if url else (None, {})
     name = _pick("table name", args.name, table)
     assert name is not None  # one of the two is set, checked above
     region = _pick("region", args.region, params.get("region"))
