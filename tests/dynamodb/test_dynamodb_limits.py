@@ -13,12 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from dynamodb_fixtures import count_requests
 
 from kvsourcing.errors import CommitTooLargeError
 from kvsourcing.stores.dynamodb import DynamoDBDriver
 from kvsourcing.stores.dynamodb.commits import Transaction, build_transaction
 from kvsourcing.stores.keyvalue import Commit
+from kvsourcing.testing.requests import count_requests
 
 # The limits in binary units ("DynamoDB denotes 1 KB = 1024 bytes", Constraints in Amazon DynamoDB):
 # an item of at most 400 KB, a TransactWriteItems of at most 100 actions and 4 MB of items.

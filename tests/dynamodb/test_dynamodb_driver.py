@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-from dynamodb_fixtures import REGION, count_requests, fresh_table_name
 
 from kvsourcing.errors import (
     CommitTooLargeError,
@@ -19,6 +18,8 @@ from kvsourcing.errors import (
 )
 from kvsourcing.stores.dynamodb import ITEM_BYTES, DynamoDBDriver, create_table, make_client
 from kvsourcing.stores.keyvalue import Commit, Snapshot
+from kvsourcing.testing.moto import REGION, fresh_table_name
+from kvsourcing.testing.requests import count_requests
 
 
 def records(first: int, count: int, size: int = 8) -> list[bytes]:

@@ -9,7 +9,6 @@ import uuid
 from typing import Any
 
 import pytest
-from dynamodb_fixtures import count_requests, lose_next_reply
 from test_dynamodb_driver import aggregate_items, table_items
 
 from kvsourcing import EventStore, commit_together
@@ -28,6 +27,7 @@ from kvsourcing.testing.domain import (
     Withdrawn,
     registry,
 )
+from kvsourcing.testing.requests import count_requests, lose_next_reply
 
 
 class TestDynamoDBOnMoto(StoreSuite):

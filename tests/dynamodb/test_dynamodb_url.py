@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dynamodb_fixtures import REGION
 
 import kvsourcing
 from kvsourcing.errors import ConfigurationError
 from kvsourcing.stores.dynamodb import from_url, new_store
 from kvsourcing.stores.keyvalue import Commit
+from kvsourcing.testing.moto import REGION
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
-from dynamodb_fixtures import count_requests, lose_next_reply
 from test_dynamodb_driver import records, table_items
 
 from kvsourcing.errors import KvSourcingError, StoreUnavailableError
@@ -34,6 +33,7 @@ from kvsourcing.stores.keyvalue import (
 )
 from kvsourcing.testing import FeedSuite
 from kvsourcing.testing.domain import Counter, Increment, Incremented
+from kvsourcing.testing.requests import count_requests, lose_next_reply
 
 GRACE = 0.3
 SUITE_GRACE = 3.0
@@ -425,9 +425,8 @@ def test_items_written_before_commit_ids_still_load(
 
 
 def test_create_table_sets_the_ttl_attribute(moto_client: Any) -> None:
-    from dynamodb_fixtures import fresh_table_name
-
     from kvsourcing.stores.dynamodb import create_table
+    from kvsourcing.testing.moto import fresh_table_name
 
     name = fresh_table_name()
     assert create_table(moto_client, name) is True
