@@ -213,8 +213,8 @@ def check_prefixes_apart(server: RedisServer, client: redis.Redis, first: str, s
             tally.handle(Add(f"{index}:{run}:{key}", 1))
         written[index] = store_keys(client) - before - set().union(*written.values())
     for index, (store, prefix) in enumerate(zip(stores, (first, second), strict=True)):
-        # The driver's layout: {P:bN}:e:<key>, {P:bN}:s:<key>, {P:bN}:c:<key>, {P:bN}:f (feed).
-        own = re.compile(rb"\{" + re.escape(prefix.encode()) + rb":b\d+\}:([esc]:|f\Z)")
+        # The driver's layout: {P:bN}:e:<key>, {P:bN}:s:<key>, {P:bN}:m:<key>, {P:bN}:f (feed).
+        own = re.compile(rb"\{" + re.escape(prefix.encode()) + rb":b\d+\}:([esm]:|f\Z)")
         assert written[index] and all(own.match(k) for k in written[index]), (prefix, written[index])
         for key in keys:
             mine = [e.data["op"] for e in store.read_events(key) if e.data["op"].endswith(f":{run}:{key}")]
