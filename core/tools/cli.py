@@ -93,16 +93,28 @@ def _cmd_events(args: argparse.Namespace) -> int:
     with _open(args) as store:
         events = store.read_events(args.key, after=args.after)
     if args.json:
-        rows = [{"sequence": e.sequence, "type": e.event_type, "data": _plain(e.data)} for e in events]
+        rows = [
+            {
+                "sequence": e.sequence,
+                "type": e.event_type,
+                "data": _plain(e.data),
+                "commit_id": e.commit_id,
+                "recorded_at": None if e.recorded_at is None else e.recorded_at.isoformat(),
+            }
+            for e in events
+        ]
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
     if not events:
         print(f"no events stored for {args.key!r}")
         return 0
     width = max(len(e.event_type) for e in events)
-    print(f"{'seq':>6}  {'type':<{width}}  data")
+    ids = max(len(e.commit_id or "-") for e in events)
+    print(f"{'seq':>6}  {'recorded at (UTC)':<26}  {'commit id':<{ids}}  {'type':<{width}}  data")
     for e in events:
-        print(f"{e.sequence:>6}  {e.event_type:<{width}}  {json.dumps(_plain(e.data), ensure_ascii=False)}")
+        at = "-" if e.recorded_at is None else e.recorded_at.isoformat(timespec="microseconds")[:26]
+        data = json.dumps(_plain(e.data), ensure_ascii=False)
+        print(f"{e.sequence:>6}  {at:<26}  {e.commit_id or '-':<{ids}}  {e.event_type:<{width}}  {data}")
     return 0
 
 

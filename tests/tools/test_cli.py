@@ -81,14 +81,21 @@ def test_dynamodb_create_table_then_events_and_snapshot(
     url = f"dynamodb://{table}?region={REGION}&endpoint_url={moto_server_url}"
     with open_store(url, snapshot_interval=2) as store:
         counter = Counter("acct-1", store)
-        counter.handle(Increment(3))
+        counter.handle(Increment(3), commit_id="first")
         counter.handle(Increment(4))
+        recorded = store.read_events("acct-1")[0].recorded_at
+    assert recorded is not None
     assert main(["events", "acct-1", "--store", url]) == 0
     table_out = capsys.readouterr().out.splitlines()
-    assert table_out[0].split() == ["seq", "type", "data"]
-    assert table_out[1].split() == ["1", "Incremented", '{"by":', "3}"]
+    assert table_out[0].split() == ["seq", "recorded", "at", "(UTC)", "commit", "id", "type", "data"]
+    first = table_out[1].split()
+    assert first[0] == "1" and first[2:] == ["first", "Incremented", '{"by":', "3}"]
+    assert first[1].startswith(recorded.isoformat()[:19])
     assert main(["events", "acct-1", "--json", "--store", url]) == 0
-    assert '"by": 4' in capsys.readouterr().out
+    shown_json = capsys.readouterr().out
+    assert (
+        '"by": 4' in shown_json and '"commit_id": "first"' in shown_json and '"recorded_at": "' in shown_json
+    )
     assert main(["snapshot", "acct-1", "--store", url]) == 0
     shown = capsys.readouterr().out
     assert "at sequence 2" in shown and '"count": 7' in shown
