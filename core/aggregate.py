@@ -425,6 +425,9 @@ def _state_vars(target: Any, aggregate: AggregateBase) -> dict[str, Any]:
     return dict(vars(target))
 
 
+_IMMUTABLE = frozenset({int, float, str, bytes, bool, type(None), complex})
+
+
 def _saved(state: dict[str, Any]) -> dict[str, Any]:
     """A deep copy of ``state`` to roll back to (one memo, so shared objects stay shared).
 
@@ -434,6 +437,9 @@ def _saved(state: dict[str, Any]) -> dict[str, Any]:
     memo: dict[int, Any] = {}
     saved = {}
     for name, value in state.items():
+        if type(value) in _IMMUTABLE:
+            saved[name] = value  # nothing to copy (and deepcopy would cost a call each)
+            continue
         try:
             saved[name] = copy.deepcopy(value, memo)
         except (TypeError, copy.Error) as exc:  # what deepcopy raises for a lock or a socket
