@@ -2,15 +2,16 @@
 
 A *flow* is a generator that yields the requests it wants sent (``Call``) or a ``Pause``,
 and is sent each reply back (or has the client's error thrown into it); it never touches
-a client or a clock's sleep. ``run`` drives a flow with a boto3 client; an asyncio driver
-drives the same flows with ``await`` on an aiobotocore client and ``asyncio.sleep``, so
-retries, backoff and paging are written once. The general flows (conditional writes,
+a client or a clock's sleep. ``run`` drives a flow with a boto3 client; ``run_async`` drives
+the same flows with ``await`` on an aiobotocore client and ``asyncio.sleep``, so retries,
+backoff and paging are written once. The general flows (conditional writes,
 batches sent again for what DynamoDB left unprocessed, records read again while torn)
 are here; the driver's own are in ``flows``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -61,6 +62,28 @@ def run(flow: Flow[T], client: Any) -> T:
             continue
         try:
             reply = getattr(client, step.operation)(**step.request)
+        except CLIENT_ERRORS as err:
+            error = err
+
+
+async def run_async(flow: Flow[T], client: Any) -> T:
+    """``run`` for asyncio: each request awaited on an aiobotocore ``client``, each ``Pause``
+    an ``asyncio.sleep``. A cancellation leaves the flow where it was: what it had sent is
+    whole or absent, as DynamoDB applies each request (a transaction too) entirely or not."""
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = flow.send(reply) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        reply, error = None, None
+        if isinstance(step, Pause):
+            await asyncio.sleep(step.seconds)
+            continue
+        try:
+            reply = await getattr(client, step.operation)(**step.request)
         except CLIENT_ERRORS as err:
             error = err
 
