@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 from kvsourcing import EventStore, aio
-from kvsourcing.errors import ConfigurationError
+from kvsourcing.errors import ConfigurationError, StoreUnavailableError
 from kvsourcing.stores.dynamodb import new_async_store, new_store
 from kvsourcing.stores.dynamodb.aio import make_async_client
 from kvsourcing.testing import AsyncStoreSuite
 from kvsourcing.testing.domain import Account, Deposit
 from kvsourcing.testing.moto import REGION
+from kvsourcing.testing.servers import free_port
 
 
 class TestAsyncDynamoDBOnMotoServer(AsyncStoreSuite):
@@ -60,6 +61,18 @@ def test_a_bad_endpoint_is_a_configuration_error(aws_env: None) -> None:
         store = new_async_store("t-bad", region=REGION, endpoint_url="not a url")
         try:
             with pytest.raises(ConfigurationError, match="endpoint_url"):
+                await Account("k", store).arefresh()
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_an_unreachable_endpoint_is_store_unavailable(aws_env: None) -> None:
+    async def main() -> None:
+        store = new_async_store("t-down", region=REGION, endpoint_url=f"http://127.0.0.1:{free_port()}")
+        try:
+            with pytest.raises(StoreUnavailableError, match="cannot reach DynamoDB at http://127"):
                 await Account("k", store).arefresh()
         finally:
             await store.close()
