@@ -1,4 +1,5 @@
-"""The DynamoDB store: ``new_store``, ``create_table``, ``from_url`` and ``make_client``.
+"""The DynamoDB store: ``new_store``, ``create_table``, ``from_url`` and ``make_client``;
+for asyncio, ``new_async_store`` and ``open_async`` (on aiobotocore: ``kvsourcing[aio]``).
 
 Clients made here use boto3's usual credential chain and region, with botocore's
 standard retry mode, which retries throttling and transient faults with backoff.
@@ -9,13 +10,13 @@ Modules, each with one job: ``layout`` (item keys, attribute names, limits), ``p
 ``steps`` and ``flows`` (each driver call as a generator of requests, with its retries,
 backoff and paging: the logic a sync and an async driver share); ``errors`` (botocore's
 failures translated); ``driver`` (the thin I/O class that runs the flows with a boto3
-client); ``admin`` (``create_table``); ``url`` (``dynamodb://`` URLs).
+client) and ``aio`` (its twin on an aiobotocore client); ``admin`` (``create_table``);
+``url`` (``dynamodb://`` URLs).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from kvsourcing.config import redact_url
 from kvsourcing.errors import ConfigurationError
@@ -29,10 +30,11 @@ from kvsourcing.stores.dynamodb.layout import (
     TRANSACTION_ACTIONS,
     TRANSACTION_BYTES,
 )
-from kvsourcing.stores.dynamodb.url import parse_url
+from kvsourcing.stores.dynamodb.url import CLIENT_SETTINGS, parse_url, without_userinfo
 from kvsourcing.stores.keyvalue.base import check_options
 
 if TYPE_CHECKING:
+    from kvsourcing.stores.keyvalue.aio import AsyncKeyValueStore
     from kvsourcing.stores.keyvalue.store import KeyValueStore
 
 __all__ = [
@@ -45,7 +47,9 @@ __all__ = [
     "create_table",
     "from_url",
     "make_client",
+    "new_async_store",
     "new_store",
+    "open_async",
     "parse_url",
 ]
 
@@ -67,7 +71,7 @@ def make_client(region: str | None = None, endpoint_url: str | None = None) -> A
         raise ConfigurationError(
             "the DynamoDB store needs boto3: pip install 'kvsourcing[dynamodb]'"
         ) from None
-    config = Config(retries={"mode": "standard"}, connect_timeout=10)
+    config = Config(**CLIENT_SETTINGS)
     if endpoint_url is not None:
         endpoint_url = without_userinfo(endpoint_url)
     try:
@@ -79,17 +83,6 @@ def make_client(region: str | None = None, endpoint_url: str | None = None) -> A
     except ValueError as err:
         shown = redact_url(endpoint_url or "")
         raise ConfigurationError(f"invalid DynamoDB endpoint_url {shown!r}: {err}") from None
-
-
-def without_userinfo(endpoint_url: str) -> str:
-    """``endpoint_url`` without its ``user:password@``, which no request would carry."""
-    try:
-        parts = urlsplit(endpoint_url)
-    except ValueError:
-        return endpoint_url  # boto3 refuses it, and the message is redacted
-    if "@" not in parts.netloc:
-        return endpoint_url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def new_store(
@@ -115,12 +108,7 @@ def new_store(
     """
     from kvsourcing.stores import keyvalue
 
-    check_table_name(table_name)
-    check_options("DynamoDB", options, ())
-    if client is not None and (region is not None or endpoint_url is not None):
-        raise ConfigurationError(
-            "pass either client= or region=/endpoint_url= to the DynamoDB store, not both"
-        )
+    check_arguments(table_name, client, region, endpoint_url, options)
     owns_client = client is None
     if owns_client:
         client = make_client(region, endpoint_url)
@@ -140,3 +128,51 @@ def from_url(url: str, **options: Any) -> KeyValueStore:
     see ``kvsourcing.stores.dynamodb.url`` for the options a URL may carry."""
     table_name, query = parse_url(url, options)
     return new_store(table_name, **{**query, **options})
+
+
+def check_arguments(
+    table_name: str, client: Any, region: str | None, endpoint_url: str | None, options: dict[str, Any]
+) -> None:
+    """Refuse a bad table name, an unknown option, or a client given with its settings."""
+    check_table_name(table_name)
+    check_options("DynamoDB", options, ())
+    if client is not None and (region is not None or endpoint_url is not None):
+        raise ConfigurationError(
+            "pass either client= or region=/endpoint_url= to the DynamoDB store, not both"
+        )
+
+
+def new_async_store(
+    table_name: str,
+    *,
+    client: Any = None,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    buckets: int = DEFAULT_BUCKETS,
+    feed: bool = True,
+    feed_grace: float = DEFAULT_FEED_GRACE,
+    **options: Any,
+) -> AsyncKeyValueStore:
+    """``new_store`` for asyncio, on an aiobotocore DynamoDB ``client`` (the caller's to
+    close), or on one the store makes from ``region`` and ``endpoint_url`` on first use and
+    closes with the store: the same data as the sync store's."""
+    from kvsourcing.stores.dynamodb.aio import AsyncDynamoDBDriver
+    from kvsourcing.stores.keyvalue.aio import AsyncKeyValueStore
+
+    check_arguments(table_name, client, region, endpoint_url, options)
+    driver = AsyncDynamoDBDriver(
+        table_name,
+        client=client,
+        region=region,
+        endpoint_url=endpoint_url,
+        buckets=buckets,
+        feed=feed,
+        feed_grace=feed_grace,
+    )
+    return AsyncKeyValueStore(driver, **options)
+
+
+async def open_async(url: str, **options: Any) -> AsyncKeyValueStore:
+    """``from_url`` for ``kvsourcing.aio.open_store``: the store on an aiobotocore client."""
+    table_name, query = parse_url(url, options)
+    return new_async_store(table_name, **{**query, **options})

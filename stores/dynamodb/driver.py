@@ -1,5 +1,6 @@
 """``DynamoDBDriver``: the keyvalue ``FeedDriver`` on one DynamoDB table, as a thin layer
-that runs the ``flows`` with a boto3 client.
+that runs the ``flows`` with a boto3 client. ``DynamoDBBase`` holds what it shares with
+``AsyncDynamoDBDriver`` (``aio``): the settings, the flow of each call, error translation.
 
 An append is one ``TransactWriteItems`` of every commit (``commits``), preceded, when the
 driver keeps the feed, by one ``UpdateItem`` per feed bucket written (``feed``). A load is
@@ -32,30 +33,27 @@ from kvsourcing.errors import ConfigurationError, KvSourcingError
 from kvsourcing.stores.dynamodb import feed, flows, values
 from kvsourcing.stores.dynamodb.errors import CLIENT_ERRORS, translate_error
 from kvsourcing.stores.dynamodb.layout import DEFAULT_BUCKETS, DEFAULT_FEED_GRACE, key_bytes
-from kvsourcing.stores.dynamodb.steps import Flow, batch_get, conditionally, run
-from kvsourcing.stores.keyvalue.base import DriverBase, validate_buckets
+from kvsourcing.stores.dynamodb.steps import Flow, conditionally, run
+from kvsourcing.stores.keyvalue.base import DriverBase, DriverChecks, validate_buckets
 from kvsourcing.stores.keyvalue.records import Commit, FeedEntry, Loaded, Refusal
 
 T = TypeVar("T")
 
 
-class DynamoDBDriver(DriverBase):
-    """The driver (see the module docstring). ``client`` is a boto3 DynamoDB client, closed
-    by ``close()`` only when ``owns_client`` (the driver made it). ``buckets`` is the feed's
-    bucket count (the same for every process using the table); ``feed=False`` keeps no
-    feed; ``feed_grace`` is the seconds after which ``read_feed`` tombstones a reserved
-    position that was never written; ``attempts`` bounds retries of cancelled
-    transactions and of torn reads."""
-
-    system_name = "aws.dynamodb"
-    client_errors: ClassVar[tuple[type[BaseException], ...]] = CLIENT_ERRORS
+class DynamoDBBase(DriverChecks):
+    """What both DynamoDB drivers hold: the settings and, for each driver call, its flow
+    (``flows``), which a driver only runs on its client. ``buckets`` is the feed's bucket
+    count (the same for every process using the table); ``feed=False`` keeps no feed;
+    ``feed_grace`` is the seconds after which ``read_feed`` tombstones a reserved position
+    that was never written; ``attempts`` bounds retries of cancelled transactions and of
+    torn reads. A client is closed by ``close()`` only when ``owns_client`` (the driver made it)."""
 
     system_name = "aws.dynamodb"
     """OpenTelemetry's ``db.system.name`` of this backend."""
+    client_errors: ClassVar[tuple[type[BaseException], ...]] = CLIENT_ERRORS
 
     def __init__(
         self,
-        client: Any,
         table_name: str,
         *,
         owns_client: bool = False,
@@ -70,7 +68,6 @@ class DynamoDBDriver(DriverBase):
             raise ConfigurationError(
                 f"DynamoDB feed_grace must be a number of seconds >= 0, not {feed_grace!r}"
             )
-        self.client = client
         self.table_name = table_name
         self.buckets = validate_buckets(buckets, "DynamoDB")
         self.feed = bool(feed)
@@ -78,8 +75,73 @@ class DynamoDBDriver(DriverBase):
         self.attempts = attempts
         self.owns_client = owns_client
 
+    def endpoint_url(self) -> str | None:
+        """The endpoint the client sends to, for messages."""
+        raise NotImplementedError
+
     def translate(self, err: BaseException) -> KvSourcingError:
-        return translate_error(err, self.table_name, self.client.meta.endpoint_url)
+        return translate_error(err, self.table_name, self.endpoint_url())
+
+    def append_flow(self, commits: Sequence[Commit]) -> Flow[Refusal | None]:
+        return flows.append_many(
+            self.table_name,
+            commits,
+            buckets=self.buckets,
+            feed_on=self.feed,
+            grace=self.feed_grace,
+            attempts=self.attempts,
+        )
+
+    def load_flow(
+        self, key: str, after: int, *, use_snapshot: bool, commit_id: str | None, metadata: bool
+    ) -> Flow[Loaded]:
+        key_bytes(key)
+        return flows.load(
+            self.table_name,
+            key,
+            after,
+            use_snapshot=use_snapshot,
+            commit_id=commit_id,
+            metadata=metadata,
+            attempts=self.attempts,
+        )
+
+    def read_feed_flow(self, after: dict[int, str | None], limit: int) -> Flow[list[FeedEntry]]:
+        """Up to ``limit`` entries of each bucket in ``after`` after its position; tombstones
+        skipped, old gaps tombstoned, nothing past a young gap (``feed``). DynamoDB cannot
+        be told of new entries: a read's ``wait`` is ignored, and consumers poll."""
+        self.check_feed_request(after, limit)
+        starts = {bucket: feed.parse_position(bucket, position) for bucket, position in after.items()}
+        return flows.read_feed(
+            self.table_name, starts if self.feed else {}, limit, self.feed_grace, self.attempts
+        )
+
+    def trim_feed_flow(self, bucket: int, checkpoints: Sequence[str]) -> Flow[int]:
+        """Delete the feed items of ``bucket`` at or before the earliest of ``checkpoints``
+        (entries and tombstones, not the gap tombstones that keep late commits out): the
+        counter first records that position (``w``) so that readers start after it, then a
+        ``Query`` of keys and ``BatchWriteItem``s of deletes. Its result: how many items went."""
+        through = min((feed.parse_position(bucket, position) for position in checkpoints), default=None)
+        return flows.trim_feed(self.table_name, bucket, through)
+
+    def swap_value_flow(
+        self, name: str, expected: bytes | None, new: bytes | None, ttl: float | None
+    ) -> Flow[bool]:
+        operation, request = values.swap(self.table_name, name, expected, new, ttl, time.time())
+        return conditionally(operation, request)
+
+
+class DynamoDBDriver(DynamoDBBase, DriverBase):
+    """The driver (see the module docstring) on ``client``, a boto3 DynamoDB client; the
+    other arguments are ``DynamoDBBase``'s."""
+
+    def __init__(self, client: Any, table_name: str, **settings: Any) -> None:
+        super().__init__(table_name, **settings)
+        self.client = client
+
+    def endpoint_url(self) -> str | None:
+        endpoint: str | None = self.client.meta.endpoint_url
+        return endpoint
 
     def close_client(self) -> None:
         self.client.close()
@@ -89,68 +151,30 @@ class DynamoDBDriver(DriverBase):
             return run(flow, self.client)
 
     def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
-        if not commits:
-            return None
-        return self._run(
-            flows.append_many(
-                self.table_name,
-                commits,
-                buckets=self.buckets,
-                feed_on=self.feed,
-                grace=self.feed_grace,
-                attempts=self.attempts,
-            )
-        )
+        return self._run(self.append_flow(commits))
 
     def load(
         self, key: str, after: int, *, use_snapshot: bool = True, commit_id: str | None = None,
         metadata: bool = False,
     ) -> Loaded:  # fmt: skip
-        key_bytes(key)
-        return self._run(
-            flows.load(
-                self.table_name,
-                key,
-                after,
-                use_snapshot=use_snapshot,
-                commit_id=commit_id,
-                metadata=metadata,
-                attempts=self.attempts,
-            )
-        )
+        flow = self.load_flow(key, after, use_snapshot=use_snapshot, commit_id=commit_id, metadata=metadata)
+        return self._run(flow)
 
     def read_feed(self, after: dict[int, str | None], limit: int, *, wait: float = 0.0) -> list[FeedEntry]:
-        """Up to ``limit`` entries of each bucket in ``after`` after its position; tombstones
-        skipped, old gaps tombstoned, nothing past a young gap (``feed``). DynamoDB cannot
-        be told of new entries: ``wait`` is ignored, and consumers poll."""
-        self.check_feed_request(after, limit)
-        starts = {bucket: feed.parse_position(bucket, position) for bucket, position in after.items()}
-        if not starts or not self.feed:
-            return []
-        return self._run(flows.read_feed(self.table_name, starts, limit, self.feed_grace, self.attempts))
+        """See ``read_feed_flow``."""
+        return self._run(self.read_feed_flow(after, limit))
 
     def trim_feed(self, bucket: int, checkpoints: Sequence[str]) -> int:
-        """Delete the feed items of ``bucket`` at or before the earliest of ``checkpoints``
-        (entries and tombstones, not the gap tombstones that keep late commits out): the
-        counter first records that position (``w``) so that readers start after it, then a
-        ``Query`` of keys and ``BatchWriteItem``s of deletes. Returns how many items went."""
-        if not checkpoints:
-            return 0
-        through = min(feed.parse_position(bucket, position) for position in checkpoints)
-        return self._run(flows.trim_feed(self.table_name, bucket, through))
+        """See ``trim_feed_flow``."""
+        return self._run(self.trim_feed_flow(bucket, checkpoints))
 
     def read_value(self, name: str) -> bytes | None:
-        return values.live_value(self._run(flows.get(self.table_name, values.value_key(name))), time.time())
+        return self._run(flows.read_value(self.table_name, name))
 
     def read_values(self, names: Sequence[str]) -> list[bytes | None]:
-        keys = {name: values.value_key(name) for name in names}
-        items = self._run(batch_get(self.table_name, list(keys.values()), "values", "k, d, x"))
-        found = {item["k"]["S"]: item for item in items}
-        now = time.time()
-        return [values.live_value(found.get(keys[name]["k"]["S"]), now) for name in names]
+        return self._run(flows.read_values(self.table_name, names))
 
     def swap_value(
         self, name: str, expected: bytes | None, new: bytes | None, ttl: float | None = None
     ) -> bool:
-        operation, request = values.swap(self.table_name, name, expected, new, ttl, time.time())
-        return self._run(conditionally(operation, request))
+        return self._run(self.swap_value_flow(name, expected, new, ttl))

@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from kvsourcing.errors import StoreUnavailableError
 from kvsourcing.stores.dynamodb import commits as plan
-from kvsourcing.stores.dynamodb import feed, loads
+from kvsourcing.stores.dynamodb import feed, loads, values
 from kvsourcing.stores.dynamodb.errors import (
     CLIENT_ERRORS,
     MISSING_TABLE,
@@ -63,6 +63,8 @@ def append_many(
     table: str, commits: Sequence[Commit], *, buckets: int, feed_on: bool, grace: float, attempts: int
 ) -> Flow[Refusal | None]:
     """Write every commit in one transaction (see the module docstring)."""
+    if not commits:
+        return None
     tx = plan.build_transaction(table, commits, buckets=buckets, feed=feed_on)
     positions = yield from reserve(table, tx.wanted_positions())
     conflicts = tombstoned = 0
@@ -181,6 +183,8 @@ def read_feed(
 ) -> Flow[list[FeedEntry]]:
     """Up to ``limit`` entries of each bucket after its start: the counters of every bucket in
     one request, then a ``Query`` of each bucket with entries past its start."""
+    if not starts:
+        return []
     found = yield from batch_get(table, feed.counter_keys(list(starts)), "feed counters", "k, c, w")
     counters = feed.read_counters(list(starts), found)
     entries: list[FeedEntry] = []
@@ -231,10 +235,26 @@ def read_bucket(
     return entries
 
 
-def trim_feed(table: str, bucket: int, through: int) -> Flow[int]:
+def trim_feed(table: str, bucket: int, through: int | None) -> Flow[int]:
     """Record the watermark first (so that readers start after it), then delete the items
-    at or before it but the gap tombstones; how many went."""
+    at or before it but the gap tombstones; how many went (none when ``through`` is ``None``)."""
+    if through is None:
+        return 0
     yield from conditionally("update_item", feed.watermark(table, bucket, through))
     keys = feed.trimmable((yield from query_all(feed.trim_query(table, bucket, through))))
     yield from batch_delete(table, keys)
     return len(keys)
+
+
+def read_value(table: str, name: str) -> Flow[bytes | None]:
+    """The value ``name`` (``None``: absent or expired)."""
+    return values.live_value((yield from get(table, values.value_key(name))), time.time())
+
+
+def read_values(table: str, names: Sequence[str]) -> Flow[list[bytes | None]]:
+    """The values of ``names``, in order, by ``BatchGetItem``s."""
+    keys = {name: values.value_key(name) for name in names}
+    items = yield from batch_get(table, list(keys.values()), "values", "k, d, x")
+    found = {item["k"]["S"]: item for item in items}
+    now = time.time()
+    return [values.live_value(found.get(keys[name]["k"]["S"]), now) for name in names]

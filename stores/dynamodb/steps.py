@@ -2,24 +2,27 @@
 
 A *flow* is a generator that yields the requests it wants sent (``Call``) or a ``Pause``,
 and is sent each reply back (or has the client's error thrown into it); it never touches
-a client or a clock's sleep. ``run`` drives a flow with a boto3 client; an asyncio driver
-drives the same flows with ``await`` on an aiobotocore client and ``asyncio.sleep``, so
-retries, backoff and paging are written once. The general flows (conditional writes,
+a client or a clock's sleep. Its steps are ``kvsourcing.steps`` calls (a ``Call`` is the
+client's method, a ``Pause`` the runner's ``sleep``): ``run`` drives a flow with a boto3
+client, ``run_async`` the same flows with ``await`` on an aiobotocore client and
+``asyncio.sleep``, so retries, backoff and paging are written once. The general flows (conditional writes,
 batches sent again for what DynamoDB left unprocessed, records read again while torn)
 are here; the driver's own are in ``flows``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from botocore.exceptions import ClientError
 
+from kvsourcing import steps
 from kvsourcing.errors import StoreUnavailableError
-from kvsourcing.stores.dynamodb.errors import CLIENT_ERRORS, CONDITION_FAILED, backoff, error_code
+from kvsourcing.stores.dynamodb.errors import CONDITION_FAILED, backoff, error_code
 from kvsourcing.stores.dynamodb.layout import BATCH_GET_KEYS, BATCH_WRITE_ITEMS
 from kvsourcing.stores.dynamodb.loads import RecordsReading, records_query
 
@@ -33,6 +36,19 @@ class Call:
     operation: str
     request: dict[str, Any]
 
+    @property
+    def name(self) -> str:
+        """What ``kvsourcing.steps`` calls: the client's method."""
+        return self.operation
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        return ()
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return self.request
+
 
 @dataclass(frozen=True, slots=True)
 class Pause:
@@ -40,29 +56,48 @@ class Pause:
 
     seconds: float
 
+    name = "sleep"
+    """What ``kvsourcing.steps`` calls: the runner's sleep, with ``args``."""
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        return (self.seconds,)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return {}
+
 
 Flow = Generator[Call | Pause, Any, T]
+
+
+def as_steps(flow: Flow[T]) -> steps.Steps[T]:
+    """``flow`` as ``kvsourcing.steps`` runs it: ``Call`` and ``Pause`` have the same
+    ``name``, ``args`` and ``kwargs`` as its ``Call``."""
+    return cast("steps.Steps[T]", flow)
+
+
+class _ClientIO:
+    """A client as ``kvsourcing.steps`` runs a flow on it: its methods, and ``sleep``."""
+
+    def __init__(self, client: Any, sleep: Callable[[float], Any]) -> None:
+        self.client, self.sleep = client, sleep
+
+    def __getattr__(self, operation: str) -> Any:
+        return getattr(self.client, operation)
 
 
 def run(flow: Flow[T], client: Any) -> T:
     """Drive ``flow`` to its result with a boto3 ``client``; the client's errors the flow
     does not handle come out of here as they are (``served()`` translates them)."""
-    reply: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            step = flow.send(reply) if error is None else flow.throw(error)
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
-        reply, error = None, None
-        if isinstance(step, Pause):
-            time.sleep(step.seconds)
-            continue
-        try:
-            reply = getattr(client, step.operation)(**step.request)
-        except CLIENT_ERRORS as err:
-            error = err
+    return steps.run_sync(as_steps(flow), _ClientIO(client, time.sleep))
+
+
+async def run_async(flow: Flow[T], client: Any) -> T:
+    """``run`` for asyncio: each request awaited on an aiobotocore ``client``, each ``Pause``
+    an ``asyncio.sleep``. A cancellation leaves what the flow had sent whole or absent, as
+    DynamoDB applies each request (a transaction too) entirely or not."""
+    return await steps.run_async(as_steps(flow), _ClientIO(client, asyncio.sleep))
 
 
 def conditionally(operation: str, request: dict[str, Any]) -> Flow[bool]:

@@ -4,13 +4,14 @@ The query may carry ``region`` and ``endpoint_url`` (the client's) and the store
 a URL can spell: ``snapshot_interval``, ``buckets`` (ints), ``feed_grace`` (seconds),
 ``feed`` (``true``/``false``) and ``compression``. Objects (``codec``, ``cipher``,
 ``client``) are passed as keyword options; an option given both ways is refused.
+``without_userinfo`` and ``CLIENT_SETTINGS`` are how the sync and the async clients are made.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from kvsourcing.config import redact_url
 from kvsourcing.errors import ConfigurationError
@@ -28,6 +29,8 @@ _QUERY: dict[str, Callable[[str], Any]] = {
     "feed": lambda text: _BOOLEANS[text.lower()],
     "compression": str,
 }
+CLIENT_SETTINGS: dict[str, Any] = {"retries": {"mode": "standard"}, "connect_timeout": 10}
+"""The botocore ``Config`` of the clients the store makes: standard retry mode."""
 OWN_OPTIONS = ("client", "region", "endpoint_url", "buckets", "feed_grace")
 """What ``new_store`` takes besides every store's options."""
 
@@ -71,3 +74,14 @@ def parse_url(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             "too; configure one or the other"
         )
     return check_table_name(parts.netloc), parsed
+
+
+def without_userinfo(endpoint_url: str) -> str:
+    """``endpoint_url`` without its ``user:password@``, which no request would carry."""
+    try:
+        parts = urlsplit(endpoint_url)
+    except ValueError:
+        return endpoint_url  # boto3 refuses it, and the message is redacted
+    if "@" not in parts.netloc:
+        return endpoint_url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
