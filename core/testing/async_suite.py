@@ -220,44 +220,6 @@ class AsyncStoreSuite:
 
         self.run(test)
 
-    def test_two_async_consumers_of_one_name_split_the_buckets_and_miss_nothing(self) -> None:
-        async def test(store: Any) -> None:
-            run = uuid.uuid4().hex[:8]
-            keys = [f"async-split-{run}-{n}" for n in range(12)]
-            seen: list[tuple[str, int]] = []
-
-            class Recorder:
-                def handle(self, published: Any) -> None:
-                    if published.key in keys:
-                        seen.append((published.key, published.sequence))
-
-            name = f"split-{run}"
-            members = [
-                aio.FeedConsumer(store, name, bank, poll_interval=0.01, lease_seconds=0.6) for _ in range(2)
-            ]
-            for member in members:
-                member.add_handler(Recorder())
-                member.start()
-            split = False
-            for round_ in range(2):
-                for key in keys:
-                    await Account(key, store).ahandle(Deposit(1), commit_id=f"{round_}-{key}")
-            for _ in range(1500):
-                held = [member.slices_held for member in members]
-                split = split or (all(held) and not held[0] & held[1])
-                if split and set(seen) >= {(key, n) for key in keys for n in (1, 2)}:
-                    break
-                await asyncio.sleep(0.01)
-            for member in members:
-                await member.stop()
-            assert split, "the two members never shared the slices"
-            assert set(seen) == {(key, n) for key in keys for n in (1, 2)}, "every commit delivered"
-            for key in keys:
-                firsts = list(dict.fromkeys(n for k, n in seen if k == key))
-                assert firsts == [1, 2], (key, firsts)
-
-        self.run(test)
-
     def test_the_sync_and_async_stores_read_each_other(self) -> None:
         sync_store = self.new_sync_store()
         key = self.key()
