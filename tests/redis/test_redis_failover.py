@@ -272,6 +272,16 @@ def test_a_primary_left_without_its_replica_refuses_writes_as_unavailable(tmp_pa
     replica = start_replica(tmp_path / "replica", primary)
     driver = RedisDriver(primary.client(), prefix=fresh_prefix(), buckets=2, owns_client=True)
     try:
+
+        def counts_its_replica() -> bool:
+            try:
+                driver.swap_value("ready", None, None)  # a write, of nothing
+            except StoreUnavailableError:
+                return False
+            return True
+
+        # The primary counts the replica only once its first acknowledgement arrives.
+        wait_until(counts_its_replica, 10, "the primary to count its replica")
         assert driver.append(Commit("acct", 0, [b"c1|0/1"], commit_id="c1")) is None
         assert driver.swap_value("lease", None, b"me") is True
         admin = replica.client()
