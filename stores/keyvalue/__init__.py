@@ -10,12 +10,10 @@ from kvsourcing.stores.keyvalue.base import (
 )
 from kvsourcing.stores.keyvalue.consumer import FeedConsumer
 from kvsourcing.stores.keyvalue.driver import (
-    DEFAULT_COMMIT_ID_TTL,
     Driver,
     EventDriver,
     FeedDriver,
     ValueDriver,
-    validate_commit_id_ttl,
 )
 from kvsourcing.stores.keyvalue.records import (
     ALREADY_STORED,
@@ -33,7 +31,6 @@ from kvsourcing.stores.keyvalue.values import trim_consumed
 
 __all__ = [
     "ALREADY_STORED",
-    "DEFAULT_COMMIT_ID_TTL",
     "STORE_OPTIONS",
     "AsyncDriverBase",
     "Commit",
@@ -57,5 +54,4 @@ __all__ = [
     "query_options",
     "trim_consumed",
     "validate_buckets",
-    "validate_commit_id_ttl",
 ]

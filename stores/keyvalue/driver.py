@@ -16,27 +16,9 @@ A driver stores opaque, already encoded records; the base does everything else
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from kvsourcing.stores.keyvalue.records import Commit, FeedEntry, Loaded, Refusal
-
-DEFAULT_COMMIT_ID_TTL: Final = 86_400.0
-"""Seconds a driver that forgets commit ids keeps them at least (a day)."""
-
-MAX_COMMIT_ID_TTL: Final = 100 * 365 * 86_400.0
-"""The longest ``commit_id_ttl`` (a hundred years); ``None`` keeps ids for ever."""
-
-
-def validate_commit_id_ttl(ttl: object) -> float | None:
-    """``ttl`` as seconds (> 0, at most ``MAX_COMMIT_ID_TTL``), or ``None`` to keep commit ids for ever."""
-    if ttl is None:
-        return None
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= MAX_COMMIT_ID_TTL:
-        raise ValueError(
-            f"commit_id_ttl must be a number of seconds > 0 and at most {MAX_COMMIT_ID_TTL:.0f} "
-            f"(a hundred years), or None to keep ids for ever, not {ttl!r}"
-        )
-    return float(ttl)
 
 
 @runtime_checkable
