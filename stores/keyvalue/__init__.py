@@ -13,6 +13,7 @@ from kvsourcing.stores.keyvalue.driver import (
     Driver,
     EventDriver,
     FeedDriver,
+    RewritingDriver,
     ValueDriver,
 )
 from kvsourcing.stores.keyvalue.records import (
@@ -23,6 +24,7 @@ from kvsourcing.stores.keyvalue.records import (
     Loaded,
     Refusal,
     Snapshot,
+    check_rewrite,
     hash_tag,
     partition_bucket,
 )
@@ -45,9 +47,11 @@ __all__ = [
     "KeyedEvent",
     "Loaded",
     "Refusal",
+    "RewritingDriver",
     "Snapshot",
     "ValueDriver",
     "check_options",
+    "check_rewrite",
     "hash_tag",
     "new_store",
     "partition_bucket",

@@ -9,6 +9,8 @@ A driver stores opaque, already encoded records; the base does everything else
   feed of its aggregate's bucket, inside the same atomic write, and reads it back.
 * ``ValueDriver``: small named values with compare-and-swap, on which ``FeedConsumer``
   keeps its checkpoints and leases.
+* ``RewritingDriver``: an ``EventDriver`` that can replace an aggregate's records in
+  place, which ``kvsourcing reencrypt`` needs.
 
 ``DriverBase`` (``kvsourcing.stores.keyvalue.base``) supplies what these share.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from kvsourcing.stores.keyvalue.records import Commit, FeedEntry, Loaded, Refusal
+from kvsourcing.stores.keyvalue.records import Commit, FeedEntry, Loaded, Refusal, Snapshot
 
 
 @runtime_checkable
@@ -127,4 +129,22 @@ class FeedDriver(EventDriver, ValueDriver, Protocol):
         """Remove the entries of ``bucket`` that every one of ``checkpoints`` has passed
         (those at or before the earliest); later entries keep their positions. Returns
         how many entries were removed."""
+        ...
+
+
+@runtime_checkable
+class RewritingDriver(EventDriver, Protocol):
+    """A driver with the optional ``rewrite`` primitive (``kvsourcing reencrypt``)."""
+
+    def rewrite(
+        self, key: str, expected_head: int, records: Sequence[bytes], snapshot: Snapshot | None = None
+    ) -> int | None:
+        """Replace records ``1..expected_head`` of ``key`` by ``records`` (the same events,
+        re-encoded), and its snapshot by ``snapshot`` when given, only if the head is still
+        ``expected_head`` and the stored snapshot is at ``snapshot.sequence``. Returns
+        ``None`` when written, else the head found, having written nothing more: the caller
+        reads again. Commits' ids and times and feed entries stay as they are. Raise
+        ``ValueError`` (``records.check_rewrite``) unless there are ``expected_head`` records.
+        A driver documents whether the replacement is atomic or, over its limits, done in
+        idempotent parts."""
         ...

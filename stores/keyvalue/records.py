@@ -143,3 +143,9 @@ def require_distinct_keys(commits: Sequence[Commit]) -> None:
         if commit.key in seen:
             raise ValueError(f"aggregate {commit.key!r} appears twice in one atomic append")
         seen.add(commit.key)
+
+
+def check_rewrite(expected_head: int, records: Sequence[bytes]) -> None:
+    """Refuse a ``rewrite`` whose records are not exactly ``1..expected_head`` (``ValueError``)."""
+    if len(records) != expected_head:
+        raise ValueError(f"rewrite of {expected_head} records got {len(records)}")

@@ -20,6 +20,7 @@ from kvsourcing.stores.keyvalue import (
     Refusal,
     Snapshot,
     check_options,
+    check_rewrite,
     partition_bucket,
     query_options,
     validate_buckets,
@@ -175,13 +176,8 @@ class MemoryDriver(DriverBase):
     def rewrite(
         self, key: str, expected_head: int, records: Sequence[bytes], snapshot: Snapshot | None = None
     ) -> int | None:
-        """Optional primitive (``kvsourcing reencrypt``): replace records ``1..expected_head``
-        of ``key`` by ``records`` (the same events, re-encoded), and its snapshot by
-        ``snapshot`` when given, atomically and only if the head is still ``expected_head``
-        and the stored snapshot is at ``snapshot.sequence``. Returns ``None`` when written,
-        else the actual head (nothing written). Feed entries are left as they are."""
-        if len(records) != expected_head:
-            raise ValueError(f"rewrite of {expected_head} records got {len(records)}")
+        """The ``RewritingDriver`` primitive (``kvsourcing reencrypt``), atomic under the lock."""
+        check_rewrite(expected_head, records)
         with self._lock:
             stream = self._streams.get(key) or _Stream()
             if len(stream.records) != expected_head:
