@@ -19,7 +19,7 @@ from redis.cluster import RedisCluster
 
 from kvsourcing.errors import ConfigurationError, KvSourcingError
 from kvsourcing.steps import run_async, run_sync
-from kvsourcing.stores.keyvalue import Commit, FeedEntry, Loaded, Refusal
+from kvsourcing.stores.keyvalue import Commit, FeedEntry, Loaded, Refusal, Snapshot
 from kvsourcing.stores.keyvalue.base import AsyncDriverBase, DriverChecks
 from kvsourcing.stores.redis.errors import CLIENT_ERRORS, client_password, describe_client, translate_error
 from kvsourcing.stores.redis.feed import RedisFeed, entries_of, read_steps, trim_minid
@@ -29,6 +29,7 @@ from kvsourcing.stores.redis.operations import (
     append_steps,
     load_steps,
     read_values_steps,
+    rewrite_steps,
     swap_value_steps,
 )
 from kvsourcing.stores.redis.protocol import MAX_ARGUMENT_BYTES
@@ -134,6 +135,14 @@ class RedisDriver(RedisBase[Redis | RedisCluster], RedisFeed):
         )
         with self.served():
             return run_sync(steps, self.io)
+
+    def rewrite(
+        self, key: str, expected_head: int, records: Sequence[bytes], snapshot: Snapshot | None = None
+    ) -> int | None:
+        """The ``RewritingDriver`` primitive (``kvsourcing reencrypt``): one script over the
+        aggregate's keys, atomic, on a Cluster too (they share a slot; ``scripts.REWRITE``)."""
+        with self.served():
+            return run_sync(rewrite_steps(self, key, expected_head, records, snapshot), self.io)
 
     def read_value(self, name: str) -> bytes | None:
         """The value stored under ``name`` (``None`` when absent or expired)."""

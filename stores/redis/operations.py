@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from redis.exceptions import NoScriptError
 
 from kvsourcing.steps import Call, Steps
-from kvsourcing.stores.keyvalue import Commit, Loaded, Refusal
+from kvsourcing.stores.keyvalue import Commit, Loaded, Refusal, Snapshot
 from kvsourcing.stores.redis.keys import Layout
 from kvsourcing.stores.redis.protocol import (
     ScriptCall,
@@ -23,6 +23,7 @@ from kvsourcing.stores.redis.protocol import (
     parse_load,
     parse_reads,
     parse_refusal,
+    rewrite_call,
     swap_call,
 )
 
@@ -81,6 +82,15 @@ def load_steps(
         driver.layout, key, after, use_snapshot=use_snapshot, commit_id=commit_id, metadata=metadata
     )
     return parse_load(key, after, (yield from run_script(call)))
+
+
+def rewrite_steps(
+    driver: Settings, key: str, expected_head: int, records: Sequence[bytes], snapshot: Snapshot | None
+) -> Steps[int | None]:
+    """The rewrite script (``scripts.REWRITE``): ``None`` when written, else the head found."""
+    call = rewrite_call(driver.layout, key, expected_head, records, snapshot, driver.max_argument_bytes)
+    reply = yield from run_script(call)
+    return None if reply is None else int(reply)
 
 
 def read_values_steps(driver: Settings, names: Sequence[str]) -> Steps[list[bytes | None]]:

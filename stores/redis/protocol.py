@@ -18,9 +18,9 @@ from redis.crc import key_slot
 
 from kvsourcing.errors import CommitTooLargeError, CrossPartitionError, EncodingError
 from kvsourcing.stores.keyvalue import Commit, CommitInfo, Loaded, Refusal, Snapshot
-from kvsourcing.stores.keyvalue.records import require_distinct_keys
+from kvsourcing.stores.keyvalue.records import check_rewrite, require_distinct_keys
 from kvsourcing.stores.redis.keys import Layout, encode_name
-from kvsourcing.stores.redis.scripts import APPEND, LOAD, SWAP, LuaScript
+from kvsourcing.stores.redis.scripts import APPEND, LOAD, REWRITE, SWAP, LuaScript
 
 MAX_ARGUMENT_BYTES: Final = 512 * 1024 * 1024
 """Redis's default ``proto-max-bulk-len``: the longest string one command argument may be."""
@@ -234,6 +234,23 @@ def parse_commits(key: str, pairs: Sequence[bytes], start: int) -> list[CommitIn
             infos.append(info)
     infos.sort(key=lambda info: info.last)
     return infos
+
+
+def rewrite_call(
+    layout: Layout, key: str, expected_head: int, records: Sequence[bytes], snapshot: Snapshot | None,
+    max_argument_bytes: int,
+) -> ScriptCall:  # fmt: skip
+    """The rewrite script's call: one argument per record, so no argument holds more than
+    a record (``CommitTooLargeError``, before anything is sent, for one past the limit)."""
+    check_rewrite(expected_head, records)
+    for size in (len(record) for record in (*records, snapshot.state if snapshot else b"")):
+        if size > max_argument_bytes:
+            raise CommitTooLargeError(
+                f"cannot rewrite {key!r}: a record or snapshot of {size} bytes is more than the "
+                f"{max_argument_bytes} bytes one Redis argument may hold (proto-max-bulk-len)"
+            )
+    state = (b"", b"") if snapshot is None else (snapshot.sequence, snapshot.state)
+    return ScriptCall(REWRITE, layout.keys(key)[:2], (expected_head, *state, *records))
 
 
 def swap_call(

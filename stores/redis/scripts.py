@@ -142,3 +142,32 @@ else
 end
 return 1
 """)
+
+# The rewrite primitive (kvsourcing reencrypt). KEYS: events list, snapshot hash. ARGV:
+# the expected head, the snapshot's sequence ("" for none), the snapshot (or ""), then
+# the records 1..head. Writes only if the list holds the expected head and, with a
+# snapshot, the stored one is at its sequence; else returns the head. The list is
+# replaced whole (DEL, then RPUSH in chunks: linear, where an LSET per index walks the
+# list; readers never see it in between, as the script is atomic); the snapshot keeps
+# its sequence. The commits hash and the feed are left as they are.
+REWRITE = LuaScript("""
+local head = redis.call('LLEN', KEYS[1])
+if head ~= tonumber(ARGV[1]) then
+  return head
+end
+if ARGV[2] ~= '' then
+  local stored = redis.call('HMGET', KEYS[2], 's')[1]
+  if not stored or tonumber(stored) ~= tonumber(ARGV[2]) then
+    return head
+  end
+end
+redis.call('DEL', KEYS[1])
+local n = #ARGV
+for i = 4, n, 4096 do
+  redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 4095, n)))
+end
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[2], 'd', ARGV[3])
+end
+return nil
+""")
