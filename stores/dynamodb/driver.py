@@ -30,12 +30,12 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar
 
 from kvsourcing.errors import ConfigurationError, KvSourcingError
-from kvsourcing.stores.dynamodb import feed, flows, values
+from kvsourcing.stores.dynamodb import feed, flows, rewrite, values
 from kvsourcing.stores.dynamodb.errors import CLIENT_ERRORS, translate_error
 from kvsourcing.stores.dynamodb.layout import DEFAULT_BUCKETS, DEFAULT_FEED_GRACE, key_bytes
 from kvsourcing.stores.dynamodb.steps import Flow, conditionally, run
 from kvsourcing.stores.keyvalue.base import DriverBase, DriverChecks, validate_buckets
-from kvsourcing.stores.keyvalue.records import Commit, FeedEntry, Loaded, Refusal
+from kvsourcing.stores.keyvalue.records import Commit, FeedEntry, Loaded, Refusal, Snapshot
 
 T = TypeVar("T")
 
@@ -124,6 +124,11 @@ class DynamoDBBase(DriverChecks):
         through = min((feed.parse_position(bucket, position) for position in checkpoints), default=None)
         return flows.trim_feed(self.table_name, bucket, through)
 
+    def rewrite_flow(
+        self, key: str, expected_head: int, records: Sequence[bytes], snapshot: Snapshot | None
+    ) -> Flow[int | None]:
+        return rewrite.rewrite(self.table_name, key, expected_head, records, snapshot, self.attempts)
+
     def swap_value_flow(
         self, name: str, expected: bytes | None, new: bytes | None, ttl: float | None
     ) -> Flow[bool]:
@@ -167,6 +172,13 @@ class DynamoDBDriver(DynamoDBBase, DriverBase):
     def trim_feed(self, bucket: int, checkpoints: Sequence[str]) -> int:
         """See ``trim_feed_flow``."""
         return self._run(self.trim_feed_flow(bucket, checkpoints))
+
+    def rewrite(
+        self, key: str, expected_head: int, records: Sequence[bytes], snapshot: Snapshot | None = None
+    ) -> int | None:
+        """The ``RewritingDriver`` primitive (``kvsourcing reencrypt``): each commit rewritten
+        atomically, in chunks of whole commits conditioned on the head (``rewrite``)."""
+        return self._run(self.rewrite_flow(key, expected_head, records, snapshot))
 
     def read_value(self, name: str) -> bytes | None:
         return self._run(flows.read_value(self.table_name, name))

@@ -86,17 +86,19 @@ class RecordsReading:
 
     ``add`` returns ``False`` as soon as the view is torn (a gap); ``records()`` is
     ``None`` when it ended torn (a split commit seen in part, or fewer records than
-    ``last`` asks for).
+    ``last`` asks for). ``items`` keeps the items added (``rewrite`` reads their layout).
     """
 
     start: int
     last: int | None = None
     found: list[bytes] = field(default_factory=list)
     commits: list[CommitInfo] = field(default_factory=list)
+    items: list[dict[str, Any]] = field(default_factory=list)
     _first: int | None = None
     _unfinished: bool = False
 
     def add(self, items: list[dict[str, Any]]) -> bool:
+        self.items.extend(items)
         for item in items:
             values = item["r"]["L"]
             end = int(item["s"]["N"])
