@@ -2,7 +2,7 @@
 items rewritten in place, as a flow (``steps``) over plans of plain data.
 
 Re-sealed records may be larger or smaller than they were, so each commit is packed
-again (``packing.pack``) and its items updated, added or deleted in one transaction: a
+again (``packing.pack``) and its items replaced, added or deleted in one transaction: a
 reader never sees a commit half rewritten. Commits whose records did not change are left
 alone. Every transaction holds a ``ConditionCheck`` of the head at the expected sequence,
 and each item action a condition that the item is there as it was read (absent, for an
@@ -164,36 +164,27 @@ def commit_actions(
 ) -> tuple[list[dict[str, Any]], int] | None:
     """The actions that store ``records`` as the commit held by ``pieces`` (its items,
     ``first`` its first sequence) and their size; ``None`` when they are stored already.
-    The final item keeps its sort key (and with it the commit's id and time)."""
+    Items are put whole (an item kept keeps its other attributes: the final one, at the
+    same sort key, its commit's id and time), not updated: moto counts an updated
+    attribute's old value and new one together against the item size limit."""
     if [value["B"] for piece in pieces for value in piece["r"]["L"]] == list(records):
         return None
     final = pieces[-1]
     last = int(final["s"]["N"])
     commit_id = final["i"]["S"] if "i" in final else None
-    stored = {int(piece["s"]["N"]) for piece in pieces}
+    stored = {int(piece["s"]["N"]): piece for piece in pieces}
     actions: list[dict[str, Any]] = []
     total = 0
     packed = pack(records, first - 1, key, size, commit_id)
     for piece in packed:
-        listed = {"L": [{"B": record} for record in piece.records]}
-        if piece.last in stored:
-            update: dict[str, Any] = {
-                "TableName": table,
-                "Key": item_key(key, piece.last),
-                "UpdateExpression": "SET r = :r",
-                "ConditionExpression": "attribute_exists(k)",
-                "ExpressionAttributeValues": {":r": listed},
-            }
-            if piece.last != last:
-                update["UpdateExpression"] = "SET r = :r, e = :e"
-                update["ExpressionAttributeValues"][":e"] = integer(last)
-            actions.append({"Update": update})
-        else:
-            item = {"k": {"S": key}, "s": integer(piece.last), "r": listed, "e": integer(last)}
-            put = {"TableName": table, "Item": item, "ConditionExpression": "attribute_not_exists(k)"}
-            actions.append({"Put": put})
+        item = {**stored.get(piece.last, {"k": {"S": key}, "s": integer(piece.last)})}
+        item["r"] = {"L": [{"B": record} for record in piece.records]}
+        if piece.last != last:
+            item["e"] = integer(last)
+        held = "attribute_exists(k)" if piece.last in stored else "attribute_not_exists(k)"
+        actions.append({"Put": {"TableName": table, "Item": item, "ConditionExpression": held}})
         total += piece.size
-    for gone in sorted(stored - {piece.last for piece in packed}):
+    for gone in sorted(set(stored) - {piece.last for piece in packed}):
         delete = {
             "TableName": table,
             "Key": item_key(key, gone),
