@@ -43,6 +43,7 @@ from kvsourcing.testing.domain import (
     Reset,
     registry,
 )
+from kvsourcing.testing.reencrypt import ReencryptTests
 
 
 class RawWriter:
@@ -75,7 +76,7 @@ class Unregistered:
     """An event type no registry knows."""
 
 
-class StoreSuite(CommitTests):
+class StoreSuite(CommitTests, ReencryptTests):
     """The store compliance suite; subclasses define ``new_store``."""
 
     def new_store(self, *, snapshot_interval: int = 0) -> Any:
