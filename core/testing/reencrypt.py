@@ -4,7 +4,9 @@ nothing, and no record outside the feed keeps the old key, as the backend stores
 
 ``StoreSuite`` inherits them. They open stores with other ciphers over the driver of the
 suite's store (``KeyValueStore(store.driver, cipher=...)``), so the suite's store must be
-a ``KeyValueStore``, and read the backend raw (``raw.raw_values``) on the built-in drivers.
+a ``KeyValueStore`` whose driver has ``rewrite`` (``RewritingDriver``), and they read the
+backend raw with ``raw_values``, which knows the built-in drivers: a suite of another
+driver overrides it.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from kvsourcing.crypto import AesGcmCipher, key_id
 from kvsourcing.errors import ConcurrencyFault
 from kvsourcing.stores.keyvalue import KeyValueStore, RewritingDriver, Snapshot
 from kvsourcing.stores.keyvalue.reencrypt import reencrypt
+from kvsourcing.testing import raw
 from kvsourcing.testing.domain import Counter, Incremented, Renamed
-from kvsourcing.testing.raw import raw_values, sealed_by
+from kvsourcing.testing.raw import RawValues, sealed_by
 
 
 def commit(store: KeyValueStore, key: str, *events: Any) -> None:
@@ -35,6 +38,10 @@ def commit(store: KeyValueStore, key: str, *events: Any) -> None:
 
 class ReencryptTests:
     """``reencrypt`` and the driver's ``rewrite``, over the suite's store (``store`` fixture)."""
+
+    def raw_values(self, driver: Any) -> RawValues:
+        """What ``driver``'s backend holds, read raw (``raw.raw_values``)."""
+        return raw.raw_values(driver)
 
     @staticmethod
     def rotated(store: KeyValueStore) -> tuple[Any, str, bytes, bytes, KeyValueStore]:
@@ -71,7 +78,9 @@ class ReencryptTests:
         assert [sealed_by(value, old) for value in driver.load(key, 0, use_snapshot=False).records] == [
             False, False, True, True, False,
         ]  # fmt: skip
-        assert any(sealed_by(value, old) for value in raw_values(driver).stored), "the scan sees the records"
+        assert any(sealed_by(value, old) for value in self.raw_values(driver).stored), (
+            "the scan sees the records"
+        )
 
         assert reencrypt(rotated, key) == 5  # records 1-4 and the snapshot; record 5 was current
 
@@ -81,10 +90,10 @@ class ReencryptTests:
         counter = Counter(key, only_new)
         counter.refresh()
         assert (counter.count, counter.name, counter.sequence_number()) == (6, "n" * 200, 5)
-        raw = raw_values(driver)
-        assert not [value for value in raw.stored if sealed_by(value, old)]
+        after = self.raw_values(driver)
+        assert not [value for value in after.stored if sealed_by(value, old)]
         if driver.feed:
-            assert any(key_id(old) in value for value in raw.feed), "feed entries keep their bytes"
+            assert any(key_id(old) in value for value in after.feed), "feed entries keep their bytes"
         assert reencrypt(rotated, key) == 0
 
     def test_reencrypt_keeps_a_commit_that_lands_before_its_rewrite(
@@ -99,7 +108,7 @@ class ReencryptTests:
         events = KeyValueStore(driver, cipher=AesGcmCipher(new, allow_plaintext=False)).read_events(key)
         assert [event.sequence for event in events] == [1, 2, 3, 4, 5, 6, 7]
         assert [event.data for event in events[-2:]] == [{"by": 100}, {"by": 100}]
-        assert not [value for value in raw_values(driver).stored if sealed_by(value, old)]
+        assert not [value for value in self.raw_values(driver).stored if sealed_by(value, old)]
 
     def test_reencrypt_gives_up_on_writers_that_never_stop_writing_nothing(
         self, store: Any, monkeypatch: pytest.MonkeyPatch
@@ -142,4 +151,4 @@ class ReencryptTests:
         counter.refresh()
         assert (counter.count, counter.name, counter.sequence_number()) == (465, "r19", 50)
         assert [event.sequence for event in only_new.read_events(key)] == list(range(1, 51))
-        assert not [value for value in raw_values(driver).stored if sealed_by(value, old)]
+        assert not [value for value in self.raw_values(driver).stored if sealed_by(value, old)]

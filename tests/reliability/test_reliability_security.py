@@ -141,6 +141,27 @@ def test_acl_user_limited_to_the_prefix_runs_the_whole_store(secure_redis: Redis
     admin.close()
 
 
+def test_acl_user_limited_to_the_prefix_can_reencrypt(secure_redis: RedisServer) -> None:
+    """``kvsourcing reencrypt`` (the rewrite script) needs no command beyond the store's."""
+    from kvsourcing.crypto import AesGcmCipher
+    from kvsourcing.stores.keyvalue.reencrypt import reencrypt
+
+    admin = admin_of(secure_redis)
+    admin.acl_log_reset()
+    old, new = os.urandom(32), os.urandom(32)
+    with kvsourcing.open_store(
+        user_url(secure_redis), snapshot_interval=2, cipher=AesGcmCipher(old)
+    ) as store:
+        for number in range(3):
+            Tally("rotated", store).handle(Add(f"op-{number}", 1))
+    with kvsourcing.open_store(user_url(secure_redis), cipher=AesGcmCipher(new, old)) as store:
+        assert reencrypt(store, "rotated") == 4  # three records and the snapshot
+    with kvsourcing.open_store(user_url(secure_redis), cipher=AesGcmCipher(new)) as store:
+        assert len(store.read_events("rotated")) == 3 and store.read_snapshot("rotated") is not None
+    assert admin.acl_log() == []
+    admin.close()
+
+
 def test_acl_user_cannot_touch_keys_outside_its_prefix(secure_redis: RedisServer) -> None:
     admin = admin_of(secure_redis)
     admin.set("outside", "secret-data")

@@ -256,3 +256,44 @@ def test_closed_pipe_through_the_console_script(redis_server: Any) -> None:
     pipeline = f"{script} events long --json --store '{url}' | head -c 1 >/dev/null; exit ${{PIPESTATUS[0]}}"
     done = subprocess.run(["bash", "-c", pipeline], capture_output=True, text=True, timeout=60, check=False)
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+@pytest.fixture(params=["redis", "dynamodb"])
+def server_url(request: pytest.FixtureRequest) -> str:
+    """A fresh store's URL on a real Redis server, then on moto's DynamoDB server."""
+    if request.param == "redis":
+        return f"{request.getfixturevalue('redis_server').url}?prefix=cli-{uuid.uuid4().hex[:8]}&buckets=4"
+    from kvsourcing.stores.dynamodb import create_table
+    from kvsourcing.testing.moto import REGION, fresh_table_name
+
+    table = fresh_table_name()
+    create_table(request.getfixturevalue("server_client"), table)
+    return f"dynamodb://{table}?region={REGION}&endpoint_url={request.getfixturevalue('moto_server_url')}"
+
+
+def test_reencrypt_on_a_server(
+    server_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import base64
+
+    from kvsourcing.crypto import AesGcmCipher
+    from kvsourcing.testing.raw import raw_values, sealed_by
+
+    old, new = os.urandom(32), os.urandom(32)
+    with open_store(server_url, cipher=AesGcmCipher(old), snapshot_interval=2) as store:
+        counter = Counter("acct-1", store)
+        for by in (1, 2, 3):
+            counter.apply_event(Incremented(by))
+            counter.commit()
+        events = store.read_events("acct-1")
+    monkeypatch.setenv("KVSOURCING_CIPHER_KEY", ",".join(base64.b64encode(k).decode() for k in (new, old)))
+    assert main(["reencrypt", "acct-1", "--store", server_url]) == 0
+    assert "re-encrypted 4 record(s) of 'acct-1' under the newest key" in capsys.readouterr().out
+    with open_store(server_url, cipher=AesGcmCipher(new, allow_plaintext=False)) as store:
+        assert store.read_events("acct-1") == events
+        assert store.read_snapshot("acct-1") == (2, {"count": 3, "name": "", "audits": []})
+        stored = raw_values(store.driver).stored
+        assert any(sealed_by(value, new) for value in stored)
+        assert not any(sealed_by(value, old) for value in stored)
+    assert main(["reencrypt", "acct-1", "--store", server_url]) == 0
+    assert "re-encrypted 0 record(s)" in capsys.readouterr().out
