@@ -4,9 +4,10 @@ nothing, and no record outside the feed keeps the old key, as the backend stores
 
 ``StoreSuite`` inherits them. They open stores with other ciphers over the driver of the
 suite's store (``KeyValueStore(store.driver, cipher=...)``), so the suite's store must be
-a ``KeyValueStore`` whose driver has ``rewrite`` (``RewritingDriver``), and they read the
-backend raw with ``raw_values``, which knows the built-in drivers: a suite of another
-driver overrides it.
+a ``KeyValueStore``. For a driver without ``rewrite`` (``RewritingDriver``: it is
+optional) they check that ``reencrypt`` refuses it; with one, they read the backend raw
+with ``raw_values``, which knows the built-in drivers: a suite of another driver
+overrides it.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
 from kvsourcing.crypto import AesGcmCipher, key_id
-from kvsourcing.errors import ConcurrencyFault
+from kvsourcing.errors import ConcurrencyFault, ConfigurationError
 from kvsourcing.stores.keyvalue import KeyValueStore, RewritingDriver, Snapshot
 from kvsourcing.stores.keyvalue.reencrypt import reencrypt
 from kvsourcing.testing import raw
@@ -36,6 +37,17 @@ def commit(store: KeyValueStore, key: str, *events: Any) -> None:
     counter.commit()
 
 
+class Rotation(NamedTuple):
+    """A stream written over a key rotation (``ReencryptTests.rotated``): its driver, key,
+    old and new keys, and a store whose cipher seals with the new key and opens both."""
+
+    driver: Any
+    key: str
+    old: bytes
+    new: bytes
+    store: KeyValueStore
+
+
 class ReencryptTests:
     """``reencrypt`` and the driver's ``rewrite``, over the suite's store (``store`` fixture)."""
 
@@ -44,19 +56,29 @@ class ReencryptTests:
         return raw.raw_values(driver)
 
     @staticmethod
-    def rotated(store: KeyValueStore) -> tuple[Any, str, bytes, bytes, KeyValueStore]:
-        """A stream written over a key rotation: records 1-2 plaintext, 3-4 under an old key
-        (a snapshot at 4), 5 under the new one; returns the driver, the key, the old and
-        new keys, and a store whose cipher seals with the new key and opens both."""
+    def rewriting(store: KeyValueStore) -> Any | None:
+        """The store's driver when it has ``rewrite``; else ``None``, having checked that
+        ``reencrypt`` refuses it, naming the missing primitive (it is optional)."""
         driver = store.driver
-        assert isinstance(driver, RewritingDriver), f"{type(driver).__name__} has no rewrite primitive"
+        if isinstance(driver, RewritingDriver):
+            return driver
+        with pytest.raises(ConfigurationError, match="has no rewrite primitive"):
+            reencrypt(KeyValueStore(driver, cipher=AesGcmCipher(os.urandom(32))), "reencrypt-refused")
+        return None
+
+    def rotated(self, store: KeyValueStore) -> Rotation | None:
+        """A stream written over a key rotation: records 1-2 plaintext, 3-4 under an old key
+        (a snapshot at 4), 5 under the new one (``None`` for a driver without ``rewrite``)."""
+        driver = self.rewriting(store)
+        if driver is None:
+            return None
         key, old, new = f"reencrypt-{uuid.uuid4().hex[:12]}", os.urandom(32), os.urandom(32)
         commit(KeyValueStore(driver), key, Renamed("plain"), Incremented(1))
         sealed_old = KeyValueStore(driver, cipher=AesGcmCipher(old), snapshot_interval=4)
         commit(sealed_old, key, Incremented(2), Incremented(3))
         rotated = KeyValueStore(driver, cipher=AesGcmCipher(new, old), compression="zlib")
         commit(rotated, key, Renamed("n" * 200))
-        return driver, key, old, new, rotated
+        return Rotation(driver, key, old, new, rotated)
 
     @staticmethod
     def racing(monkeypatch: pytest.MonkeyPatch, driver: Any, races: int, writer: Callable[[], None]) -> None:
@@ -73,7 +95,9 @@ class ReencryptTests:
         monkeypatch.setattr(driver, "rewrite", raced)
 
     def test_reencrypt_seals_every_record_and_the_snapshot_under_the_newest_key(self, store: Any) -> None:
-        driver, key, old, new, rotated = self.rotated(store)
+        if (rotation := self.rotated(store)) is None:
+            return
+        driver, key, old, new, rotated = rotation
         events = rotated.read_events(key)
         assert [sealed_by(value, old) for value in driver.load(key, 0, use_snapshot=False).records] == [
             False, False, True, True, False,
@@ -99,7 +123,9 @@ class ReencryptTests:
     def test_reencrypt_keeps_a_commit_that_lands_before_its_rewrite(
         self, store: Any, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        driver, key, old, new, rotated = self.rotated(store)
+        if (rotation := self.rotated(store)) is None:
+            return
+        driver, key, old, new, rotated = rotation
         stale_writer = KeyValueStore(driver, cipher=AesGcmCipher(old, new))  # not rotated yet
         self.racing(monkeypatch, driver, 2, lambda: commit(stale_writer, key, Incremented(100)))
 
@@ -113,7 +139,9 @@ class ReencryptTests:
     def test_reencrypt_gives_up_on_writers_that_never_stop_writing_nothing(
         self, store: Any, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        driver, key, old, new, rotated = self.rotated(store)
+        if (rotation := self.rotated(store)) is None:
+            return
+        driver, key, old, new, rotated = rotation
         stored = list(driver.load(key, 0, use_snapshot=False).records)
         stale_writer = KeyValueStore(driver, cipher=AesGcmCipher(old, new))
         self.racing(monkeypatch, driver, 100, lambda: commit(stale_writer, key, Incremented(1)))
@@ -122,7 +150,9 @@ class ReencryptTests:
         assert list(driver.load(key, 0, use_snapshot=False).records)[:5] == stored
 
     def test_rewrite_refuses_a_moved_head_or_another_snapshot(self, store: Any) -> None:
-        driver, key, _, _, rotated = self.rotated(store)
+        if (rotation := self.rotated(store)) is None:
+            return
+        driver, key, _, _, rotated = rotation
         records = list(driver.load(key, 0, use_snapshot=False).records)
         snapshot = driver.load(key, 0).snapshot
         assert snapshot is not None and snapshot.sequence == 4
@@ -138,7 +168,8 @@ class ReencryptTests:
         assert rotated.read_events(key)[-1].data == {"name": "n" * 200}
 
     def test_reencrypt_of_a_long_stream_in_many_commits(self, store: Any) -> None:
-        driver = store.driver
+        if (driver := self.rewriting(store)) is None:
+            return
         key, old, new = f"reencrypt-{uuid.uuid4().hex[:12]}", os.urandom(32), os.urandom(32)
         sealed_old = KeyValueStore(driver, cipher=AesGcmCipher(old), snapshot_interval=10)
         for by in range(1, 31):

@@ -10,8 +10,8 @@ new events, concurrent writers). A driver's tests subclass it and define
             return mystore.new_store(snapshot_interval=snapshot_interval)
 
 Every test uses fresh aggregate keys, so ``new_store`` may return stores sharing data.
-The re-encryption tests (``kvsourcing.testing.reencrypt``) need a key-value store whose
-driver has the ``rewrite`` primitive, and read its backend raw: see that module.
+The re-encryption tests (``kvsourcing.testing.reencrypt``) need a key-value store, and
+read the backend of a driver with the ``rewrite`` primitive raw: see that module.
 """
 
 from __future__ import annotations

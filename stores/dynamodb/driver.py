@@ -5,7 +5,9 @@ that runs the ``flows`` with a boto3 client. ``DynamoDBBase`` holds what it shar
 An append is one ``TransactWriteItems`` of every commit (``commits``), preceded, when the
 driver keeps the feed, by one ``UpdateItem`` per feed bucket written (``feed``). A load is
 one ``BatchGetItem`` of the head and the snapshot (and a named commit's marker when asked
-about a commit id), and a ``Query`` when records are newer (``loads``).
+about a commit id), and a ``Query`` when records are newer (``loads``). ``rewrite``
+(``kvsourcing reencrypt``) rewrites commit items in transactions of whole commits
+(``rewrite``).
 
 Commit ids. Every commit keeps its id and time on its commit item, so ``read_events``
 shows them at no cost. A re-sent commit (the reply to the first send was lost) is

@@ -7,9 +7,9 @@ carries its own sequence, and any snapshot with the records after it is a true s
 Then it ``Query``s ``s > start`` (``ConsistentRead``, following ``LastEvaluatedKey``):
 every item holding a record after ``start`` has a sort key above it (the snapshot and the
 markers are below 0), and the first one's earlier records are dropped. A ``Query`` is
-read-committed per item, so it might see part of a split commit being applied: a gap in
-the sequences, or a final item still carrying ``e``, means the view was torn, and the
-``Query`` is read again.
+read-committed per item, so it might see part of a split commit being applied, or of a
+commit being repacked by ``rewrite``: a gap in the sequences, records seen twice, or a
+final item still carrying ``e``, means the view was torn, and the ``Query`` is read again.
 """
 
 from __future__ import annotations

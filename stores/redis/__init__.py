@@ -10,10 +10,12 @@ stored and, if asked, the commits' metadata; or, for a store that writes no snap
 sequence, ``HEXISTS`` of the commit id, ``LRANGE`` of the records), which cost less than
 passing the records through Lua and are consistent because records only grow
 (``protocol.load_reads``); a snapshot found there (written by another store) is loaded by
-the script in a second round trip. Encoding, validation and faults are the keyvalue base's;
-this driver only stores bytes. The modules: ``keys`` (the layout), ``scripts`` (the Lua),
-``protocol`` (requests and replies as data, sans-IO), ``feed`` (reading and trimming the
-feed), ``errors`` (redis-py's failures translated), ``driver`` (the sync I/O), ``url``.
+the script in a second round trip. ``rewrite`` (``kvsourcing reencrypt``) replaces an
+aggregate's records and snapshot in one script too. Encoding, validation and faults are
+the keyvalue base's; this driver only stores bytes. The modules: ``keys`` (the layout),
+``scripts`` (the Lua), ``protocol`` (requests and replies as data, sans-IO), ``feed``
+(reading and trimming the feed), ``errors`` (redis-py's failures translated), ``driver``
+(the sync I/O), ``url``.
 
 Commits of several aggregates (``commit_together``) are one script, so on a Cluster
 their keys must share a slot: aggregates whose keys share a hash tag (``{...}``, as

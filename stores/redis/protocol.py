@@ -158,10 +158,12 @@ def load_reads(
     ``HMGET`` comes first: when it finds no snapshot newer than ``after``, the records the
     later ``LRANGE`` returns are the aggregate's records after ``after`` up to its head at
     that moment, and a snapshot written in between only stands for records the load
-    returns anyway. ``HEXISTS`` comes before ``LRANGE``: a commit it finds is in the
-    records returned. One it misses may land before the ``LRANGE``: its records are then
-    returned without ``stored``, and a command re-sent with its id is refused by the append
-    script (ids are checked first), as after a load that came before that commit.
+    returns anyway. A rewrite (``kvsourcing reencrypt``) in between replaces records by the
+    same events re-encoded and keeps the snapshot's ``s``, so it changes none of this.
+    ``HEXISTS`` comes before ``LRANGE``: a commit it finds is in the records returned. One
+    it misses may land before the ``LRANGE``: its records are then returned without
+    ``stored``, and a command re-sent with its id is refused by the append script (ids are
+    checked first), as after a load that came before that commit.
     ``HMGET`` (not ``HGET``), as the load script reads the snapshot: an ACL user allowed
     the commands the driver and its scripts run (SECURITY.md) needs no other.
     """

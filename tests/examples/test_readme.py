@@ -1,6 +1,7 @@
 """The README's code runs as written: each python block on its own, as a reader who
 pastes only that one would run it."""
 
+import os
 import re
 import subprocess
 import sys
@@ -67,22 +68,36 @@ def _section(text: str, heading: str) -> str:
 
 
 def test_writing_a_driver_names_every_member_of_the_driver_protocols() -> None:
-    from kvsourcing.stores.keyvalue.driver import EventDriver, FeedDriver, ValueDriver
+    from kvsourcing.stores.keyvalue.driver import EventDriver, FeedDriver, RewritingDriver, ValueDriver
 
     section = _section(README.read_text(encoding="utf-8"), "## Writing a driver")
     members = {
         name
-        for protocol in (EventDriver, FeedDriver, ValueDriver)
+        for protocol in (EventDriver, FeedDriver, ValueDriver, RewritingDriver)
         for name in [*vars(protocol), *protocol.__annotations__]
         if not name.startswith("_")
     }
-    assert members >= {"append_many", "load", "close", "buckets", "feed", "read_feed", "swap_value"}
+    assert members >= {
+        "append_many",
+        "load",
+        "close",
+        "buckets",
+        "feed",
+        "read_feed",
+        "swap_value",
+        "rewrite",
+    }
     missing = sorted(name for name in members if f"`{name}" not in section)
     assert not missing, f"README's 'Writing a driver' does not name {missing}"
 
 
 SECURITY = README.parent / "SECURITY.md"
-_TRANSACTION_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem"}
+_TRANSACTION_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
 
 
 def _documented(text: str, pattern: str) -> set[str]:
@@ -99,8 +114,10 @@ def test_security_iam_actions_are_what_the_dynamodb_store_calls(
     import json
 
     from kvsourcing import ConcurrencyFault
+    from kvsourcing.crypto import AesGcmCipher
     from kvsourcing.stores import dynamodb
-    from kvsourcing.stores.keyvalue import FeedConsumer, trim_consumed
+    from kvsourcing.stores.keyvalue import FeedConsumer, KeyValueStore, trim_consumed
+    from kvsourcing.stores.keyvalue.reencrypt import reencrypt
     from kvsourcing.testing.domain import Counter, Increment, Incremented, registry
 
     text = SECURITY.read_text(encoding="utf-8")
@@ -112,6 +129,9 @@ def test_security_iam_actions_are_what_the_dynamodb_store_calls(
     writer_doc = _documented(text, r"only commits and loads aggregates needs(.*?)\(")
     consumer_doc = _documented(text, r"only consumes the feed needs(.*?), since")
     trim_doc = _documented(text, r"Trimming consumed feed entries.*?additionally\s+needs(.*?)\(")
+    rotate_doc = _documented(
+        text, r"Re-encrypting \(`kvsourcing reencrypt`\) writes.*?additionally\s+needs(.*?): grant"
+    )
 
     called: set[str] = set()
 
@@ -149,12 +169,23 @@ def test_security_iam_actions_are_what_the_dynamodb_store_calls(
     consumer_calls, called = set(called), set()
 
     trim_consumed(store, ["projection"])
-    trim_calls = set(called)
+    trim_calls, called = set(called), set()
+
+    # A key rotation: a stream under an old key, re-encrypted under a new one.
+    old, new = os.urandom(32), os.urandom(32)
+    sealed = KeyValueStore(store.driver, cipher=AesGcmCipher(old), snapshot_interval=2)
+    for by in (1, 2, 3):
+        Counter("acct-2", sealed).handle(Increment(by))
+    called = set()
+    assert reencrypt(KeyValueStore(store.driver, cipher=AesGcmCipher(new, old)), "acct-2") == 4
+    rotate_calls = set(called)
     store.close()
 
     assert writer_calls <= writer_doc, writer_calls - writer_doc
     assert consumer_calls <= consumer_doc, consumer_calls - consumer_doc
     assert trim_calls <= policy | trim_doc, trim_calls - policy - trim_doc
+    assert rotate_calls <= policy | rotate_doc, rotate_calls - policy - rotate_doc
+    assert "ConditionCheckItem" in rotate_calls
     assert writer_doc | consumer_doc == policy
     assert writer_calls | consumer_calls == policy, "the policy grants an action no role calls"
 

@@ -18,6 +18,7 @@ from kvsourcing.stores import memory
 from kvsourcing.stores.keyvalue import Commit, KeyValueStore, Loaded, Refusal
 from kvsourcing.stores.keyvalue.reencrypt import reencrypt
 from kvsourcing.testing.domain import Incremented, Renamed
+from kvsourcing.testing.reencrypt import ReencryptTests
 from kvsourcing.tools.cli import main
 
 OLD, NEW = os.urandom(32), os.urandom(32)
@@ -58,6 +59,15 @@ def test_it_needs_a_cipher_and_a_driver_that_can_rewrite() -> None:
     store = KeyValueStore(_AppendOnly(), cipher=AesGcmCipher(NEW))
     with pytest.raises(ConfigurationError, match="_AppendOnly has no rewrite primitive"):
         reencrypt(store, "k")
+
+
+class TestSuiteOnADriverWithoutRewrite(ReencryptTests):
+    """The store suite's re-encryption tests on a driver without the optional primitive:
+    each checks that ``reencrypt`` refuses it."""
+
+    @pytest.fixture
+    def store(self) -> KeyValueStore:
+        return KeyValueStore(_AppendOnly())
 
 
 def test_the_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
