@@ -57,23 +57,36 @@ def _memory(driver: Any) -> RawValues:
     return RawValues(stored, feed)
 
 
+_REDIS_READS = {
+    b"list": lambda pipe, name: pipe.lrange(name, 0, -1),
+    b"hash": lambda pipe, name: pipe.hvals(name),
+    b"stream": lambda pipe, name: pipe.xrange(name),
+    b"zset": lambda pipe, name: pipe.zrange(name, 0, -1),
+    b"string": lambda pipe, name: pipe.get(name),
+}
+
+
 def _redis(client: Any, prefix: str) -> RawValues:
+    """Every key under the prefix, in two pipelines: their types, then their values."""
+    names = list(client.scan_iter(match=f"{{{prefix}:*", count=1000))
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.type(name)
+    kinds = [(name, kind) for name, kind in zip(names, pipe.execute(), strict=True) if kind != b"none"]
+    pipe = client.pipeline(transaction=False)
+    for name, kind in kinds:
+        if kind not in _REDIS_READS:
+            raise AssertionError(f"unexpected Redis type {kind!r} of {name!r}")
+        _REDIS_READS[kind](pipe, name)
     stored: list[bytes] = []
     feed: list[bytes] = []
-    for name in client.scan_iter(match=f"{{{prefix}:*", count=1000):
-        kind = client.type(name)
-        if kind == b"list":
-            stored += client.lrange(name, 0, -1)
-        elif kind == b"hash":
-            stored += client.hvals(name)
-        elif kind == b"stream":
-            feed += [value for _, fields in client.xrange(name) for value in fields.values()]
-        elif kind == b"zset":
-            stored += client.zrange(name, 0, -1)
+    for (_, kind), value in zip(kinds, pipe.execute(), strict=True):
+        if kind == b"stream":
+            feed += [field for _, fields in value for field in fields.values()]
         elif kind == b"string":
-            stored.append(client.get(name))
-        elif kind != b"none":  # expired or deleted since the scan listed it
-            raise AssertionError(f"unexpected Redis type {kind!r} of {name!r}")
+            stored += [value] if value is not None else []
+        else:
+            stored += value
     return RawValues(stored, feed)
 
 
