@@ -576,3 +576,29 @@ def test_a_commit_longer_than_one_argument_may_be_is_too_large_and_writes_nothin
     bucket = partition_bucket(key, driver.buckets)
     assert not [e for e in driver.read_feed({bucket: None}, 1_000_000) if e.key == key]
     assert driver.append(Commit(key, 0, [b"x" * 600], snapshot=b"s" * 900)) is None
+
+
+def test_a_rewrite_beyond_lua_limits_keeps_the_order_and_the_commits(driver: RedisDriver) -> None:
+    key = fresh_key("rewrite-")
+    assert driver.append(Commit(key, 0, records(1, 6_000), commit_id="c-1", snapshot=b"s")) is None
+    assert driver.append(Commit(key, 6_000, records(6_001, 10_000))) is None
+    commits = driver.load(key, 0, use_snapshot=False, metadata=True).commits
+    assert len(commits) == 2
+    rewritten = [record.upper() for record in records(1, 10_000)]  # past unpack()'s 4096 a call
+    assert driver.rewrite(key, 10_000, rewritten, Snapshot(6_000, b"S")) is None
+    loaded = driver.load(key, 0, use_snapshot=False, commit_id="c-1", metadata=True)
+    assert (list(loaded.records), loaded.stored, loaded.commits) == (rewritten, True, commits)
+    assert driver.load(key, 0).snapshot == Snapshot(6_000, b"S")
+
+
+def test_a_rewrite_longer_than_one_argument_may_be_is_too_large_and_writes_nothing(
+    driver: RedisDriver,
+) -> None:
+    key = fresh_key("huge-rewrite-")
+    assert driver.append(Commit(key, 0, [b"x" * 600, b"y" * 600], snapshot=b"s")) is None
+    driver.max_argument_bytes = 1_000
+    with pytest.raises(CommitTooLargeError, match="a record or snapshot of 1001 bytes"):
+        driver.rewrite(key, 2, [b"x" * 600, b"z" * 1_001])
+    with pytest.raises(CommitTooLargeError, match="a record or snapshot of 1001 bytes"):
+        driver.rewrite(key, 2, [b"x", b"y"], Snapshot(2, b"s" * 1_001))
+    assert list(driver.load(key, 0, use_snapshot=False).records) == [b"x" * 600, b"y" * 600]
