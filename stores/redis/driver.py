@@ -121,8 +121,10 @@ class RedisDriver(RedisBase[Redis | RedisCluster], RedisFeed):
 
     def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
         """Write ``commits`` atomically in one script call (see ``protocol.append_call``)."""
-        with self.served():
+        try:
             return run_sync(append_steps(self, commits), self.io)
+        except CLIENT_ERRORS as err:
+            self.reraise(err)
 
     def load(
         self, key: str, after: int, *, use_snapshot: bool = True, commit_id: str | None = None,
@@ -133,8 +135,10 @@ class RedisDriver(RedisBase[Redis | RedisCluster], RedisFeed):
         steps = load_steps(
             self, key, after, use_snapshot=use_snapshot, commit_id=commit_id, metadata=metadata
         )
-        with self.served():
+        try:
             return run_sync(steps, self.io)
+        except CLIENT_ERRORS as err:
+            self.reraise(err)
 
     def rewrite(
         self, key: str, expected_head: int, records: Sequence[bytes], snapshot: Snapshot | None = None
@@ -183,8 +187,10 @@ class AsyncRedisDriver(RedisBase[AsyncRedis | AsyncRedisCluster], AsyncDriverBas
 
     async def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
         """See ``RedisDriver.append_many``."""
-        with self.served():
+        try:
             return await run_async(append_steps(self, commits), self.io)
+        except CLIENT_ERRORS as err:
+            self.reraise(err)
 
     async def load(
         self, key: str, after: int, *, use_snapshot: bool = True, commit_id: str | None = None,
@@ -194,8 +200,10 @@ class AsyncRedisDriver(RedisBase[AsyncRedis | AsyncRedisCluster], AsyncDriverBas
         steps = load_steps(
             self, key, after, use_snapshot=use_snapshot, commit_id=commit_id, metadata=metadata
         )
-        with self.served():
+        try:
             return await run_async(steps, self.io)
+        except CLIENT_ERRORS as err:
+            self.reraise(err)
 
     async def read_feed(
         self, after: dict[int, str | None], limit: int, *, wait: float = 0.0
