@@ -2,8 +2,9 @@
 
 Each append is one Lua script call (EVALSHA, falling back to loading the script on
 NOSCRIPT) over every key of its commits, one or several aggregates: it checks each
-commit's id and head first, then appends the records, writes the snapshots, the commits'
-metadata and the feed entries, so it writes all or nothing. Each load is one round trip:
+commit's id and head, and reads every key it writes, before writing the feed entries, the
+commits' metadata, the records and the snapshots, so it writes all or nothing (a key of
+another type fails the reads, ``scripts.APPEND``). Each load is one round trip:
 a script call that returns the snapshot, the records after it, whether a commit id is
 stored and, if asked, the commits' metadata; or, for a store that writes no snapshots
 (``snapshot_interval=0``), plain reads in one pipeline (``HMGET`` of the snapshot's

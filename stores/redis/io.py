@@ -4,6 +4,7 @@ on a sync redis-py client or awaited on a ``redis.asyncio`` one."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ class RedisIO:
 
     def __init__(self, client: Redis | RedisCluster) -> None:
         self.client = client
-        self.evalsha = client.evalsha
+        self.evalsha = functools.partial(client.execute_command, "EVALSHA")  # client.evalsha adds two calls
         self.script_load = client.script_load
         self.get = client.get
         self.mget = client.mget

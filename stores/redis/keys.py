@@ -11,6 +11,8 @@ from kvsourcing.stores.keyvalue import partition_bucket, validate_buckets
 
 DEFAULT_PREFIX = "kvsourcing"
 DEFAULT_BUCKETS = 1024
+CACHED_AGGREGATES = 4096
+"""How many aggregates' keys a ``Layout`` keeps built for their next commit."""
 
 
 def validate_prefix(prefix: object) -> str:
@@ -33,7 +35,7 @@ class Layout:
     """The keys of one store (``prefix``, ``buckets``); every key of an aggregate, its
     bucket's feed included, starts with the bucket's hash tag, so they share a slot."""
 
-    __slots__ = ("_bucket_of_feed", "_feeds", "_tags", "_value_prefix", "buckets", "prefix")
+    __slots__ = ("_bucket_of_feed", "_commit_keys", "_feeds", "_tags", "_value_prefix", "buckets", "prefix")
 
     def __init__(self, prefix: str = DEFAULT_PREFIX, buckets: int = DEFAULT_BUCKETS) -> None:
         self.prefix = validate_prefix(prefix)
@@ -42,6 +44,7 @@ class Layout:
         self._feeds = [tag + b"f" for tag in self._tags]
         self._bucket_of_feed = {feed: bucket for bucket, feed in enumerate(self._feeds)}
         self._value_prefix = f"{{{prefix}:v:".encode()
+        self._commit_keys: dict[str, tuple[bytes, bytes, bytes, bytes]] = {}
 
     def bucket(self, key: str) -> int:
         """The bucket of aggregate ``key``."""
@@ -56,6 +59,21 @@ class Layout:
         tag = self._tags[partition_bucket(key, self.buckets)]
         raw = encode_name(key)
         return tag + b"e:" + raw, tag + b"s:" + raw, tag + b"m:" + raw
+
+    def commit_keys(self, key: str) -> tuple[bytes, bytes, bytes, bytes]:
+        """``keys(key)``, then the feed of ``key``'s bucket: every key an append may name.
+        Kept for the last ``CACHED_AGGREGATES`` aggregates (then forgotten together): an
+        aggregate commits again and again, and a lookup costs a tenth of hashing its key
+        and building its keys."""
+        built = self._commit_keys.get(key)
+        if built is None:
+            bucket = partition_bucket(key, self.buckets)
+            tag, raw = self._tags[bucket], encode_name(key)
+            built = (tag + b"e:" + raw, tag + b"s:" + raw, tag + b"m:" + raw, self._feeds[bucket])
+            if len(self._commit_keys) >= CACHED_AGGREGATES:
+                self._commit_keys.clear()
+            self._commit_keys[key] = built
+        return built
 
     def feed_key(self, bucket: int) -> bytes:
         """The stream that is bucket ``bucket``'s feed (in the bucket's hash slot)."""

@@ -10,16 +10,17 @@ requests and read replies the same way.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
-from typing import Any, Final, NamedTuple, cast
+from typing import Any, Final, NamedTuple
 
-from msgpack import packb, unpackb
+from msgpack import Packer, unpackb
 from redis.crc import key_slot
 
 from kvsourcing.errors import CommitTooLargeError, CrossPartitionError, EncodingError
 from kvsourcing.stores.keyvalue import Commit, CommitInfo, Loaded, Refusal, Snapshot
 from kvsourcing.stores.keyvalue.records import check_rewrite, require_distinct_keys
-from kvsourcing.stores.redis.keys import Layout, encode_name
+from kvsourcing.stores.redis.keys import Layout
 from kvsourcing.stores.redis.scripts import APPEND, LOAD, REWRITE, SWAP, LuaScript
 
 MAX_ARGUMENT_BYTES: Final = 512 * 1024 * 1024
@@ -39,10 +40,20 @@ class ScriptCall(NamedTuple):
     args: tuple[Any, ...]
 
 
+_PACKERS = threading.local()
+
+
 def pack_records(records: Sequence[bytes]) -> bytes:
     """Records as the append script takes them and the feed keeps them: one msgpack array
-    of raw strings (the pre-2013 ``raw`` family, the one Lua's cmsgpack decodes)."""
-    return cast(bytes, packb(records, use_bin_type=False))
+    of raw strings (the pre-2013 ``raw`` family, the one Lua's cmsgpack decodes). Each
+    thread keeps a ``Packer`` (not thread-safe), as ``packb`` makes one per call, which
+    costs more than packing a small commit."""
+    try:
+        pack = _PACKERS.pack
+    except AttributeError:
+        pack = _PACKERS.pack = Packer(use_bin_type=False).pack
+    packed: bytes = pack(records)
+    return packed
 
 
 def unpack_records(packed: bytes) -> list[bytes]:
@@ -54,10 +65,15 @@ def unpack_records(packed: bytes) -> list[bytes]:
     return records
 
 
+_CARRIES = {(False, False): 0x2D, (True, False): 0x69, (False, True): 0x73, (True, True): 0x62}
+"""The append script's flag of a commit by (has an id, has a snapshot): ``-``, ``i``, ``s``, ``b``."""
+
+
 def append_call(
     layout: Layout, commits: Sequence[Commit], *, feed: bool, cluster: bool, max_argument_bytes: int
 ) -> ScriptCall:
-    """The append script's call writing ``commits`` atomically.
+    """The append script's call writing ``commits`` atomically (its KEYS and ARGV are
+    described above ``scripts.APPEND``).
 
     Raises, before anything is sent: ``ValueError`` for an aggregate named twice,
     ``CommitTooLargeError`` for records or a snapshot longer than one argument may be, and
@@ -67,28 +83,28 @@ def append_call(
         require_distinct_keys(commits)
         if cluster:
             check_one_slot(layout, commits)
+    flags = bytearray(b"1" if feed else b"0")
     keys: list[bytes] = []
-    args: list[Any] = [4 if feed else 3]
+    args: list[Any] = [flags]
     for commit in commits:
-        bucket = layout.bucket(commit.key)
-        tag = layout.tag(bucket)
-        raw = encode_name(commit.key)
-        keys += (tag + b"e:" + raw, tag + b"s:" + raw, tag + b"m:" + raw)
-        if feed:
-            keys.append(layout.feed_key(bucket))
+        events, snapshots, metadata, stream = layout.commit_keys(commit.key)
         records = pack_records(commit.records)
-        snapshot = commit.snapshot
         if len(records) > max_argument_bytes:
             raise too_large(commit, "records", len(records), max_argument_bytes)
-        if snapshot is not None and len(snapshot) > max_argument_bytes:
-            raise too_large(commit, "snapshot", len(snapshot), max_argument_bytes)
-        args += (
-            commit.expected,
-            b"0" if snapshot is None else b"1",
-            b"" if snapshot is None else snapshot,
-            "" if commit.commit_id is None else commit.commit_id,
-            records,
-        )
+        keys += (events, metadata)
+        args += (commit.expected, records)
+        commit_id, snapshot = commit.commit_id, commit.snapshot
+        if commit_id is not None:
+            args.append(commit_id)
+        if snapshot is not None:
+            if len(snapshot) > max_argument_bytes:
+                raise too_large(commit, "snapshot", len(snapshot), max_argument_bytes)
+            keys.append(snapshots)
+            args.append(snapshot)
+        if feed:
+            keys.append(stream)
+        flags.append(_CARRIES[commit_id is not None, snapshot is not None])
+    args[0] = bytes(flags)
     return ScriptCall(APPEND, tuple(keys), tuple(args))
 
 

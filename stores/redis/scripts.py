@@ -24,72 +24,94 @@ class LuaScript:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
 
-# One atomic append of several commits. ARGV[1]: the keys per commit, 4 (events list,
-# snapshot hash, commits hash, the bucket's feed stream) or 3 without a feed. Then five
-# ARGV per commit: expected head, "1" if a snapshot is given, the snapshot (or ""), the
-# commit id ("" for none: an id is never empty), the records as one msgpack array of raw
-# strings. Every check comes before any write, so a refusal writes nothing: for each
-# commit, its id is not in the commits hash and its head (the list's length: sequence s
-# is list index s-1) is the expected one; keys of another type fail here too (WRONGTYPE),
-# not half-way through the writes. The refusal is {index (0-based), head}, head
-# ALREADY_STORED for a stored id. Then each commit's records are RPUSHed in chunks (Lua's
-# unpack() has a stack limit), its snapshot replaces the older one, the commits hash maps
-# its id (or, without one, NUL + its last sequence: ids hold no control characters) to
-# "first last time", time the server's (TIME), and its feed entry gets fields k (the
-# aggregate key, cut out of the events key, which is the feed key's tag + "e:" + key), s
-# (the first sequence), r (the packed records, reused as sent), i (the id, if any), t.
+# One atomic append of several commits. ARGV[1]: "1" with a feed, "0" without, then one
+# character per commit saying what it carries besides its records: "-" nothing, "i" a
+# commit id, "s" a snapshot, "b" both. KEYS per commit: its events list, its commits hash,
+# its snapshot hash if it has a snapshot, its bucket's feed stream with a feed. ARGV per
+# commit, after ARGV[1]: its expected head, its records as one msgpack array of raw
+# strings, its id if it has one, its snapshot if it has one. A key or argument a commit
+# does not use is not sent: each one costs the client and the server.
+#
+# Nothing is written unless everything can be: for each commit, its id is not in the
+# commits hash and its head (the list's length: sequence s is list index s-1) is the
+# expected one, else the reply is {index (0-based), head}, head ALREADY_STORED for a stored
+# id. A key of another type fails with WRONGTYPE, and Redis keeps the writes a script
+# made before an error, so every key is read before the first write (HEXISTS and LLEN
+# read the commits hash and the list, HLEN and XLEN the others) except the key of that
+# first write, whose failure leaves nothing written: the first commit's feed stream, or
+# without a feed its commits hash.
+#
+# Then each commit gets its feed entry (fields k the aggregate key, cut out of the events
+# key, which is the feed key's tag + "e:" + key; s the first sequence; r the packed
+# records, reused as sent; i the id, if any; t the time), its field in the commits hash
+# (its id, or without one NUL + its last sequence: ids hold no control characters) valued
+# "first last time", time the server's (TIME), its records RPUSHed in chunks (Lua's
+# unpack() has a stack limit), and its snapshot, which replaces the older one.
 APPEND = LuaScript(f"""
-local per = tonumber(ARGV[1])
-local count = #KEYS / per
-for c = 0, count - 1 do
-  local k, a = c * per, 1 + c * 5
-  local id = ARGV[a + 4]
-  if id ~= '' then
-    if redis.call('HEXISTS', KEYS[k + 3], id) == 1 then
+local flags = ARGV[1]
+local feed = string.byte(flags) == 49
+local function commit(c, k, a)
+  local f = string.byte(flags, c + 2)
+  local id, snapshot, snapshots, stream
+  local nk, na = k + 2, a + 2
+  if f == 105 or f == 98 then
+    id, na = ARGV[na], na + 1
+  end
+  if f == 115 or f == 98 then
+    snapshot, snapshots, na, nk = ARGV[na], KEYS[nk], na + 1, nk + 1
+  end
+  if feed then
+    stream, nk = KEYS[nk], nk + 1
+  end
+  return KEYS[k], KEYS[k + 1], snapshots, stream, ARGV[a], ARGV[a + 1], id, snapshot, nk, na
+end
+local k, a = 1, 2
+for c = 0, #flags - 2 do
+  local events, commits, snapshots, stream, expected, _, id, _, nk, na = commit(c, k, a)
+  if id then
+    if redis.call('HEXISTS', commits, id) == 1 then
       return {{c, {ALREADY_STORED}}}
     end
-  else
-    redis.call('HLEN', KEYS[k + 3])
+  elseif c > 0 or feed then
+    redis.call('HLEN', commits)
   end
-  local head = redis.call('LLEN', KEYS[k + 1])
-  if head ~= tonumber(ARGV[a + 1]) then
+  local head = redis.call('LLEN', events)
+  if head ~= tonumber(expected) then
     return {{c, head}}
   end
-  if ARGV[a + 2] == '1' then
-    redis.call('HLEN', KEYS[k + 2])
+  if snapshots then
+    redis.call('HLEN', snapshots)
   end
-  if per == 4 then
-    redis.call('XLEN', KEYS[k + 4])
+  if stream and c > 0 then
+    redis.call('XLEN', stream)
   end
+  k, a = nk, na
 end
 local time = redis.call('TIME')
 local now = time[1] .. '.' .. string.format('%06d', tonumber(time[2]))
-for c = 0, count - 1 do
-  local k, a = c * per, 1 + c * 5
-  local first = tonumber(ARGV[a + 1]) + 1
-  local records = cmsgpack.unpack(ARGV[a + 5])
+k, a = 1, 2
+for c = 0, #flags - 2 do
+  local events, commits, snapshots, stream, expected, packed, id, snapshot, nk, na = commit(c, k, a)
+  local first = tonumber(expected) + 1
+  local records = cmsgpack.unpack(packed)
   local n = #records
-  for i = 1, n, 4096 do
-    redis.call('RPUSH', KEYS[k + 1], unpack(records, i, math.min(i + 4095, n)))
-  end
   local last = first + n - 1
-  if ARGV[a + 2] == '1' then
-    redis.call('HSET', KEYS[k + 2], 's', last, 'd', ARGV[a + 3])
-  end
-  local id = ARGV[a + 4]
-  local field = id
-  if id == '' then
-    field = '\\0' .. last
-  end
-  redis.call('HSET', KEYS[k + 3], field, first .. ' ' .. last .. ' ' .. now)
-  if per == 4 then
-    local key = string.sub(KEYS[k + 1], #KEYS[k + 4] + 2)
-    if id == '' then
-      redis.call('XADD', KEYS[k + 4], '*', 'k', key, 's', first, 'r', ARGV[a + 5], 't', now)
+  if stream then
+    local key = string.sub(events, #stream + 2)
+    if id then
+      redis.call('XADD', stream, '*', 'k', key, 's', first, 'r', packed, 'i', id, 't', now)
     else
-      redis.call('XADD', KEYS[k + 4], '*', 'k', key, 's', first, 'r', ARGV[a + 5], 'i', id, 't', now)
+      redis.call('XADD', stream, '*', 'k', key, 's', first, 'r', packed, 't', now)
     end
   end
+  redis.call('HSET', commits, id or ('\\0' .. last), first .. ' ' .. last .. ' ' .. now)
+  for i = 1, n, 4096 do
+    redis.call('RPUSH', events, unpack(records, i, math.min(i + 4095, n)))
+  end
+  if snapshots then
+    redis.call('HSET', snapshots, 's', last, 'd', snapshot)
+  end
+  k, a = nk, na
 end
 return nil
 """)

@@ -72,17 +72,51 @@ def test_append_many_writes_three_aggregates_or_none(driver: RedisDriver) -> Non
     assert driver.append_many([Commit(a, 2, [b"a3"], commit_id="t-1")]) == Refusal(0, ALREADY_STORED)
 
 
-def test_a_key_of_another_type_in_the_last_commit_writes_nothing_in_the_first(
-    redis_client: redis.Redis,
+def in_two_buckets(driver: RedisDriver) -> tuple[str, str]:
+    """Two fresh aggregate keys in different buckets (so with different feeds)."""
+    first = f"a-{uuid.uuid4()}"
+    others = (f"b-{uuid.uuid4()}" for _ in range(100))
+    return first, next(k for k in others if driver.layout.bucket(k) != driver.layout.bucket(first))
+
+
+def dump_prefix(client: redis.Redis, prefix: str) -> dict[bytes, bytes]:
+    """Every key of a store's prefix, with its serialized value."""
+    return {key: client.dump(key) for key in client.scan_iter(match=f"{{{prefix}:*", count=1000)}
+
+
+WRONG_KEYS = [
+    (kind, position, named, feed)
+    for kind in ("events", "commits", "snapshots", "feed")
+    for position in (0, 1)
+    for named in (False, True)
+    for feed in (True, False)
+    if feed or kind != "feed"
+]
+
+
+@pytest.mark.parametrize(("kind", "position", "named", "feed"), WRONG_KEYS)
+def test_a_key_of_another_type_anywhere_in_a_commit_writes_nothing(
+    redis_client: redis.Redis, kind: str, position: int, named: bool, feed: bool
 ) -> None:
-    driver = RedisDriver(redis_client, prefix=f"wrongtype-{uuid.uuid4().hex[:8]}", buckets=4)
-    a, b = tagged(2)
-    redis_client.set(driver.keys(b)[1], b"not a hash")  # b's snapshot key, written only at the end
+    """Every key an append writes, in the first commit and a later one, with and without a
+    commit id and a feed: the script reads each before its first write (or that first write
+    is to it), so WRONGTYPE leaves the store as it was."""
+    prefix = f"wrongtype-{uuid.uuid4().hex[:8]}"
+    driver = RedisDriver(redis_client, prefix=prefix, buckets=8, feed=feed)
+    a, b = in_two_buckets(driver)
+    driver.append(Commit(a, 0, [b"a0"]))
+    commits = [
+        Commit(a, 1, [b"a1"], snapshot=b"sa", commit_id="id-a" if named else None),
+        Commit(b, 0, [b"b1", b"b2"], snapshot=b"sb", commit_id="id-b" if named else None),
+    ]
+    target = commits[position].key
+    events, snapshots, metadata = driver.keys(target)
+    wrong = {"events": events, "snapshots": snapshots, "commits": metadata}.get(kind)
+    redis_client.set(wrong or driver.feed_key(driver.layout.bucket(target)), b"not a kvsourcing key")
+    before = dump_prefix(redis_client, prefix)
     with pytest.raises(ConfigurationError, match="WRONGTYPE"):
-        driver.append_many([Commit(a, 0, [b"a1"], commit_id="x"), Commit(b, 0, [b"b1"], snapshot=b"s")])
-    assert driver.load(a, 0, metadata=True).records == [] == driver.load(b, 0, use_snapshot=False).records
-    assert driver.read_feed(dict.fromkeys(range(4)), 100) == []
-    assert driver.append_many([Commit(a, 0, [b"a1"], commit_id="x")]) is None
+        driver.append_many(commits)
+    assert dump_prefix(redis_client, prefix) == before
 
 
 def test_an_aggregate_named_twice_is_refused_before_sending(
