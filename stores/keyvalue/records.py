@@ -64,8 +64,7 @@ class Refusal:
 class CommitInfo:
     """A stored commit's metadata: the sequences of its first and last records, its id and time.
 
-    ``recorded_at`` is seconds since the epoch (UTC), from the backend's clock where it
-    has one (Redis), else the writer's.
+    ``recorded_at`` is seconds since the epoch (UTC), by the writer's clock.
     """
 
     first: int

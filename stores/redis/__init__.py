@@ -36,10 +36,12 @@ slot, the bucket's feed included::
     {<prefix>:b<b>}:m:<key>   hash: one field per commit, its id (or, for a commit
                               without one, a NUL byte and its last sequence), valued
                               ``"<first> <last> <seconds>.<micros>"``: its sequences and
-                              the server's time (TIME) when stored. A re-sent commit id
-                              is found here (``HEXISTS``, in the append and the load
-                              scripts) for as long as the aggregate exists: the
-                              idempotency window is its whole history
+                              the writer's clock when it sent the commit, as on the
+                              other backends (a ``TIME`` in the script cost a tenth of
+                              its server time). A re-sent commit id is found here
+                              (``HEXISTS``, in the append and the load scripts) for as
+                              long as the aggregate exists: the idempotency window is
+                              its whole history
     {<prefix>:b<b>}:f         stream: bucket b's feed, one entry per successful commit
                               (``XADD ... *``), fields ``k`` the aggregate key (UTF-8),
                               ``s`` its first sequence, ``r`` its records as one msgpack

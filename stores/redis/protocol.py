@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, Final, NamedTuple
 
@@ -85,7 +86,7 @@ def append_call(
             check_one_slot(layout, commits)
     flags = bytearray(b"1" if feed else b"0")
     keys: list[bytes] = []
-    args: list[Any] = [flags]
+    args: list[Any] = [flags, b"%.6f" % time.time()]
     for commit in commits:
         events, snapshots, metadata, stream = layout.commit_keys(commit.key)
         records = pack_records(commit.records)

@@ -26,9 +26,10 @@ class LuaScript:
 
 # One atomic append of several commits. ARGV[1]: "1" with a feed, "0" without, then one
 # character per commit saying what it carries besides its records: "-" nothing, "i" a
-# commit id, "s" a snapshot, "b" both. KEYS per commit: its events list, its commits hash,
-# its snapshot hash if it has a snapshot, its bucket's feed stream with a feed. ARGV per
-# commit, after ARGV[1]: its expected head, its records as one msgpack array of raw
+# commit id, "s" a snapshot, "b" both. ARGV[2]: the commits' time, "<seconds>.<micros>"
+# since the epoch by the writer's clock. KEYS per commit: its events list, its commits
+# hash, its snapshot hash if it has a snapshot, its bucket's feed stream with a feed. ARGV
+# per commit, from ARGV[3] on: its expected head, its records as one msgpack array of raw
 # strings, its id if it has one, its snapshot if it has one. A key or argument a commit
 # does not use is not sent: each one costs the client and the server.
 #
@@ -45,8 +46,8 @@ class LuaScript:
 # key, which is the feed key's tag + "e:" + key; s the first sequence; r the packed
 # records, reused as sent; i the id, if any; t the time), its field in the commits hash
 # (its id, or without one NUL + its last sequence: ids hold no control characters) valued
-# "first last time", time the server's (TIME), its records RPUSHed in chunks (Lua's
-# unpack() has a stack limit), and its snapshot, which replaces the older one.
+# "first last time", its records RPUSHed in chunks (Lua's unpack() has a stack limit), and
+# its snapshot, which replaces the older one.
 APPEND = LuaScript(f"""
 local flags = ARGV[1]
 local feed = string.byte(flags) == 49
@@ -65,7 +66,7 @@ local function commit(c, k, a)
   end
   return KEYS[k], KEYS[k + 1], snapshots, stream, ARGV[a], ARGV[a + 1], id, snapshot, nk, na
 end
-local k, a = 1, 2
+local k, a = 1, 3
 for c = 0, #flags - 2 do
   local events, commits, snapshots, stream, expected, _, id, _, nk, na = commit(c, k, a)
   if id then
@@ -87,9 +88,8 @@ for c = 0, #flags - 2 do
   end
   k, a = nk, na
 end
-local time = redis.call('TIME')
-local now = time[1] .. '.' .. string.format('%06d', tonumber(time[2]))
-k, a = 1, 2
+local now = ARGV[2]
+k, a = 1, 3
 for c = 0, #flags - 2 do
   local events, commits, snapshots, stream, expected, packed, id, snapshot, nk, na = commit(c, k, a)
   local first = tonumber(expected) + 1

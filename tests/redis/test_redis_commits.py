@@ -4,8 +4,10 @@ data written by the driver before commits kept metadata."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import msgpack
 import pytest
@@ -14,7 +16,7 @@ from redis.crc import key_slot
 
 from kvsourcing.errors import ConfigurationError, CrossPartitionError, EncodingError
 from kvsourcing.stores.keyvalue import ALREADY_STORED, Commit, FeedConsumer, Refusal, Snapshot
-from kvsourcing.stores.redis import RedisDriver, from_url, new_store
+from kvsourcing.stores.redis import RedisDriver, from_url, new_store, protocol
 from kvsourcing.testing.domain import Counter, Increment, Incremented, registry
 from kvsourcing.testing.servers import RedisClusterNodes, RedisServer
 
@@ -68,7 +70,7 @@ def test_append_many_writes_three_aggregates_or_none(driver: RedisDriver) -> Non
     assert stored(driver, c) == ([b"c1", b"c2"], None, 2, 2)
     infos = [driver.load(key, 0, use_snapshot=False, metadata=True).commits[-1] for key in (a, b, c)]
     assert [(i.first, i.last, i.commit_id) for i in infos] == [(1, 2, "t-1"), (1, 1, None), (2, 2, "c-2")]
-    assert len({i.recorded_at for i in infos}) == 1, "one script, one server time"
+    assert len({i.recorded_at for i in infos}) == 1, "one script, one time"
     assert driver.append_many([Commit(a, 2, [b"a3"], commit_id="t-1")]) == Refusal(0, ALREADY_STORED)
 
 
@@ -181,7 +183,7 @@ def test_load_says_whether_a_commit_id_is_stored_in_its_one_round_trip(
     assert not driver.load(key, 0).stored
 
 
-def test_commit_metadata_comes_from_the_server_clock_through_read_events(redis_server: RedisServer) -> None:
+def test_commit_metadata_comes_from_the_writer_clock_through_read_events(redis_server: RedisServer) -> None:
     client = redis_server.client()
     store = new_store(client, prefix=f"meta-{uuid.uuid4().hex[:8]}", buckets=8, snapshot_interval=2)
     driver = store.driver
@@ -193,7 +195,7 @@ def test_commit_metadata_comes_from_the_server_clock_through_read_events(redis_s
     counter.apply_event(Incremented(4))
     counter.commit()
     driver.append(Commit(key, 3, [driver.load(key, 0, use_snapshot=False).records[0]]))  # no id
-    server_time = float(client.time()[0])
+    now = time.time()
     events = store.read_events(key)
     assert [e.commit_id for e in events][:1] == ["cmd-1"]
     assert events[1].commit_id == events[2].commit_id not in (None, "cmd-1"), "the aggregate names commits"
@@ -201,7 +203,7 @@ def test_commit_metadata_comes_from_the_server_clock_through_read_events(redis_s
     times = [e.recorded_at for e in events]
     assert all(t is not None and t.tzinfo is not None for t in times)
     assert times[0] <= times[1] == times[2] <= times[3]  # type: ignore[operator]
-    assert abs(times[3].timestamp() - server_time) < 5  # type: ignore[union-attr]
+    assert abs(times[3].timestamp() - now) < 5  # type: ignore[union-attr]
     tail = store.read_events(key, after=2)
     assert [(e.sequence, e.commit_id, e.recorded_at) for e in tail] == [
         (e.sequence, e.commit_id, e.recorded_at) for e in events[2:]
@@ -209,6 +211,21 @@ def test_commit_metadata_comes_from_the_server_clock_through_read_events(redis_s
     assert Counter(key, store).handle(Increment(2), commit_id="cmd-1") == []
     store.close()
     client.close()
+
+
+def test_a_commit_is_timed_by_the_writer_clock(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commits hash and the feed entry keep the writer's time, as on every backend
+    (the script sends no TIME)."""
+    driver = RedisDriver(redis_client, prefix=f"clock-{uuid.uuid4().hex[:8]}", buckets=4)
+    key = f"clock-{uuid.uuid4()}"
+    monkeypatch.setattr(protocol, "time", SimpleNamespace(time=lambda: 1_000_000_000.25))
+    assert driver.append_many([Commit(key, 0, [b"1"], commit_id="c-1"), Commit(key + "x", 0, [b"2"])]) is None
+    (info,) = driver.load(key, 0, metadata=True).commits
+    entries = driver.read_feed(dict.fromkeys(range(4)), 10)
+    assert info.recorded_at == 1_000_000_000.25
+    assert [e.recorded_at for e in entries] == [1_000_000_000.25] * 2
 
 
 def test_feed_entries_carry_the_commit_id_and_time(driver: RedisDriver) -> None:
