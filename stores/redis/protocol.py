@@ -66,15 +66,15 @@ def unpack_records(packed: bytes) -> list[bytes]:
     return records
 
 
-_CARRIES = {(False, False): 0x2D, (True, False): 0x69, (False, True): 0x73, (True, True): 0x62}
-"""The append script's flag of a commit by (has an id, has a snapshot): ``-``, ``i``, ``s``, ``b``."""
+_CARRIES = (b"-", b"i", b"s", b"b")
+"""The append script's flag of a commit, by 1 if it has an id + 2 if it has a snapshot."""
 
 
 def append_call(
     layout: Layout, commits: Sequence[Commit], *, feed: bool, cluster: bool, max_argument_bytes: int
 ) -> ScriptCall:
     """The append script's call writing ``commits`` atomically (its KEYS and ARGV are
-    described above ``scripts.APPEND``).
+    described above ``scripts.APPEND``), timed by the writer's clock.
 
     Raises, before anything is sent: ``ValueError`` for an aggregate named twice,
     ``CommitTooLargeError`` for records or a snapshot longer than one argument may be, and
@@ -84,28 +84,33 @@ def append_call(
         require_distinct_keys(commits)
         if cluster:
             check_one_slot(layout, commits)
-    flags = bytearray(b"1" if feed else b"0")
+    flags = [b"1" if feed else b"0"]
     keys: list[bytes] = []
-    args: list[Any] = [flags, b"%.6f" % time.time()]
+    args: list[Any] = [b"", b"%.6f" % time.time()]
     for commit in commits:
         events, snapshots, metadata, stream = layout.commit_keys(commit.key)
         records = pack_records(commit.records)
         if len(records) > max_argument_bytes:
             raise too_large(commit, "records", len(records), max_argument_bytes)
-        keys += (events, metadata)
-        args += (commit.expected, records)
-        commit_id, snapshot = commit.commit_id, commit.snapshot
-        if commit_id is not None:
-            args.append(commit_id)
+        keys.append(events)
+        keys.append(metadata)
+        args.append(commit.expected)
+        args.append(records)
+        carries = 0
+        if commit.commit_id is not None:
+            args.append(commit.commit_id)
+            carries = 1
+        snapshot = commit.snapshot
         if snapshot is not None:
             if len(snapshot) > max_argument_bytes:
                 raise too_large(commit, "snapshot", len(snapshot), max_argument_bytes)
             keys.append(snapshots)
             args.append(snapshot)
+            carries += 2
         if feed:
             keys.append(stream)
-        flags.append(_CARRIES[commit_id is not None, snapshot is not None])
-    args[0] = bytes(flags)
+        flags.append(_CARRIES[carries])
+    args[0] = b"".join(flags)
     return ScriptCall(APPEND, tuple(keys), tuple(args))
 
 
