@@ -45,7 +45,7 @@ PREFIX = "shop"
 # which Redis checks against the same user.
 ACL_COMMANDS = (
     "-@all +evalsha +script|load +lrange +get +mget +xread +xrange "
-    "+time +hexists +hlen +llen +xlen +rpush +hset +xadd +hmget +hgetall +set +del"
+    "+hexists +hlen +llen +xlen +rpush +hset +xadd +hmget +hgetall +set +del"
 )
 ACL_RULE = f"on >{PASSWORD} resetkeys ~{{{PREFIX}:* resetchannels {ACL_COMMANDS}"
 
