@@ -15,16 +15,23 @@ interleaved rounds) and the ratio ours/floor for:
 * loads with snapshots on (every 100 events) of a 100- and a 10 000-event aggregate
   (the "floor" column is the 100-event load there).
 
-Ratios are medians of per-round ratios, the two sides run back to back each round.
+Ratios are medians of per-round ratios, the two sides run back to back each round. On
+loopback a commit's ratio depends on where the scheduler puts this process and the
+server: on one core a round trip is the two sides' CPU time, on two it also waits for the
+other core to wake; ``--cpus same`` or ``--cpus split`` (Linux) pins them, for figures
+that can be compared from run to run. ``--profile`` prints cProfile's view of our
+one-event commits and 1 000-event loads.
 
 Targets: commit >= 0.8x floor, load >= 0.8x floor, snapshot load of 10 000 events
-<= 1.5x the time of 100. Run: ``python bench/redis_bench.py [--rounds N] [--profile]``.
+<= 1.5x the time of 100. Run:
+``python bench/redis_bench.py [--rounds N] [--cpus same|split] [--profile]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import statistics
 import sys
@@ -284,18 +291,29 @@ def run(port: int, rounds: int, profile: bool) -> None:
     for name, (ours, floor, ratio) in results.items():
         print(f"{name:<36}{ours:>12.0f}{floor:>13.0f}{ratio:>8.2f}  {targets[name]}")
     if profile:
-        profiler = cProfile.Profile()
-        profiler.runcall(lambda: [our_load() for _ in range(50)])
-        pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(12)
+        commit = our_committer(1)
+        for what, body, times in (("one-event commits", commit, 2000), ("1 000-event loads", our_load, 50)):
+            print(f"\n{times} {what}, by own time:")
+            profiler = cProfile.Profile()
+            profiler.runcall(lambda body=body, times=times: [body() for _ in range(times)])
+            pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(15)
     client.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per case (default 15)")
-    parser.add_argument("--profile", action="store_true", help="profile the 1 000-event load")
+    parser.add_argument("--profile", action="store_true", help="profile our commits and loads")
+    parser.add_argument(
+        "--cpus",
+        choices=("same", "split"),
+        help="pin this process and the server to core 0 (same) or to cores 0 and 1 (split); Linux",
+    )
     options = parser.parse_args()
     with running_server() as server:
+        if options.cpus:
+            os.sched_setaffinity(0, {0})
+            os.sched_setaffinity(server.process.pid, {0} if options.cpus == "same" else {1})
         run(server.port, options.rounds, options.profile)
 
 
