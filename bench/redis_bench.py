@@ -7,7 +7,8 @@ interleaved rounds) and the ratio ours/floor for:
   also appends the commit to its bucket's feed stream) against EVALSHA of a minimal
   check-and-RPUSH script on ``msgpack.packb`` records (the target's floor), and, for
   information, against a floor that keeps a feed too (the same script plus an ``XADD``
-  of the key, first sequence and records packed by the client);
+  of the key, first sequence and records packed by the client); the driver's ``append``
+  of a pre-encoded record alone is shown against the floor too;
 * loads of a 1 000-event aggregate: ``store.refresh`` of a store without snapshots (one
   pipeline of ``HMGET`` + ``LRANGE``, then decode into event objects) against ``LRANGE`` +
   ``msgpack.unpackb`` per element, and, for information, against that floor building the
@@ -46,6 +47,7 @@ import redis
 
 from kvsourcing.registry import StandardEventRegistry
 from kvsourcing.stores import redis as redis_store
+from kvsourcing.stores.keyvalue import Commit
 from kvsourcing.stores.keyvalue.store import KeyValueStore
 from kvsourcing.testing.servers import running_server
 
@@ -217,6 +219,16 @@ def run(port: int, rounds: int, profile: bool) -> None:
 
         return commit
 
+    def driver_committer() -> Callable[[], object]:
+        """The driver alone: one pre-encoded record per commit, no id, through ``append``."""
+        key, head, record = f"driver-{uuid.uuid4()}", [0], floor_record(0)
+
+        def commit() -> None:
+            assert store.driver.append(Commit(key, head[0], [record])) is None
+            head[0] += 1
+
+        return commit
+
     def filled(target: KeyValueStore, events: int) -> str:
         writer = Writer(f"ours-{uuid.uuid4()}")
         for start in range(0, events, 100):
@@ -258,6 +270,7 @@ def run(port: int, rounds: int, profile: bool) -> None:
             "commit 10 events": (our_committer(10), floor_committer(10)),
             "commit 1 event, floor with feed": (our_committer(1), floor_feed_committer(1)),
             "commit 10 events, floor with feed": (our_committer(10), floor_feed_committer(10)),
+            "driver commit 1 event (bytes only)": (driver_committer(), floor_committer(1)),
         },
     )
     results |= compare(
@@ -282,6 +295,7 @@ def run(port: int, rounds: int, profile: bool) -> None:
         "commit 10 events": ">= 0.8",
         "commit 1 event, floor with feed": "",
         "commit 10 events, floor with feed": "",
+        "driver commit 1 event (bytes only)": "",
         "load 1 000 events (decoded)": ">= 0.8",
         "load 1 000, floor builds events": "",
         "driver load 1 000 (bytes only)": "",
