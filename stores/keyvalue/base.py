@@ -3,8 +3,9 @@
 A driver subclasses it and supplies its primitives (``append_many``, ``load``, and for a
 feed ``read_feed``/``trim_feed`` and the value store). The base gives it the single-commit
 ``append``, argument and option checks that raise the same exceptions on every backend,
-the context manager (``ClosesOnExit``), closing a client the driver owns, and ``served()``: the one place
-where a driver's client errors are translated, through the driver's ``translate`` hook.
+the context manager (``ClosesOnExit``), closing a client the driver owns, and ``served()``
+(with ``reraise``, which hot paths call from their own ``except``): the one place where a
+driver's client errors are translated, through the driver's ``translate`` hook.
 """
 
 from __future__ import annotations
