@@ -9,6 +9,7 @@ loop (``asyncio.run``), so clients made by ``new_store`` belong to that loop.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,7 +19,9 @@ import pytest
 from kvsourcing import aio
 from kvsourcing.errors import ConcurrencyFault, StoreUnavailableError
 from kvsourcing.protocols import EventStore
+from kvsourcing.steps import run_async
 from kvsourcing.testing.domain import Account, Deposit, Deposited, Open, Opened, Withdraw, Withdrawn, bank
+from kvsourcing.testing.feed_suite import BACKLOG, DOOMED, SURVIVOR, WAIT, TakeoverWatch, keys_in_slice
 
 AsyncTest = Callable[[Any], Awaitable[None]]
 
@@ -217,6 +220,33 @@ class AsyncStoreSuite:
             assert sorted(seen) == sorted(
                 (key, n, f"{name}-{key}") for key in keys for n, name in ((1, "first"), (2, "second"))
             )
+
+        self.run(test)
+
+    def test_a_dead_members_slice_passes_to_a_busy_member_within_a_lease_and_a_poll(self) -> None:
+        """``FeedSuite``'s test of that name, for consumers on one event loop (the survivor's
+        handler blocks it, as busy work does)."""
+
+        async def test(store: Any) -> None:
+            run = uuid.uuid4().hex[:8]
+            prefix, name = f"async-crash-{run}-", f"crash-{run}"
+            own_key, dead_key = (keys_in_slice(store, prefix, slice_, 2)[0] for slice_ in (0, 1))
+            for _ in range(BACKLOG):
+                await Account(own_key, store).ahandle(Deposit(1))
+            await Account(dead_key, store).ahandle(Deposit(1))
+            survivor = aio.FeedConsumer(store, name, bank, **SURVIVOR, owner=f"a-{run}", poll_interval=0.01)
+            watch = TakeoverWatch(prefix, survivor, 1)
+            survivor.add_handler(watch)
+            doomed = aio.FeedConsumer(store, name, bank, **DOOMED, owner=f"b-{run}", poll_interval=0.01)
+            for member in (survivor, doomed, survivor, doomed):  # owners sort: the survivor is dealt slice 0
+                await run_async(member._heartbeat_steps(), store.driver)
+            died = time.monotonic()  # the doomed member is never called again, nor stopped
+            assert (survivor.slices_held, doomed.slices_held) == ({0}, {1})
+            survivor.start()
+            while watch.taken_at is None and time.monotonic() < died + WAIT:
+                await asyncio.sleep(0.02)
+            await survivor.stop()
+            watch.check(died)
 
         self.run(test)
 
