@@ -47,6 +47,17 @@ class _LostReply:
         await self.inner.close()
 
 
+class _Recorder:
+    """A handler that records ``(key, sequence)`` of the events of keys under ``prefix``."""
+
+    def __init__(self, prefix: str, into: list[tuple[str, int]]) -> None:
+        self.prefix, self.into = prefix, into
+
+    def handle(self, published: Any) -> None:
+        if published.key.startswith(self.prefix):
+            self.into.append((published.key, published.sequence))
+
+
 class AsyncStoreSuite:
     """The async store compliance suite; subclasses define ``new_store`` and ``new_sync_store``."""
 
@@ -220,6 +231,50 @@ class AsyncStoreSuite:
             assert sorted(seen) == sorted(
                 (key, n, f"{name}-{key}") for key in keys for n, name in ((1, "first"), (2, "second"))
             )
+
+        self.run(test)
+
+    def test_two_async_consumers_of_one_name_split_the_slices_and_deliver_every_commit(self) -> None:
+        """Two members on one event loop (and one client), each waiting in ``read_feed``,
+        deliver the commits of their own slice, every one once and in order, and stop. The
+        split is made by their heartbeats before they start, and the lease outlasts the
+        test: no slice changes hands in it."""
+
+        async def test(store: Any) -> None:
+            run = uuid.uuid4().hex[:8]
+            prefix = f"async-split-{run}-"
+            keys = [keys_in_slice(store, prefix, slice_, 2, 4) for slice_ in (0, 1)]
+            seen: list[list[tuple[str, int]]] = [[], []]
+            members = []
+            for n in range(2):
+                member = aio.FeedConsumer(
+                    store,
+                    f"split-{run}",
+                    bank,
+                    owner=f"{n}-{run}",
+                    slices=2,
+                    lease_seconds=60,
+                    poll_interval=0.01,
+                )
+                member.add_handler(_Recorder(prefix, seen[n]))
+                members.append(member)
+            for member in (*members, *members):  # the first takes both slices, then gives one back
+                await run_async(member._heartbeat_steps(), store.driver)
+            assert [member.slices_held for member in members] == [{0}, {1}]
+            for member in members:
+                member.start()
+            for round_ in range(2):
+                for key in keys[0] + keys[1]:
+                    await Account(key, store).ahandle(Deposit(1), commit_id=f"{round_}-{key}")
+            for _ in range(1000):
+                if sum(map(len, seen)) >= 16:
+                    break
+                await asyncio.sleep(0.01)
+            for member in members:
+                await asyncio.wait_for(member.stop(), 10)
+            for slice_ in (0, 1):
+                assert sorted(seen[slice_]) == [(key, n) for key in sorted(keys[slice_]) for n in (1, 2)]
+                assert all([n for k, n in seen[slice_] if k == key] == [1, 2] for key in keys[slice_])
 
         self.run(test)
 
