@@ -9,6 +9,7 @@ loop (``asyncio.run``), so clients made by ``new_store`` belong to that loop.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,7 +19,9 @@ import pytest
 from kvsourcing import aio
 from kvsourcing.errors import ConcurrencyFault, StoreUnavailableError
 from kvsourcing.protocols import EventStore
+from kvsourcing.steps import run_async
 from kvsourcing.testing.domain import Account, Deposit, Deposited, Open, Opened, Withdraw, Withdrawn, bank
+from kvsourcing.testing.feed_suite import BACKLOG, DOOMED, SURVIVOR, WAIT, TakeoverWatch, keys_in_slice
 
 AsyncTest = Callable[[Any], Awaitable[None]]
 
@@ -42,6 +45,17 @@ class _LostReply:
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+class _Recorder:
+    """A handler that records ``(key, sequence)`` of the events of keys under ``prefix``."""
+
+    def __init__(self, prefix: str, into: list[tuple[str, int]]) -> None:
+        self.prefix, self.into = prefix, into
+
+    def handle(self, published: Any) -> None:
+        if published.key.startswith(self.prefix):
+            self.into.append((published.key, published.sequence))
 
 
 class AsyncStoreSuite:
@@ -217,6 +231,77 @@ class AsyncStoreSuite:
             assert sorted(seen) == sorted(
                 (key, n, f"{name}-{key}") for key in keys for n, name in ((1, "first"), (2, "second"))
             )
+
+        self.run(test)
+
+    def test_two_async_consumers_of_one_name_split_the_slices_and_deliver_every_commit(self) -> None:
+        """Two members on one event loop (and one client), each waiting in ``read_feed``,
+        deliver the commits of their own slice, every one once and in order, and stop. The
+        split is made by their heartbeats before they start, and the lease outlasts the
+        test: no slice changes hands in it."""
+
+        async def test(store: Any) -> None:
+            run = uuid.uuid4().hex[:8]
+            prefix = f"async-split-{run}-"
+            keys = [keys_in_slice(store, prefix, slice_, 2, 4) for slice_ in (0, 1)]
+            seen: list[list[tuple[str, int]]] = [[], []]
+            members = []
+            for n in range(2):
+                member = aio.FeedConsumer(
+                    store,
+                    f"split-{run}",
+                    bank,
+                    owner=f"{n}-{run}",
+                    slices=2,
+                    lease_seconds=60,
+                    poll_interval=0.01,
+                )
+                member.add_handler(_Recorder(prefix, seen[n]))
+                members.append(member)
+            for member in (*members, *members):  # the first takes both slices, then gives one back
+                await run_async(member._heartbeat_steps(), store.driver)
+            assert [member.slices_held for member in members] == [{0}, {1}]
+            for member in members:
+                member.start()
+            for round_ in range(2):
+                for key in keys[0] + keys[1]:
+                    await Account(key, store).ahandle(Deposit(1), commit_id=f"{round_}-{key}")
+            for _ in range(1000):
+                if sum(map(len, seen)) >= 16:
+                    break
+                await asyncio.sleep(0.01)
+            for member in members:
+                await asyncio.wait_for(member.stop(), 10)
+            for slice_ in (0, 1):
+                assert sorted(seen[slice_]) == [(key, n) for key in sorted(keys[slice_]) for n in (1, 2)]
+                assert all([n for k, n in seen[slice_] if k == key] == [1, 2] for key in keys[slice_])
+
+        self.run(test)
+
+    def test_a_dead_members_slice_passes_to_a_busy_member_within_a_lease_and_a_poll(self) -> None:
+        """``FeedSuite``'s test of that name, for consumers on one event loop (the survivor's
+        handler blocks it, as busy work does)."""
+
+        async def test(store: Any) -> None:
+            run = uuid.uuid4().hex[:8]
+            prefix, name = f"async-crash-{run}-", f"crash-{run}"
+            own_key, dead_key = (keys_in_slice(store, prefix, slice_, 2)[0] for slice_ in (0, 1))
+            for _ in range(BACKLOG):
+                await Account(own_key, store).ahandle(Deposit(1))
+            await Account(dead_key, store).ahandle(Deposit(1))
+            survivor = aio.FeedConsumer(store, name, bank, **SURVIVOR, owner=f"a-{run}", poll_interval=0.01)
+            watch = TakeoverWatch(prefix, survivor, 1)
+            survivor.add_handler(watch)
+            doomed = aio.FeedConsumer(store, name, bank, **DOOMED, owner=f"b-{run}", poll_interval=0.01)
+            for member in (survivor, doomed, survivor, doomed):  # owners sort: the survivor is dealt slice 0
+                await run_async(member._heartbeat_steps(), store.driver)
+            died = time.monotonic()  # the doomed member is never called again, nor stopped
+            assert (survivor.slices_held, doomed.slices_held) == ({0}, {1})
+            survivor.start()
+            while watch.taken_at is None and time.monotonic() < died + WAIT:
+                await asyncio.sleep(0.02)
+            await survivor.stop()
+            watch.check(died)
 
         self.run(test)
 

@@ -7,6 +7,7 @@ Tests use fresh aggregate keys and consumer names, so the store may hold other d
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -182,7 +183,7 @@ class FeedSuite(TransferTests):
         b = self.consumer(store, name, right, slices=8)
         a.run_once()
         b.run_once()
-        a._renewed = b._renewed = 0.0
+        a._heartbeat_at = b._heartbeat_at = 0.0
         a.run_once()
         b.run_once()
         assert a.slices_held and b.slices_held
@@ -221,7 +222,7 @@ class FeedSuite(TransferTests):
             member._heartbeat()
         assert len(survivor.slices_held) == len(doomed.slices_held) == 1
         (mine,), (theirs,) = survivor.slices_held, doomed.slices_held
-        own_key, dead_key = (_key_in_slice(store, prefix, slice_, 2) for slice_ in (mine, theirs))
+        own_key, dead_key = (keys_in_slice(store, prefix, slice_, 2)[0] for slice_ in (mine, theirs))
         for _ in range(30):
             Counter(own_key, store).handle(Increment())
         Counter(dead_key, store).handle(Increment())
@@ -233,6 +234,32 @@ class FeedSuite(TransferTests):
         self.drain(survivor, lambda: {(k, s) for k, s, _ in busy.seen} >= {(dead_key, 1), (own_key, 30)})
         survivor.stop()
         self.assert_in_order(busy.seen, {own_key: 30, dead_key: 1}, exactly_once=True)
+
+    def test_a_dead_members_slice_passes_to_a_busy_member_within_a_lease_and_a_poll(self, store: Any) -> None:
+        """A member heartbeat only every third of its own lease, so a dead member's slice
+        waited for the survivor's next heartbeat (here three seconds after its death, for a
+        lease of half a second): now it is taken when the dead member's entry expires, or a
+        poll later if its slice lease outlived the entry by a moment."""
+        prefix, name, run = self.prefix(), f"crash-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
+        own_key, dead_key = (keys_in_slice(store, prefix, slice_, 2)[0] for slice_ in (0, 1))
+        for _ in range(BACKLOG):
+            Counter(own_key, store).handle(Increment())
+        Counter(dead_key, store).handle(Increment())
+        survivor = self.consumer(store, name, Recorder(prefix), **SURVIVOR, owner=f"a-{run}")
+        watch = TakeoverWatch(prefix, survivor, 1)
+        survivor.add_handler(watch)
+        doomed = self.consumer(store, name, Recorder(prefix), **DOOMED, owner=f"b-{run}")
+        for member in (survivor, doomed, survivor, doomed):  # owners sort: the survivor is dealt slice 0
+            member._heartbeat()
+        died = time.monotonic()  # the doomed member is never called again, nor stopped
+        assert (survivor.slices_held, doomed.slices_held) == (frozenset({0}), frozenset({1}))
+        survivor.start()
+        try:
+            while watch.taken_at is None and time.monotonic() < died + WAIT:
+                time.sleep(0.02)
+        finally:
+            survivor.stop()
+        watch.check(died)
 
     def test_an_event_the_registry_cannot_build_stops_its_own_bucket_only(self, store: Any) -> None:
         """It escaped ``run_once`` before the handlers' ``try``: no bucket after it was read."""
@@ -413,6 +440,49 @@ def _incrementing(counter: Counter, size: int) -> Callable[[], Any]:
     return lambda: counter.run(increments)
 
 
+DOOMED = {"slices": 2, "lease_seconds": 0.5}
+SURVIVOR = {"slices": 2, "lease_seconds": 9.0, "batch_size": 5}
+"""The takeover tests' members: the survivor's own heartbeat comes every 3 s, far later
+than the dead member's lease (0.5 s) and a poll (0.01 s) and what the test allows more."""
+
+BACKLOG, HANDLING = 40, 0.05
+"""The survivor's backlog of events and its time for each (a takeover may wait for one)."""
+
+JITTER = 0.85
+"""What a busy test machine (and a store's round trips in the heartbeat) may add."""
+
+WAIT = 4.5
+"""How long the takeover tests wait: past the survivor's own next heartbeat (3 s)."""
+
+
+class TakeoverWatch:
+    """The survivor's handler in the takeover tests: it takes ``HANDLING`` seconds on each
+    event of the test's aggregates, and notes when ``consumer`` first holds ``slice_`` (it
+    runs where the consumer does, between its steps)."""
+
+    def __init__(self, prefix: str, consumer: Any, slice_: int) -> None:
+        self.prefix, self.consumer, self.slice = prefix, consumer, slice_
+        self.handled = 0
+        self.taken_at: float | None = None
+        self.handled_before = 0
+
+    def handle(self, published: PublishedEvent) -> None:
+        if self.taken_at is None and self.slice in self.consumer.slices_held:
+            self.taken_at, self.handled_before = time.monotonic(), self.handled
+        if published.key.startswith(self.prefix):
+            self.handled += 1
+            time.sleep(HANDLING)
+
+    def check(self, died: float) -> None:
+        """The slice was taken in the survivor's backlog, within the dead member's lease,
+        a poll, an event's handling and ``JITTER`` of ``died``."""
+        assert self.taken_at is not None, f"the dead member's slice was not taken within {WAIT} s"
+        taken = self.taken_at - died
+        bound = float(DOOMED["lease_seconds"]) + self.consumer._poll_interval + HANDLING + JITTER
+        assert taken <= bound, f"the dead member's slice was taken {taken:.2f} s after its death"
+        assert 0 < self.handled_before < BACKLOG, "the survivor was not busy with its backlog then"
+
+
 class _PauseOnce:
     """A handler that, once ``armed``, sleeps ``seconds`` on the first event it gets."""
 
@@ -439,11 +509,15 @@ def _registry_that_cannot_read_renamed() -> StandardEventRegistry:
     return reader
 
 
-def _key_in_slice(store: Any, prefix: str, slice_: int, slices: int) -> str:
+def keys_in_slice(store: Any, prefix: str, slice_: int, slices: int, count: int = 1) -> list[str]:
+    """The first ``count`` keys ``<prefix><n>`` whose bucket is in slice ``slice_`` of ``slices``."""
     buckets = store.driver.buckets
-    return next(
-        f"{prefix}{n}" for n in range(10_000) if partition_bucket(f"{prefix}{n}", buckets) % slices == slice_
+    keys = (
+        f"{prefix}{n}"
+        for n in itertools.count()
+        if partition_bucket(f"{prefix}{n}", buckets) % slices == slice_
     )
+    return list(itertools.islice(keys, count))
 
 
 def _keys_in_distinct_buckets(store: Any, prefix: str, count: int) -> list[str]:

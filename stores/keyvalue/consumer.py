@@ -9,9 +9,12 @@ Processes of one consumer share the work: each heartbeats into the member list
 (``values``), the buckets are split into ``slices`` dealt round-robin to the live members,
 and a member processes a slice only while it holds its lease. The heartbeat renews the
 leases held, takes the free slices dealt and gives back the others, every third of
-``lease_seconds``, between the entries of a long batch too: the slices of a process that
-died pass to the others within a lease and a third, however busy they are. Checkpoints
-are written with compare-and-swap, so a process that lost its lease cannot move one back.
+``lease_seconds`` and as soon as another member's entry in the list expires, between the
+entries of a long batch too; a slice dealt but still leased is tried again every
+``poll_interval``. So the slices of a process that died pass to the others within its
+lease and a poll (and the time of the event in hand), however busy they are, give or
+take the difference between the machines' clocks. Checkpoints are written with
+compare-and-swap, so a process that lost its lease cannot move one back.
 
 On a driver that ``pushes`` (memory, Redis) the background loop waits in ``read_feed``
 for new entries instead of polling every ``poll_interval``, so an event reaches the

@@ -75,7 +75,9 @@ class ConsumerLogic:
         self._held: set[int] = set()
         self._checkpoints: dict[int, str | None] = {}
         self._retry_at: dict[int, float] = {}
-        self._renewed = 0.0
+        self._wanted: set[int] = set()
+        self._heartbeat_at = 0.0
+        self._claim_at = 0.0
         self._lease = self.owner.encode()
 
     def _value(self, *parts: object) -> str:
@@ -95,30 +97,53 @@ class ConsumerLogic:
 
     def _heartbeat_steps(self) -> Steps[None]:
         """Refresh membership, give back the slices no longer dealt to this member, renew
-        the leases it holds (dropping those it lost) and take the free ones it is dealt."""
+        the leases it holds (dropping those it lost) and claim the others it is dealt.
+
+        The next one is due a third of a lease later, or when another member's entry
+        expires if sooner: a live member renews its entry before, and a dead one's slices
+        are dealt again as soon as it drops out of the list."""
         members = yield from join_steps(self.name, self.owner, self._lease_seconds)
-        me = members.index(self.owner)
-        assigned = set(range(me, self._slices, len(members)))
-        for slice_ in sorted(self._held - assigned):
+        me = sorted(members).index(self.owner)
+        dealt = set(range(me, self._slices, len(members)))
+        for slice_ in sorted(self._held - dealt):
             yield from self._release_steps(slice_)
-        for slice_ in sorted(assigned):
+        for slice_ in sorted(self._held):
             name = self._value("lease", slice_)
-            expected = self._lease if slice_ in self._held else None
-            if (yield Call("swap_value", (name, expected, self._lease, self._lease_seconds))):
-                if slice_ not in self._held:
-                    self._held.add(slice_)
-                    buckets = self._buckets_of(slice_)
-                    names = [self._value("checkpoint", b) for b in buckets]
-                    stored = yield Call("read_values", (names,))
-                    for bucket, raw in zip(buckets, stored, strict=True):
-                        self._checkpoints[bucket] = None if raw is None else raw.decode()
-            else:
+            if not (yield Call("swap_value", (name, self._lease, self._lease, self._lease_seconds))):
                 self._drop(slice_)
-        self._renewed = time.monotonic()
+        self._wanted = dealt - self._held
+        yield from self._claim_steps()
+        wall, now = time.time(), time.monotonic()
+        others = [expiry - wall for owner, expiry in members.items() if owner != self.owner]
+        self._heartbeat_at = now + min([self._lease_seconds / 3, *others])
+
+    def _claim_steps(self) -> Steps[None]:
+        """Take the free slices among those dealt to this member and not held; the others
+        are tried again after ``poll_interval`` (a dead member's lease may outlive its
+        entry in the member list by a moment, a live one gives them back at its heartbeat)."""
+        for slice_ in sorted(self._wanted):
+            name = self._value("lease", slice_)
+            if (yield Call("swap_value", (name, None, self._lease, self._lease_seconds))):
+                self._wanted.discard(slice_)
+                self._held.add(slice_)
+                buckets = self._buckets_of(slice_)
+                stored = yield Call("read_values", ([self._value("checkpoint", b) for b in buckets],))
+                for bucket, raw in zip(buckets, stored, strict=True):
+                    self._checkpoints[bucket] = None if raw is None else raw.decode()
+        self._claim_at = time.monotonic() + self._poll_interval
+
+    def _due_steps(self) -> Steps[None]:
+        """The heartbeat if it is due, else the claim of the slices wanted if that is."""
+        now = time.monotonic()
+        if now >= self._heartbeat_at:
+            yield from self._heartbeat_steps()
+        elif self._wanted and now >= self._claim_at:
+            yield from self._claim_steps()
 
     def _until_heartbeat(self) -> float:
-        """Seconds until the next heartbeat is due (<= 0: due now)."""
-        return self._renewed + self._lease_seconds / 3 - time.monotonic()
+        """Seconds until the next heartbeat or claim is due (<= 0: due now)."""
+        due = min(self._heartbeat_at, self._claim_at) if self._wanted else self._heartbeat_at
+        return due - time.monotonic()
 
     def _buckets_of(self, slice_: int) -> range:
         return range(slice_, self._buckets, self._slices)
@@ -134,9 +159,11 @@ class ConsumerLogic:
         self._drop(slice_)
 
     def _leave_steps(self) -> Steps[None]:
-        """Release the leases held and leave the member list."""
+        """Release the leases held and leave the member list (a restart joins at once)."""
         for slice_ in sorted(self._held):
             yield from self._release_steps(slice_)
+        self._wanted.clear()
+        self._heartbeat_at = 0.0
         yield from leave_steps(self.name, self.owner)
 
     def _poll_steps(self, *, wait: bool) -> Steps[tuple[int, int] | None]:
@@ -145,8 +172,7 @@ class ConsumerLogic:
         stopped by a failure rests ``poll_interval``, and a driver that pushes waits in
         ``read_feed`` until entries come, the next heartbeat or a resting bucket's retry
         (its target answers ``None`` when the consumer stopped meanwhile)."""
-        if self._until_heartbeat() <= 0:
-            yield from self._heartbeat_steps()
+        yield from self._due_steps()
         now = time.monotonic()
         after = {b: p for b, p in self._checkpoints.items() if not wait or self._retry_at.get(b, 0.0) <= now}
         if not after:
@@ -171,8 +197,7 @@ class ConsumerLogic:
         position = self._checkpoints.get(bucket)
         done = position
         for entry in entries:
-            if self._until_heartbeat() <= 0:
-                yield from self._heartbeat_steps()
+            yield from self._due_steps()
             if bucket not in self._checkpoints or self._checkpoints[bucket] != position:
                 break  # its slice was lost: another member has it
             if not self._deliver(entry):

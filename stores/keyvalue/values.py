@@ -24,9 +24,9 @@ def value_name(consumer: str, *parts: object) -> str:
     return "/".join(("consumer", consumer, *map(str, parts)))
 
 
-def join_steps(consumer: str, owner: str, lease_seconds: float) -> Steps[list[str]]:
-    """Put (or keep) ``owner`` in the list for ``lease_seconds`` more; the live members,
-    sorted. Steps over a ``ValueDriver`` (``kvsourcing.steps``)."""
+def join_steps(consumer: str, owner: str, lease_seconds: float) -> Steps[dict[str, float]]:
+    """Put (or keep) ``owner`` in the list for ``lease_seconds`` more; the live members
+    with their expiries (epoch seconds). Steps over a ``ValueDriver`` (``kvsourcing.steps``)."""
     name = value_name(consumer, "members")
     while True:
         raw = yield Call("read_value", (name,))
@@ -34,7 +34,7 @@ def join_steps(consumer: str, owner: str, lease_seconds: float) -> Steps[list[st
         members = {m: t for m, t in (msgpack.unpackb(raw) if raw else {}).items() if t > now}
         members[owner] = now + lease_seconds
         if (yield Call("swap_value", (name, raw, msgpack.packb(members)))):
-            return sorted(members)
+            return members
 
 
 def leave_steps(consumer: str, owner: str) -> Steps[None]:

@@ -15,6 +15,7 @@ Compared in ``bench/feed_bench.py`` with polling.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import threading
@@ -44,12 +45,28 @@ before they have just wakes at its timeout, as a poll would)."""
 
 def block_milliseconds(client: Any, wait: float) -> int:
     """``wait`` seconds as ``XREAD BLOCK`` milliseconds: at least 1 (``BLOCK 0`` waits for
-    ever), and at most half the client's ``socket_timeout``, which would end a longer wait
+    ever), and at most half the client's socket timeout, which would end a longer wait
     as a failure."""
-    timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    timeout = socket_timeout(client)
     if timeout:
         wait = min(wait, timeout / 2)
     return max(1, math.ceil(wait * 1000))
+
+
+def socket_timeout(client: Any) -> float | None:
+    """The client's ``socket_timeout``: the one it was given, else its connections' default
+    (none before redis-py 8, 5 seconds since)."""
+    pool = client.connection_pool
+    if "socket_timeout" in pool.connection_kwargs:
+        given: float | None = pool.connection_kwargs["socket_timeout"]
+        return given
+    for cls in pool.connection_class.__mro__:
+        init = cls.__dict__.get("__init__")
+        parameter = inspect.signature(init).parameters.get("socket_timeout") if init else None
+        if parameter is not None:
+            default: float | None = parameter.default
+            return default
+    return None
 
 
 def blocking(xread: list[Any], milliseconds: int) -> list[Any]:

@@ -3,15 +3,18 @@ checkpoint logic is the keyvalue base's, the same over every ``FeedDriver``)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
 
 import pytest
 
+from kvsourcing import aio
 from kvsourcing.handlers import PublishedEvent
 from kvsourcing.stores import memory
-from kvsourcing.stores.keyvalue import FeedConsumer, partition_bucket
+from kvsourcing.stores.keyvalue import FeedConsumer, FeedEntry, partition_bucket
+from kvsourcing.stores.keyvalue.aio import AsyncKeyValueStore
 from kvsourcing.stores.keyvalue.values import value_name
 from kvsourcing.testing.domain import Counter, Incremented
 
@@ -127,3 +130,52 @@ def test_a_member_whose_checkpoint_was_moved_by_a_former_holder_goes_on_from_it(
     assert member.checkpoint(0) == "3"
     assert seen == [1, 2, 3, 2, 3]
     member.stop()
+
+
+class _SwallowsACancellation(memory.AsyncMemoryDriver):
+    """An async driver that pushes, and whose first waiting read swallows its cancellation
+    (as redis-py's send does on Python 3.11, through ``asyncio.wait_for``)."""
+
+    pushes = True
+
+    def __init__(self) -> None:
+        super().__init__(memory.MemoryDriver())
+        self.waiting = asyncio.Event()
+        self.swallowed = False
+
+    async def read_feed(
+        self, after: dict[int, str | None], limit: int, *, wait: float = 0.0
+    ) -> list[FeedEntry]:
+        if wait <= 0:
+            return await super().read_feed(after, limit)
+        self.waiting.set()
+        try:
+            await asyncio.sleep(wait)
+        except asyncio.CancelledError:
+            if self.swallowed:
+                raise
+            self.swallowed = True
+        return []
+
+
+def test_stop_ends_an_async_consumer_whose_client_swallowed_the_cancellation() -> None:
+    """``stop()`` cancelled the task once and waited for it: when the client swallowed the
+    cancellation, the task read again and again, and ``stop()`` never returned."""
+
+    async def main() -> None:
+        driver = _SwallowsACancellation()
+        consumer = aio.FeedConsumer(AsyncKeyValueStore(driver), "projection", lease_seconds=60)
+        consumer.start()
+        await driver.waiting.wait()
+        task = consumer._task
+        assert task is not None
+        stopping = asyncio.ensure_future(consumer.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=5)
+        if not done:  # free it, so that the test fails instead of hanging
+            task.cancel()
+            await stopping
+        assert driver.swallowed
+        assert done, "stop() waited for a task that went on reading"
+        assert task.done()
+
+    asyncio.run(main())

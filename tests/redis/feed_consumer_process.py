@@ -6,9 +6,9 @@ killed. It appends JSON lines to ``LOG``, each written through to the OS at once
 that a SIGKILL loses none of them:
 
 * ``["start", time, pid, owner]`` once;
-* ``["held", before, after, slices]`` after every heartbeat: the slices held once the
-  heartbeat (which started at ``before`` and ended at ``after``) had taken, renewed or
-  released the leases;
+* ``["held", before, after, slices]`` after every heartbeat or claim of the slices it is
+  dealt: the slices held once it (which started at ``before`` and ended at ``after``) had
+  taken, renewed or released the leases;
 * ``["event", time, bucket, key, sequence]`` for every event delivered;
 * ``["stopping", time]`` on SIGTERM, before the leases are released.
 """
@@ -31,15 +31,17 @@ from kvsourcing.testing.domain import registry
 
 
 class LoggingConsumer(FeedConsumer):
-    """A consumer that logs its leases after each heartbeat."""
+    """A consumer that logs its leases after each heartbeat or claim."""
 
     def __init__(self, *args: Any, log: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.log = log
 
-    def _heartbeat_steps(self) -> Steps[None]:
+    def _due_steps(self) -> Steps[None]:
+        if self._until_heartbeat() > 0:
+            return  # nothing due: neither heartbeat nor claim runs
         before = time.time()
-        yield from super()._heartbeat_steps()
+        yield from super()._due_steps()
         self.log(["held", before, time.time(), sorted(self.slices_held)])
 
 

@@ -4,6 +4,7 @@ real servers, with feed entries written as the append script writes them."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -13,6 +14,7 @@ from typing import Any
 import msgpack
 import pytest
 import redis
+import redis.asyncio
 
 from kvsourcing.stores.keyvalue import partition_bucket
 from kvsourcing.stores.redis.driver import RedisDriver
@@ -180,3 +182,17 @@ def test_block_is_at_least_a_millisecond_and_within_the_socket_timeout(redis_ser
     plain.close()
     short.close()
     assert isinstance(plain, redis.Redis)
+
+
+def test_a_wait_stays_within_the_socket_timeout_a_connection_gets_by_default(
+    redis_server: RedisServer,
+) -> None:
+    """redis-py 8 gives a connection a socket timeout of 5 s when its client names none; the
+    ``BLOCK`` was bounded by a named one only, so a longer wait (a consumer's, with a lease
+    over 15 s) failed after 5 s as ``StoreUnavailableError``."""
+    plain = redis_server.client()
+    for client in (plain, redis.asyncio.Redis.from_url(redis_server.url)):  # neither connects here
+        timeout = client.connection_pool.make_connection().socket_timeout
+        expected = 60_000 if timeout is None else math.ceil(timeout * 500)
+        assert block_milliseconds(client, 60.0) == expected
+    plain.close()
