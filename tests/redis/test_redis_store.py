@@ -40,22 +40,15 @@ def own_prefix(url: str) -> str:
 
 
 class TestAsyncRedisStore(AsyncStoreSuite):
-    """On a prefix of its own: the driver tests put records no registry can build in the
-    default prefix's feed, and a consumer's bucket stops at such a record."""
-
-    redis_prefix = f"async-{uuid.uuid4().hex[:8]}"
-
     @pytest.fixture(autouse=True)
     def _server(self, redis_server: RedisServer) -> None:
         self.url = own_prefix(redis_server.url)
 
     async def new_store(self, *, snapshot_interval: int = 0) -> Any:
-        return await redis_store.open_async(
-            self.url, prefix=self.redis_prefix, snapshot_interval=snapshot_interval
-        )
+        return await redis_store.open_async(self.url, snapshot_interval=snapshot_interval)
 
     def new_sync_store(self) -> EventStore:
-        return redis_store.from_url(self.url, prefix=self.redis_prefix)
+        return redis_store.from_url(self.url)
 
 
 class TestAsyncRedisClusterStore(TestAsyncRedisStore):
