@@ -33,6 +33,8 @@ def _check_text(what: str, text: str) -> str | None:
 
 def _validated(text: Any, what: str, invalid: type[Exception], not_text: type[Exception]) -> str:
     """``text`` if it is a ``str`` every store can keep as a name, else ``not_text`` or ``invalid``."""
+    if isinstance(text, str) and text.isascii() and text.isprintable() and 0 < len(text) <= MAX_KEY_BYTES:
+        return text  # the common case, checked on every commit: printable ASCII, a byte a character
     if not isinstance(text, str):
         raise not_text(f"{what} must be a str, not {type(text).__name__}: {text!r}")
     problem = _check_text(what, text)
