@@ -85,7 +85,8 @@ class StoreLogic(Transcoder, Generic[DriverT]):
         if not prepared:
             return
         commits = [commit for _, commit in prepared]
-        require_distinct_keys(commits)
+        if len(commits) > 1:
+            require_distinct_keys(commits)
         refusal = yield Call("append_many", (commits,))
         if refusal is None:
             return
@@ -114,11 +115,13 @@ class StoreLogic(Transcoder, Generic[DriverT]):
         snapshot = None
         if self._interval and last // self._interval > committed // self._interval:
             snapshot = self._encode_state(key, last, writer)
-        commit_id = getattr(writer, "get_commit_id", lambda: None)()
-        if commit_id is not None:
-            validate_commit_id(commit_id)
-        named = bool(getattr(writer, "names_commit", lambda: False)())
-        return Commit(key, committed, records, snapshot, commit_id, named)
+        get_commit_id = getattr(writer, "get_commit_id", None)
+        commit_id = None if get_commit_id is None else get_commit_id()
+        if commit_id is None:
+            return Commit(key, committed, records, snapshot)
+        names_commit = getattr(writer, "names_commit", None)
+        named = names_commit is not None and bool(names_commit())
+        return Commit(key, committed, records, snapshot, validate_commit_id(commit_id), named)
 
     def refresh_steps(self, reader: StoreLoaderAdapter) -> Steps[None]:
         """Bring ``reader`` up to date: the newest snapshot if newer, then the events after it.
