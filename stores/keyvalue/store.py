@@ -81,17 +81,21 @@ class StoreLogic(Transcoder, Generic[DriverT]):
         driver finds a commit's id already stored (a re-send after a lost reply), nothing
         is written and every writer hears of it through ``commit_already_stored()``.
         """
-        prepared = [(writer, commit) for writer in writers if (commit := self._commit_of(writer)) is not None]
-        if not prepared:
+        prepared, commits = [], []
+        for writer in writers:
+            commit = self._commit_of(writer)
+            if commit is not None:
+                prepared.append(writer)
+                commits.append(commit)
+        if not commits:
             return
-        commits = [commit for _, commit in prepared]
         if len(commits) > 1:
             require_distinct_keys(commits)
         refusal = yield Call("append_many", (commits,))
         if refusal is None:
             return
         if refusal.head == ALREADY_STORED:
-            for writer, _ in prepared:
+            for writer in prepared:
                 already_stored = getattr(writer, "commit_already_stored", None)
                 if already_stored is not None:
                     already_stored()
