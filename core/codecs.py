@@ -296,7 +296,7 @@ class MsgpackCodec:
         except IndexError:
             packer = msgpack.Packer(**self._packer_options)
         try:
-            return [packer.pack(obj) for obj in objs]
+            return list(map(packer.pack, objs))
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             packer.reset()  # drop what the failed object left in the buffer
             raise EncodingError(f"cannot encode a value: {exc}") from exc
