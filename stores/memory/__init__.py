@@ -81,26 +81,23 @@ class MemoryDriver(DriverBase):
             now = time.time()
             for commit, stream in zip(commits, streams, strict=True):
                 self._streams[commit.key] = stream
-                last = commit.expected + len(commit.records)
+                first, last = commit.expected + 1, commit.expected + len(commit.records)
                 stream.records.extend(commit.records)
                 if commit.snapshot is not None:
                     stream.snapshot = Snapshot(last, commit.snapshot)
-                stream.commits.append((commit.expected + 1, last, commit.commit_id, now))
+                stream.commits.append((first, last, commit.commit_id, now))
                 if commit.commit_id is not None:
                     stream.commit_ids[commit.commit_id] = last
                 if self.feed:
-                    self._record_feed(stream.bucket, commit, now)
+                    bucket, feed = stream.bucket, self._feeds[stream.bucket]
+                    position = str(self._trimmed[bucket] + len(feed) + 1)
+                    records = tuple(commit.records)
+                    feed.append(
+                        FeedEntry(bucket, position, commit.key, first, records, commit.commit_id, now)
+                    )
             if self._waiting:
                 self._appended.notify_all()
         return None
-
-    def _record_feed(self, bucket: int, commit: Commit, now: float) -> None:
-        feed = self._feeds[bucket]
-        position = str(self._trimmed[bucket] + len(feed) + 1)
-        entry = FeedEntry(
-            bucket, position, commit.key, commit.expected + 1, tuple(commit.records), commit.commit_id, now
-        )
-        feed.append(entry)
 
     def load(
         self, key: str, after: int, *, use_snapshot: bool = True, commit_id: str | None = None,
