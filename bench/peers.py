@@ -19,7 +19,8 @@ It then checks correctness that speed must not buy: two writers at the same vers
 (does the peer refuse the second, or silently keep one?), and on DynamoDB a commit torn
 by a failure between requests.
 
-Run: ``python bench/peers.py [--rounds N] [--budget S] [--json PATH] [--profile]``.
+Run: ``python bench/peers.py [--rounds N] [--budget S] [--pairs memory,redis,dynamodb] [--json PATH]
+[--profile]`` (``--pairs`` runs only those pairs, and starts only their servers).
 Peers come from ``pip install 'kvsourcing[bench]'``; a peer that does not import is
 reported and its rows skipped.
 """
@@ -55,6 +56,7 @@ from kvsourcing.testing.servers import running_server
 LOAD_EVENTS = 1000
 SNAPSHOT_INTERVAL = 100
 FILL_BATCH = 10
+DYNAMODB_PAIR = "DynamoDB (moto)"
 DYNAMODB_OPS = 20
 """Commits (or loads) per side per round on moto, on a fresh table: its cost grows with the table."""
 
@@ -449,28 +451,38 @@ def fsync_always(client: Any) -> None:
         time.sleep(0.05)
 
 
-def make_pairs(stack: ExitStack) -> list[Pair]:
-    from kvsourcing.stores import dynamodb, memory
+PAIR_GROUPS = ("memory", "redis", "dynamodb")
+
+
+def make_pairs(stack: ExitStack, wanted: frozenset[str]) -> list[Pair]:
+    """The pairs of the groups in ``wanted`` (``PAIR_GROUPS``), their servers started on ``stack``."""
+    from kvsourcing.stores import memory
+
+    pairs: list[Pair] = []
+    if "memory" in wanted:
+        theirs, missing = peer("pyeventsourcing POPO", lambda: {"PERSISTENCE_MODULE": "eventsourcing.popo"})
+        ours = Ours("kvsourcing memory", lambda s: memory.new_store(snapshot_interval=s))
+        pairs.append(Pair("memory", ours, theirs, missing))
+    if "redis" in wanted:
+        pairs += redis_pairs(stack)
+    if "dynamodb" in wanted:
+        pairs.append(dynamodb_pair(stack))
+    return pairs
+
+
+def peer(name: str, env: Callable[[], dict[str, str]]) -> tuple[Contender | None, str]:
+    """pyeventsourcing with the settings ``env`` gives, or why it is missing."""
+    try:
+        return PyEventsourcing(name, env), ""
+    except ImportError as err:
+        return None, f"{name} skipped: {err}"
+
+
+def redis_pairs(stack: ExitStack) -> list[Pair]:
+    """Redis against SQLite, without persistence and then with ``appendfsync always``."""
     from kvsourcing.stores import redis as redis_store
 
     pairs = []
-
-    def peer(name: str, env: Callable[[], dict[str, str]]) -> tuple[Contender | None, str]:
-        try:
-            return PyEventsourcing(name, env), ""
-        except ImportError as err:
-            return None, f"{name} skipped: {err}"
-
-    theirs, missing = peer("pyeventsourcing POPO", lambda: {"PERSISTENCE_MODULE": "eventsourcing.popo"})
-    pairs.append(
-        Pair(
-            "memory",
-            Ours("kvsourcing memory", lambda s: memory.new_store(snapshot_interval=s)),
-            theirs,
-            missing,
-        )
-    )
-
     client = stack.enter_context(running_server()).client()
     stack.callback(client.close)
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -488,6 +500,12 @@ def make_pairs(stack: ExitStack) -> list[Pair]:
     pairs.append(
         Pair("Redis fsync vs SQLite", durable, theirs, missing, prepare=lambda: fsync_always(client))
     )
+    return pairs
+
+
+def dynamodb_pair(stack: ExitStack) -> Pair:
+    """Our DynamoDB store against eventsourcing-dynamodb, both on moto."""
+    from kvsourcing.stores import dynamodb
 
     aws = stack.enter_context(moto_dynamodb())
 
@@ -503,19 +521,16 @@ def make_pairs(stack: ExitStack) -> list[Pair]:
         theirs, missing = None, f"eventsourcing-dynamodb skipped: {err}"
     else:
         theirs, missing = peer("eventsourcing-dynamodb", peer_dynamodb_env(aws))
-    pairs.append(
-        Pair(
-            "DynamoDB (moto)",
-            Ours("kvsourcing DynamoDB", our_dynamodb),
-            theirs,
-            missing,
-            snapshots=False,
-            snapshot_note="eventsourcing-dynamodb: snapshots unusable (they share the events table)",
-            client=aws,
-            max_ops=DYNAMODB_OPS,
-        )
+    return Pair(
+        DYNAMODB_PAIR,
+        Ours("kvsourcing DynamoDB", our_dynamodb),
+        theirs,
+        missing,
+        snapshots=False,
+        snapshot_note="eventsourcing-dynamodb: snapshots unusable (they share the events table)",
+        client=aws,
+        max_ops=DYNAMODB_OPS,
     )
-    return pairs
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -532,7 +547,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "skipped": [],
     }
     with ExitStack() as stack:
-        pairs = make_pairs(stack)
+        pairs = make_pairs(stack, args.pairs)
         for pair in pairs:
             if pair.prepare is not None:
                 pair.prepare()
@@ -561,8 +576,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "result": contender.race(),
                     }
                 )
-        dynamo = pairs[-1]
-        if dynamo.theirs is not None:
+        dynamo = next((pair for pair in pairs if pair.name == DYNAMODB_PAIR), None)
+        if dynamo is not None and dynamo.theirs is not None:
             checks = [
                 (dynamo.ours, dynamo.client, "TransactWriteItems", 1),
                 (dynamo.theirs, None, "BatchWriteItem", 2),
@@ -616,10 +631,25 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"\nprofile of our side, {name}\n{text}")
 
 
+def pair_groups(text: str) -> frozenset[str]:
+    """``--pairs``: the named groups of ``PAIR_GROUPS``."""
+    groups = frozenset(name.strip().lower() for name in text.split(",") if name.strip())
+    unknown = groups - set(PAIR_GROUPS)
+    if unknown or not groups:
+        raise argparse.ArgumentTypeError(f"pairs are {', '.join(PAIR_GROUPS)}; got {text!r}")
+    return groups
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per row (default 5)")
     parser.add_argument("--budget", type=float, default=0.3, help="seconds per side per round (default 0.3)")
+    parser.add_argument(
+        "--pairs",
+        type=pair_groups,
+        default=frozenset(PAIR_GROUPS),
+        help=f"comma-separated pairs to run, of {','.join(PAIR_GROUPS)} (default: all)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     parser.add_argument("--profile", action="store_true", help="cProfile our side of each pair")
     args = parser.parse_args()

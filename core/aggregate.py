@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import os
@@ -41,6 +42,27 @@ class AggregateBase:
     ``automatic_wireup()`` finds by their annotations.
     """
 
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_already_stored",
+        "_checked_id",
+        "_commit_id",
+        "_handlers",
+        "_key",
+        "_named",
+        "_pending",
+        "_registry",
+        "_replay_by_class",
+        "_replayers",
+        "_savepoint",
+        "_sequence",
+        "_state_fn",
+        "_store",
+    )
+    """The base's own attributes live in slots, out of the instance ``__dict__``, which so
+    holds only the subclass's: the state that a rollback restores is a copy of that dict."""
+
     transient_attributes: ClassVar[frozenset[str]] = frozenset()
     """Private attributes that are not state (a counter, a cache): snapshots leave them out
     without complaint. Any other private attribute holding data that a snapshot would miss
@@ -70,7 +92,7 @@ class AggregateBase:
         state: StateFetchFunc | None = None,
     ) -> None:
         """Bind the aggregate to its key, event registry and store; ``state`` fetches its state."""
-        if "_pending" not in vars(self):
+        if not hasattr(self, "_pending"):
             AggregateBase.__init__(self)
         self._key = validate_key(key)
         self._registry = registry
@@ -157,7 +179,7 @@ class AggregateBase:
             self._already_stored = False  # a new commit: what the last one found is past
             self._save()
             if self._commit_id is None:
-                self._commit_id = os.urandom(16).hex()
+                self._commit_id = new_commit_id()
         self.replay_event(event)
         self._pending.append(event)
 
@@ -363,7 +385,7 @@ class AggregateBase:
     def _save(self) -> None:
         """Keep a copy of the whole state to roll back to, unless one is kept already."""
         if self._savepoint is None:
-            self._savepoint = (self._sequence, _saved(_state_vars(self.state(), self)))
+            self._savepoint = (self._sequence, _saved(_state_vars(self.state())))
 
     def rollback(self) -> None:
         """Drop the uncommitted events and restore the state from before them (from before
@@ -380,7 +402,7 @@ class AggregateBase:
             target.clear()
             target.update(state)
             return
-        for name in set(_state_vars(target, self)) - set(state):
+        for name in set(_state_vars(target)) - set(state):
             delattr(target, name)
         for name, value in state.items():
             object.__setattr__(target, name, value)
@@ -399,14 +421,28 @@ class AggregateBase:
         return [
             name
             for name, value in own.items()
-            if name.startswith("_") and not name.startswith("__") and name not in _BASE_ATTRIBUTES
+            if name.startswith("_") and not name.startswith("__")
             and name not in cls.transient_attributes and _is_plain_data(value)
             and (empty or isinstance(getattr(cls, name.lstrip("_"), None), property))
         ]  # fmt: skip
 
 
-_BASE_ATTRIBUTES = frozenset(vars(AggregateBase()))
-"""The attributes ``AggregateBase`` keeps for itself: never state, never rolled back."""
+_ID_BATCH = 64
+_ids: collections.deque[str] = collections.deque()
+os.register_at_fork(after_in_child=_ids.clear)  # a child must not reuse its parent's ids
+
+
+def new_commit_id() -> str:
+    """A random commit id of 128 bits (32 hex digits), from ``os.urandom``. The bytes are
+    drawn for ``_ID_BATCH`` ids at a time: a system call per commit would cost more than
+    the rest of a commit's bookkeeping in memory. (``deque.popleft`` is thread-safe.)"""
+    try:
+        return _ids.popleft()
+    except IndexError:
+        pool = os.urandom(16 * _ID_BATCH).hex()
+        _ids.extend([pool[start : start + 32] for start in range(0, len(pool), 32)])
+        return _ids.popleft()
+
 
 _PLAIN = (int, float, str, bytes, bool, list, dict, set, frozenset, tuple)
 
@@ -416,12 +452,11 @@ def _is_plain_data(value: Any) -> bool:
     return isinstance(value, _PLAIN) or (dataclasses.is_dataclass(value) and not isinstance(value, type))
 
 
-def _state_vars(target: Any, aggregate: AggregateBase) -> dict[str, Any]:
-    """What a rollback restores: every attribute of the state but ``AggregateBase``'s own."""
+def _state_vars(target: Any) -> dict[str, Any]:
+    """What a rollback restores: every attribute of the state (``AggregateBase``'s own are
+    in its slots, not among them)."""
     if isinstance(target, Mapping) or not hasattr(target, "__dict__"):
         return public_attributes(target)  # a dict, or a dataclass with slots: its fields
-    if target is aggregate:
-        return {k: v for k, v in vars(target).items() if k not in _BASE_ATTRIBUTES}
     return dict(vars(target))
 
 
@@ -429,26 +464,24 @@ _IMMUTABLE = frozenset({int, float, str, bytes, bool, type(None), complex})
 
 
 def _saved(state: dict[str, Any]) -> dict[str, Any]:
-    """A deep copy of ``state`` to roll back to (one memo, so shared objects stay shared).
+    """``state`` (a new dict, from ``_state_vars``) with its values deep-copied in place, to
+    roll back to (one memo, so shared objects stay shared).
 
     A public attribute that cannot be copied raises ``TypeError`` naming it; a private one
     (a lock, a client: a resource, not state) is kept as it is.
     """
     memo: dict[int, Any] = {}
-    saved = {}
     for name, value in state.items():
         if type(value) in _IMMUTABLE:
-            saved[name] = value  # nothing to copy (and deepcopy would cost a call each)
-            continue
+            continue  # nothing to copy (and deepcopy would cost a call each)
         try:
-            saved[name] = copy.deepcopy(value, memo)
+            state[name] = copy.deepcopy(value, memo)
         except (TypeError, copy.Error) as exc:  # what deepcopy raises for a lock or a socket
             if name.startswith("_"):
-                saved[name] = value
                 continue
             raise TypeError(
                 f"cannot save attribute {name!r} ({type(value).__name__}) to roll back a failed command: "
                 f"{exc}; state is copied before each command, so keep locks, clients and other resources "
                 "in private attributes (with a leading underscore)"
             ) from exc
-    return saved
+    return state

@@ -31,7 +31,7 @@ import msgpack
 import msgspec
 
 from kvsourcing.errors import EncodingError
-from kvsourcing.structure import build, dataclass_to_dict, datetime_text, parse_datetime
+from kvsourcing.structure import build, dataclass_to_dict, datetime_text, fields_getter, parse_datetime
 from kvsourcing.typed import DirectDecoders
 
 
@@ -152,6 +152,7 @@ class MsgpackCodec:
             "use_bin_type": True,
         }
         self._conversions: dict[type, Callable[[Any], Any]] = {}
+        self._spare_packers: list[msgpack.Packer] = []
         self._plain_decoder = msgspec.msgpack.Decoder(ext_hook=self._ext_hook)
         self._record_decoder = msgspec.msgpack.Decoder(tuple[str, msgspec.Raw, str])
         self._direct = DirectDecoders(self._ext_hook)
@@ -179,7 +180,7 @@ class MsgpackCodec:
 
     def _conversion_for(self, cls: type) -> Callable[[Any], Any]:
         if dataclasses.is_dataclass(cls):
-            return dataclass_to_dict
+            return fields_getter(cls)
         if issubclass(cls, enum.Enum):
             return _enum_value
         if issubclass(cls, int):
@@ -284,12 +285,23 @@ class MsgpackCodec:
 
     def encode_many(self, objs: Sequence[Any]) -> list[bytes]:
         """Encode many objects with one packer (faster); an unsupported value raises
-        ``EncodingError``, which ``encode`` of that object alone locates."""
-        packer = msgpack.Packer(**self._packer_options)
+        ``EncodingError``, which ``encode`` of that object alone locates.
+
+        The packer is one of the codec's spares, taken and given back (``list.pop`` and
+        ``append`` are atomic, so each thread packs with its own): a new one per commit
+        costs as much as packing a small event."""
+        spares = self._spare_packers
         try:
-            return [packer.pack(obj) for obj in objs]
+            packer = spares.pop()
+        except IndexError:
+            packer = msgpack.Packer(**self._packer_options)
+        try:
+            return list(map(packer.pack, objs))
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            packer.reset()  # drop what the failed object left in the buffer
             raise EncodingError(f"cannot encode a value: {exc}") from exc
+        finally:
+            spares.append(packer)
 
     def decode_many(self, blobs: Sequence[bytes]) -> list[Any]:
         """Decode many blobs, each on its own (so that a corrupt one cannot borrow bytes

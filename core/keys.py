@@ -44,9 +44,14 @@ def _validated(text: Any, what: str, invalid: type[Exception], not_text: type[Ex
 def validate_commit_id(commit_id: Any) -> str:
     """Return ``commit_id`` if every store can keep it, else raise ``ValueError`` (``TypeError``
     for a non-``str``): the same rules as aggregate keys."""
+    text = commit_id
+    if isinstance(text, str) and text.isascii() and text.isprintable() and 0 < len(text) <= MAX_KEY_BYTES:
+        return text  # the common case, checked on every commit: printable ASCII, a byte a character
     return _validated(commit_id, "commit id", ValueError, TypeError)
 
 
 def validate_key(key: Any) -> str:
     """Return ``key`` if it can name an aggregate on every backend, else raise ``InvalidKeyError``."""
+    if isinstance(key, str) and key.isascii() and key.isprintable() and 0 < len(key) <= MAX_KEY_BYTES:
+        return key  # the common case, checked on every commit: printable ASCII, a byte a character
     return _validated(key, "aggregate key", InvalidKeyError, InvalidKeyError)

@@ -78,6 +78,8 @@ class StandardEventRegistry:
         self._table = _TypeTable(domain, "event")
         self._readers: dict[str, Callable[[Any], Any]] = {}
         self._stored: frozenset[tuple[str, type | None]] = frozenset()
+        self._registered: dict[type, tuple[EventType, bool]] = {}
+        """``get_event_type`` of each registered class's instances, ready: asked per event committed."""
 
     def domain(self) -> str:
         return self._domain
@@ -102,6 +104,7 @@ class StandardEventRegistry:
                 "pass check_encodable=False if the store's codec encodes it"
             )
         type_name = self._table.add(cls, name)
+        self._registered[cls] = (EventType(type_name), True)
         self._readers[type_name] = _reader(cls, definitions)
         stored = {name: known for name, known in self._stored if name != type_name}
         stored[type_name] = None if definitions else cls
@@ -110,6 +113,9 @@ class StandardEventRegistry:
 
     def get_event_type(self, event: Any) -> tuple[EventType, bool]:
         """``(type name, registered?)`` of an event instance or class."""
+        registered = self._registered.get(type(event))
+        if registered is not None:
+            return registered
         name, found = self._table.name_of(event)
         return EventType(name), found
 

@@ -10,19 +10,23 @@ one whose methods have the same names: the decisions exist in one copy only.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Call:
-    """One I/O call a generator asks for: ``target.<name>(*args, **kwargs)``."""
+    """One I/O call a generator asks for: ``target.<name>(*args, **kwargs)``.
+
+    Made on every store operation, so it is cheap to build: not frozen, and no keyword
+    arguments is ``None`` rather than a new ``dict`` (a call without them is faster too).
+    """
 
     name: str
     args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] | None = None
 
 
 Steps = Generator[Call, Any, T]
@@ -35,7 +39,8 @@ def run_sync(steps: Steps[T], target: Any) -> T:
         call = next(steps)
         while True:
             try:
-                result = getattr(target, call.name)(*call.args, **call.kwargs)
+                method, kwargs = getattr(target, call.name), call.kwargs
+                result = method(*call.args, **kwargs) if kwargs else method(*call.args)
             except BaseException as exc:
                 call = steps.throw(exc)
             else:
@@ -51,7 +56,8 @@ async def run_async(steps: Steps[T], target: Any) -> T:
         call = next(steps)
         while True:
             try:
-                result = await getattr(target, call.name)(*call.args, **call.kwargs)
+                method, kwargs = getattr(target, call.name), call.kwargs
+                result = await (method(*call.args, **kwargs) if kwargs else method(*call.args))
             except BaseException as exc:
                 call = steps.throw(exc)
             else:

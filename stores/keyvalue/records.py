@@ -7,13 +7,44 @@ the async drivers.
 
 from __future__ import annotations
 
+import dataclasses
+import types
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, TypeVar
+
+R = TypeVar("R")
 
 ALREADY_STORED: Final = -1
 """``Refusal.head`` when a commit's id is already stored for its aggregate."""
+
+
+def _quick_init(cls: type[R]) -> type[R]:
+    """Give the frozen, slotted dataclass ``cls`` an ``__init__`` that sets each field
+    through its slot's descriptor, with the same signature and defaults. The one
+    ``dataclass`` writes calls ``object.__setattr__`` per field (a frozen class refuses
+    assignment), at twice the cost, and every commit builds a ``Commit`` and a ``FeedEntry``."""
+    namespace: dict[str, Any] = {}
+    params, lines = [], []
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        slot = getattr(cls, field.name)
+        if not isinstance(slot, types.MemberDescriptorType) or not field.name.isidentifier():
+            raise TypeError(f"{cls.__qualname__}.{field.name} is not a slot")
+        namespace[f"_set_{field.name}"] = slot.__set__
+        if field.default is dataclasses.MISSING:
+            params.append(field.name)
+        else:
+            namespace[f"_default_{field.name}"] = field.default
+            params.append(f"{field.name}=_default_{field.name}")
+        lines.append(f"    _set_{field.name}(self, {field.name})\n")
+    source = f"def __init__(self, {', '.join(params)}):\n{''.join(lines)}"
+    exec(source, namespace)  # built of field names only, each an identifier
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__annotations__ = dict(cls.__init__.__annotations__)
+    setattr(cls, "__init__", init)  # noqa: B010 (mypy refuses to assign a method)
+    return cls
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +55,7 @@ class Snapshot:
     state: bytes
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class Commit:
     """One aggregate's part of an atomic append: records ``expected+1 .. last`` of ``key``.
@@ -95,6 +127,7 @@ class Loaded:
         return self.first - 1 + len(self.records)
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class FeedEntry:
     """One commit as its bucket's feed recorded it: records ``first ..`` of aggregate ``key``.

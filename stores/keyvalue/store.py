@@ -81,16 +81,21 @@ class StoreLogic(Transcoder, Generic[DriverT]):
         driver finds a commit's id already stored (a re-send after a lost reply), nothing
         is written and every writer hears of it through ``commit_already_stored()``.
         """
-        prepared = [(writer, commit) for writer in writers if (commit := self._commit_of(writer)) is not None]
-        if not prepared:
+        prepared, commits = [], []
+        for writer in writers:
+            commit = self._commit_of(writer)
+            if commit is not None:
+                prepared.append(writer)
+                commits.append(commit)
+        if not commits:
             return
-        commits = [commit for _, commit in prepared]
-        require_distinct_keys(commits)
+        if len(commits) > 1:
+            require_distinct_keys(commits)
         refusal = yield Call("append_many", (commits,))
         if refusal is None:
             return
         if refusal.head == ALREADY_STORED:
-            for writer, _ in prepared:
+            for writer in prepared:
                 already_stored = getattr(writer, "commit_already_stored", None)
                 if already_stored is not None:
                     already_stored()
@@ -114,11 +119,13 @@ class StoreLogic(Transcoder, Generic[DriverT]):
         snapshot = None
         if self._interval and last // self._interval > committed // self._interval:
             snapshot = self._encode_state(key, last, writer)
-        commit_id = getattr(writer, "get_commit_id", lambda: None)()
-        if commit_id is not None:
-            validate_commit_id(commit_id)
-        named = bool(getattr(writer, "names_commit", lambda: False)())
-        return Commit(key, committed, records, snapshot, commit_id, named)
+        get_commit_id = getattr(writer, "get_commit_id", None)
+        commit_id = None if get_commit_id is None else get_commit_id()
+        if commit_id is None:
+            return Commit(key, committed, records, snapshot)
+        names_commit = getattr(writer, "names_commit", None)
+        named = names_commit is not None and bool(names_commit())
+        return Commit(key, committed, records, snapshot, validate_commit_id(commit_id), named)
 
     def refresh_steps(self, reader: StoreLoaderAdapter) -> Steps[None]:
         """Bring ``reader`` up to date: the newest snapshot if newer, then the events after it.

@@ -34,14 +34,17 @@ DEFAULT_BUCKETS = 16
 
 
 class _Stream:
-    """One aggregate: its records, newest snapshot, commits' metadata and ids."""
+    """One aggregate: its records, newest snapshot, commits' metadata and ids, and its
+    feed bucket. A commit's metadata is kept as a tuple, made a ``CommitInfo`` when read
+    (rarely, by ``read_events``), so that a commit does not pay for building one."""
 
-    __slots__ = ("commit_ids", "commits", "records", "snapshot")
+    __slots__ = ("bucket", "commit_ids", "commits", "records", "snapshot")
 
-    def __init__(self) -> None:
+    def __init__(self, bucket: int = 0) -> None:
+        self.bucket = bucket
         self.records: list[bytes] = []
         self.snapshot: Snapshot | None = None
-        self.commits: list[CommitInfo] = []
+        self.commits: list[tuple[int, int, str | None, float]] = []
         self.commit_ids: dict[str, int] = {}
 
 
@@ -63,45 +66,39 @@ class MemoryDriver(DriverBase):
         self._values: dict[str, tuple[bytes, float | None]] = {}
         self._lock = threading.Lock()
         self._appended = threading.Condition(self._lock)
+        self._waiting = 0
+        """``read_feed`` calls waiting for a commit: only then does a commit wake them."""
 
     def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
         with self._lock:
-            streams = [self._streams.get(commit.key) or _Stream() for commit in commits]
-            for index, (commit, stream) in enumerate(zip(commits, streams, strict=True)):
+            streams = []
+            for index, commit in enumerate(commits):
+                stream = self._streams.get(commit.key) or _Stream(partition_bucket(commit.key, self.buckets))
                 if commit.commit_id is not None and commit.commit_id in stream.commit_ids:
                     return Refusal(index, ALREADY_STORED)
                 if len(stream.records) != commit.expected:
                     return Refusal(index, len(stream.records))
+                streams.append(stream)
             now = time.time()
             for commit, stream in zip(commits, streams, strict=True):
                 self._streams[commit.key] = stream
+                first, last = commit.expected + 1, commit.expected + len(commit.records)
                 stream.records.extend(commit.records)
                 if commit.snapshot is not None:
-                    stream.snapshot = Snapshot(commit.last, commit.snapshot)
-                stream.commits.append(CommitInfo(commit.expected + 1, commit.last, commit.commit_id, now))
+                    stream.snapshot = Snapshot(last, commit.snapshot)
+                stream.commits.append((first, last, commit.commit_id, now))
                 if commit.commit_id is not None:
-                    stream.commit_ids[commit.commit_id] = commit.last
+                    stream.commit_ids[commit.commit_id] = last
                 if self.feed:
-                    self._record_feed(commit, now)
-            if self.feed:
+                    bucket, feed = stream.bucket, self._feeds[stream.bucket]
+                    position = str(self._trimmed[bucket] + len(feed) + 1)
+                    records = tuple(commit.records)
+                    feed.append(
+                        FeedEntry(bucket, position, commit.key, first, records, commit.commit_id, now)
+                    )
+            if self._waiting:
                 self._appended.notify_all()
         return None
-
-    def _record_feed(self, commit: Commit, now: float) -> None:
-        bucket = partition_bucket(commit.key, self.buckets)
-        feed = self._feeds[bucket]
-        position = str(self._trimmed[bucket] + len(feed) + 1)
-        feed.append(
-            FeedEntry(
-                bucket,
-                position,
-                commit.key,
-                commit.expected + 1,
-                tuple(commit.records),
-                commit.commit_id,
-                now,
-            )
-        )
 
     def load(
         self, key: str, after: int, *, use_snapshot: bool = True, commit_id: str | None = None,
@@ -112,7 +109,7 @@ class MemoryDriver(DriverBase):
             stored = commit_id is not None and commit_id in stream.commit_ids
             snapshot = stream.snapshot if use_snapshot else None
             start = snapshot.sequence if snapshot is not None and snapshot.sequence > after else after
-            commits = [info for info in stream.commits if info.last > start] if metadata else []
+            commits = [CommitInfo(*info) for info in stream.commits if info[1] > start] if metadata else []
             return Loaded(
                 snapshot if start != after else None, start + 1, stream.records[start:], stored, commits
             )
@@ -126,7 +123,11 @@ class MemoryDriver(DriverBase):
                 remaining = deadline - time.monotonic()
                 if entries or not after or remaining <= 0:
                     return entries
-                self._appended.wait(remaining)
+                self._waiting += 1
+                try:
+                    self._appended.wait(remaining)
+                finally:
+                    self._waiting -= 1
 
     def _entries_after(self, after: dict[int, str | None], limit: int) -> list[FeedEntry]:
         entries: list[FeedEntry] = []

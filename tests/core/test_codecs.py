@@ -6,6 +6,7 @@ import datetime as dt
 import enum
 import math
 import pickle
+import threading
 import uuid
 import zoneinfo
 from collections.abc import Sequence
@@ -780,3 +781,30 @@ def test_a_corrupt_record_among_direct_ones_is_named_by_its_sequence() -> None:
     writer.commit()
     with pytest.raises(EncodingError, match=r"'mixed-2' at sequence 2"):
         Mixed("mixed-2", store).refresh()
+
+
+def test_msgpack_encode_many_from_many_threads_gives_each_caller_its_own_bytes() -> None:
+    """The codec reuses its packers: each thread must pack with its own, and a failed
+    encoding must leave nothing behind for the next."""
+    codec = MsgpackCodec()
+    values = [[f"type-{n}", Point(n, -n), {"tags": ("a",) * (n % 5)}] for n in range(40)]
+    expected = [codec.encode(value) for value in values]
+    start = threading.Barrier(8)
+    wrong: list[int] = []
+
+    def encode() -> None:
+        start.wait()
+        for _ in range(50):
+            for n, value in enumerate(values):
+                if codec.encode_many([value]) != [expected[n]]:
+                    wrong.append(n)
+            with pytest.raises(EncodingError):
+                codec.encode_many([[Point(1, 2), object()]])
+
+    threads = [threading.Thread(target=encode) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
+    assert codec.encode_many(values) == expected

@@ -4,7 +4,10 @@ handle/run, rollback, StateFetchFunc state, snapshots of it, key validation."""
 from __future__ import annotations
 
 import enum
+import os
+import re
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,6 +28,7 @@ from kvsourcing import (
     UnknownEventTypeError,
     retry,
 )
+from kvsourcing.aggregate import new_commit_id
 from kvsourcing.stores import memory
 from kvsourcing.structure import unnamed_class
 
@@ -764,3 +768,36 @@ def test_a_private_attribute_named_transient_is_left_out_of_snapshots_without_co
     cargo.handle(_Load(10))
     cargo.handle(_Load(20))
     assert store.read_snapshot("ship") == (2, {})
+
+
+def test_the_base_keeps_its_bookkeeping_in_slots_out_of_the_state_it_rolls_back() -> None:
+    cargo = _Cargo("ship", memory.new_store())
+    cargo.handle(_Load(10))
+    assert vars(cargo) == {"_total": 10}, "only the subclass's attributes: the rollback's copy"
+    assert weakref.ref(cargo)() is cargo
+    with pytest.raises(DomainFault):
+        cargo.run(lambda: (cargo.apply_event(_Loaded(5)), _fail()))
+    assert (cargo.total, cargo.sequence_number(), cargo.is_dirty()) == (10, 1, False)
+
+
+def _fail() -> None:
+    raise DomainFault("ship", "refused")
+
+
+def test_commit_ids_are_new_each_time_and_a_forked_child_draws_its_own() -> None:
+    ids = [new_commit_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(re.fullmatch("[0-9a-f]{32}", commit_id) for commit_id in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its copy of the parent's pool must not be handed out
+        try:
+            os.write(write, new_commit_id().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert re.fullmatch("[0-9a-f]{32}", child)
+    assert child != new_commit_id(), "the child handed out the parent's next id"

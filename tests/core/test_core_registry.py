@@ -131,6 +131,15 @@ def test_register_event_under_an_explicit_name() -> None:
     assert reg.create_event("RenamedV2", {"name": "n"}) == Renamed("n")
 
 
+def test_registering_a_class_again_under_another_name_renames_its_events() -> None:
+    reg = StandardEventRegistry("d")
+    reg.register_event(Renamed, name="RenamedV1")
+    assert reg.get_event_type(Renamed("a")) == ("RenamedV1", True)
+    reg.register_event(Renamed, name="RenamedV2")
+    assert reg.get_event_type(Renamed("a")) == ("RenamedV2", True)
+    assert reg.get_event_type(Renamed) == ("RenamedV2", True)
+
+
 def test_register_event_refuses_an_instance() -> None:
     with pytest.raises(TypeError):
         StandardEventRegistry("d").register_event(Closed())  # type: ignore[arg-type]
