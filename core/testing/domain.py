@@ -113,6 +113,16 @@ class Counter(AggregateBase):
         return [Incremented(command.by)]
 
 
+def write(store: EventStore, key: str, *events: Any) -> Counter:
+    """Commit ``events`` to the counter ``key`` in one commit, after a refresh."""
+    counter = Counter(key, store)
+    counter.refresh()
+    for event in events:
+        counter.apply_event(event)
+    counter.commit()
+    return counter
+
+
 bank = StandardEventRegistry("bank")
 
 

@@ -24,17 +24,8 @@ from kvsourcing.errors import ConcurrencyFault, ConfigurationError
 from kvsourcing.stores.keyvalue import KeyValueStore, RewritingDriver, Snapshot
 from kvsourcing.stores.keyvalue.reencrypt import reencrypt
 from kvsourcing.testing import raw
-from kvsourcing.testing.domain import Counter, Incremented, Renamed
+from kvsourcing.testing.domain import Counter, Incremented, Renamed, write
 from kvsourcing.testing.raw import RawValues, sealed_by
-
-
-def commit(store: KeyValueStore, key: str, *events: Any) -> None:
-    """Commit ``events`` to the counter ``key`` in one commit."""
-    counter = Counter(key, store)
-    counter.refresh()
-    for event in events:
-        counter.apply_event(event)
-    counter.commit()
 
 
 class Rotation(NamedTuple):
@@ -73,15 +64,17 @@ class ReencryptTests:
         if driver is None:
             return None
         key, old, new = f"reencrypt-{uuid.uuid4().hex[:12]}", os.urandom(32), os.urandom(32)
-        commit(KeyValueStore(driver), key, Renamed("plain"), Incremented(1))
+        write(KeyValueStore(driver), key, Renamed("plain"), Incremented(1))
         sealed_old = KeyValueStore(driver, cipher=AesGcmCipher(old), snapshot_interval=4)
-        commit(sealed_old, key, Incremented(2), Incremented(3))
+        write(sealed_old, key, Incremented(2), Incremented(3))
         rotated = KeyValueStore(driver, cipher=AesGcmCipher(new, old), compression="zlib")
-        commit(rotated, key, Renamed("n" * 200))
+        write(rotated, key, Renamed("n" * 200))
         return Rotation(driver, key, old, new, rotated)
 
     @staticmethod
-    def racing(monkeypatch: pytest.MonkeyPatch, driver: Any, races: int, writer: Callable[[], None]) -> None:
+    def racing(
+        monkeypatch: pytest.MonkeyPatch, driver: Any, races: int, writer: Callable[[], object]
+    ) -> None:
         """Make ``writer`` commit right before each of the next ``races`` rewrites."""
         rewrite = driver.rewrite
         left = [races]
@@ -127,7 +120,7 @@ class ReencryptTests:
             return
         driver, key, old, new, rotated = rotation
         stale_writer = KeyValueStore(driver, cipher=AesGcmCipher(old, new))  # not rotated yet
-        self.racing(monkeypatch, driver, 2, lambda: commit(stale_writer, key, Incremented(100)))
+        self.racing(monkeypatch, driver, 2, lambda: write(stale_writer, key, Incremented(100)))
 
         assert reencrypt(rotated, key) == 7  # the two racing commits' records too
 
@@ -144,7 +137,7 @@ class ReencryptTests:
         driver, key, old, new, rotated = rotation
         stored = list(driver.load(key, 0, use_snapshot=False).records)
         stale_writer = KeyValueStore(driver, cipher=AesGcmCipher(old, new))
-        self.racing(monkeypatch, driver, 100, lambda: commit(stale_writer, key, Incremented(1)))
+        self.racing(monkeypatch, driver, 100, lambda: write(stale_writer, key, Incremented(1)))
         with pytest.raises(ConcurrencyFault):
             reencrypt(rotated, key, attempts=3)
         assert list(driver.load(key, 0, use_snapshot=False).records)[:5] == stored
@@ -173,8 +166,8 @@ class ReencryptTests:
         key, old, new = f"reencrypt-{uuid.uuid4().hex[:12]}", os.urandom(32), os.urandom(32)
         sealed_old = KeyValueStore(driver, cipher=AesGcmCipher(old), snapshot_interval=10)
         for by in range(1, 31):
-            commit(sealed_old, key, Incremented(by))  # 30 commits: more than one DynamoDB transaction
-        commit(sealed_old, key, *(Renamed(f"r{n}") for n in range(20)))
+            write(sealed_old, key, Incremented(by))  # 30 commits: more than one DynamoDB transaction
+        write(sealed_old, key, *(Renamed(f"r{n}") for n in range(20)))
         rotated = KeyValueStore(driver, cipher=AesGcmCipher(new, old))
         assert reencrypt(rotated, key) == 51  # 50 records and the snapshot (at 50)
         only_new = KeyValueStore(driver, cipher=AesGcmCipher(new, allow_plaintext=False))

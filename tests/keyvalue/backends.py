@@ -19,16 +19,6 @@ from kvsourcing.testing.domain import Counter
 from kvsourcing.testing.raw import raw_values
 
 
-def write(store: KeyValueStore, key: str, *events: Any) -> Counter:
-    """Commit ``events`` to the counter ``key`` in one commit, after a refresh."""
-    counter = Counter(key, store)
-    counter.refresh()
-    for event in events:
-        counter.apply_event(event)
-    counter.commit()
-    return counter
-
-
 def read(store: KeyValueStore, key: str) -> Counter:
     """The counter ``key`` as ``store`` loads it."""
     counter = Counter(key, store)

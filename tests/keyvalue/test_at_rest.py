@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from backends import Backend, read, write
+from backends import Backend, read
 
 from kvsourcing import open_store
 from kvsourcing.codecs import JsonCodec
@@ -22,7 +22,7 @@ from kvsourcing.mapper import FRAME, MIN_COMPRESSIBLE
 from kvsourcing.stores import memory
 from kvsourcing.stores.keyvalue import Commit, FeedConsumer, KeyValueStore
 from kvsourcing.testing import FeedSuite, StoreSuite
-from kvsourcing.testing.domain import Audited, Detail, Incremented, Renamed, registry
+from kvsourcing.testing.domain import Audited, Detail, Incremented, Renamed, registry, write
 from kvsourcing.testing.feed_suite import Recorder
 
 KEY_1, KEY_2 = os.urandom(32), os.urandom(16)

@@ -10,14 +10,13 @@ import os
 from collections.abc import Sequence
 
 import pytest
-from backends import write
 
 from kvsourcing.crypto import AesGcmCipher
 from kvsourcing.errors import ConfigurationError, EncodingError
 from kvsourcing.stores import memory
 from kvsourcing.stores.keyvalue import Commit, KeyValueStore, Loaded, Refusal
 from kvsourcing.stores.keyvalue.reencrypt import reencrypt
-from kvsourcing.testing.domain import Incremented, Renamed
+from kvsourcing.testing.domain import Incremented, Renamed, write
 from kvsourcing.testing.reencrypt import ReencryptTests
 from kvsourcing.tools.cli import main
 
