@@ -19,7 +19,8 @@ from kvsourcing.stores.keyvalue import FeedEntry
 from kvsourcing.stores.keyvalue.base import DriverBase, corrupt_entry
 from kvsourcing.stores.redis.keys import Layout
 from kvsourcing.stores.redis.protocol import unpack_records
-from kvsourcing.stores.redis.push import FeedWaker, block_milliseconds, blocking
+from kvsourcing.stores.redis.push import block_milliseconds, blocking
+from kvsourcing.stores.redis.waker import FeedWaker
 
 
 def xread_streams(reply: Any) -> list[tuple[bytes, Any]]:
@@ -91,6 +92,13 @@ def read_steps(
     return [(layout.bucket_of_feed(key), entries) for key, entries in xread_streams(replies)]
 
 
+def waker_keys(layout: Layout) -> tuple[bytes, dict[bytes, int]]:
+    """What a Cluster's waker listens to: the start its feeds' keys share (``{<prefix>:b``),
+    and each feed's key with its bucket."""
+    feeds = {layout.feed_key(bucket): bucket for bucket in range(layout.buckets)}
+    return f"{{{layout.prefix}:b".encode(), feeds
+
+
 def trim_minid(checkpoints: Sequence[str]) -> str:
     """The ``XTRIM MINID`` just past the earliest of ``checkpoints`` (stream ids ``ms-seq``,
     compared as numbers)."""
@@ -101,7 +109,7 @@ def trim_minid(checkpoints: Sequence[str]) -> str:
 class RedisFeed(DriverBase):
     """``read_feed`` and ``trim_feed`` on a sync client; ``RedisDriver`` builds on it. It
     pushes: a read with ``wait`` waits on the server for new entries (``XREAD BLOCK`` on a
-    node; on a Cluster, where one command cannot span slots, a ``FeedWaker``)."""
+    node; on a Cluster, where one command cannot span slots, a ``waker.FeedWaker``)."""
 
     client: Redis | RedisCluster
     io: Any
@@ -122,7 +130,7 @@ class RedisFeed(DriverBase):
         self.check_feed_request(after, limit)
         with self.served():
             if self.cluster and wait > 0:
-                replies = self.feed_waker().read(after, limit, wait, self._read_cluster)
+                replies = self.feed_waker().read(after, limit, wait)
             else:
                 block = block_milliseconds(self.client, wait) if wait > 0 else 0
                 replies = run_sync(read_steps(self.layout, self.cluster, after, limit, block), self.io)
@@ -132,9 +140,8 @@ class RedisFeed(DriverBase):
         """The Cluster's listener for changed buckets, made on first use."""
         with self._waker_lock:
             if self._waker is None:
-                feeds = {self.layout.feed_key(b): b for b in range(self.layout.buckets)}
-                tags = f"{{{self.layout.prefix}:b".encode()
-                self._waker = FeedWaker(cast("RedisCluster", self.client), tags, feeds)
+                tags, feeds = waker_keys(self.layout)
+                self._waker = FeedWaker(cast("RedisCluster", self.client), tags, feeds, self._read_cluster)
             return self._waker
 
     def _read_cluster(self, after: dict[int, str | None], limit: int) -> list[tuple[int, Any]]:
@@ -153,3 +160,4 @@ class RedisFeed(DriverBase):
         if self._waker is not None:
             self._waker.close()
         super().close()
+
