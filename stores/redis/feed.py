@@ -1,8 +1,8 @@
 """Reading and trimming the durable feed on Redis: one stream per bucket.
 
-The functions read replies as data (an asyncio driver reuses them); ``RedisFeed`` is the
-sync I/O that ``RedisDriver`` builds on. The append script writes the entries
-(``scripts.APPEND``).
+The functions read replies as data; ``RedisFeed`` is the sync I/O that ``RedisDriver``
+builds on, ``AsyncRedisFeed`` the asyncio one under ``AsyncRedisDriver``. Both push
+(``push``). The append script writes the entries (``scripts.APPEND``).
 """
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, cast
 
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
-from kvsourcing.steps import Call, Steps, run_sync
+from kvsourcing.steps import Call, Steps, run_async, run_sync
 from kvsourcing.stores.keyvalue import FeedEntry
-from kvsourcing.stores.keyvalue.base import DriverBase, corrupt_entry
+from kvsourcing.stores.keyvalue.base import AsyncDriverBase, DriverBase, corrupt_entry
+from kvsourcing.stores.redis.aio_waker import AsyncFeedWaker
 from kvsourcing.stores.redis.keys import Layout
 from kvsourcing.stores.redis.protocol import unpack_records
 from kvsourcing.stores.redis.push import block_milliseconds, blocking
@@ -161,3 +164,54 @@ class RedisFeed(DriverBase):
             self._waker.close()
         super().close()
 
+
+class AsyncRedisFeed(AsyncDriverBase):
+    """``RedisFeed`` for asyncio; ``AsyncRedisDriver`` builds on it. It pushes as the sync
+    one does: ``XREAD BLOCK`` on a node, an ``aio_waker.AsyncFeedWaker`` on a Cluster."""
+
+    client: AsyncRedis | AsyncRedisCluster
+    io: Any
+    layout: Layout
+    cluster: bool
+    pushes = True
+    _waker: AsyncFeedWaker | None = None
+
+    async def read_feed(
+        self, after: dict[int, str | None], limit: int, *, wait: float = 0.0
+    ) -> list[FeedEntry]:
+        """See ``RedisFeed.read_feed``."""
+        if not after:
+            return []
+        self.check_feed_request(after, limit)
+        with self.served():
+            if self.cluster and wait > 0:
+                replies = await self.feed_waker().read(after, limit, wait)
+            else:
+                block = block_milliseconds(self.client, wait) if wait > 0 else 0
+                steps = read_steps(self.layout, self.cluster, after, limit, block)
+                replies = await run_async(steps, self.io)
+        return entries_of(replies)
+
+    def feed_waker(self) -> AsyncFeedWaker:
+        """The Cluster's listener for changed buckets, made on first use."""
+        if self._waker is None:
+            tags, feeds = waker_keys(self.layout)
+            client = cast("AsyncRedisCluster", self.client)
+            self._waker = AsyncFeedWaker(client, tags, feeds, self._read_cluster)
+        return self._waker
+
+    async def _read_cluster(self, after: dict[int, str | None], limit: int) -> list[tuple[int, Any]]:
+        return await run_async(read_steps(self.layout, True, after, limit), self.io)
+
+    async def trim_feed(self, bucket: int, checkpoints: Sequence[str]) -> int:
+        """See ``RedisFeed.trim_feed``."""
+        if not checkpoints:
+            return 0
+        key = self.layout.feed_key(bucket)
+        with self.served():
+            return int(await self.client.xtrim(key, minid=trim_minid(checkpoints), approximate=False))
+
+    async def close(self) -> None:
+        if self._waker is not None:
+            await self._waker.close()
+        await super().close()
