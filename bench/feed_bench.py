@@ -16,14 +16,20 @@ process) it prints:
   checkpoint is at the end of its feed; with a handler that does nothing, then with one
   that waits ``--work-ms`` per event (as one writing to another system would).
 
+With ``--aio`` the started consumer of the latency rows is ``kvsourcing.aio.FeedConsumer``
+instead, on an event loop (in the worker process on Redis, on a thread of this one over
+the same ``MemoryDriver`` in memory), and only those rows are measured (not on DynamoDB,
+whose store here is moto in process, sync).
+
 The machine has 2 cores shared with the servers (and other work): catch-up with 4
 processes cannot scale past them. Run: ``python bench/feed_bench.py [--events N]
-[--rate R] [--seconds S] [--stores memory,redis,cluster,dynamodb]``.
+[--rate R] [--seconds S] [--stores memory,redis,cluster,dynamodb] [--aio]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import os
 import signal
@@ -137,28 +143,26 @@ def delays(sent: dict[tuple[str, int], float], arrived: dict[tuple[str, int], fl
     return {"p50": statistics.median(ms), "p99": ms[min(len(ms) - 1, int(len(ms) * 0.99))]}
 
 
-def latency(store: Any, rate: float, seconds: float, push: bool, url: str | None) -> dict[str, float]:
+def latency(
+    store: Any, rate: float, seconds: float, push: bool, url: str | None, use_aio: bool = False
+) -> dict[str, float]:
     """Commit-to-handler p50/p99 (ms) at ``rate`` commits/s, and CPU ms/s while idle, of a
-    started consumer: in a process of its own when the store has a ``url``, else in this
-    one (where the committing thread and the consumer's share the GIL)."""
+    started consumer (the asyncio one with ``use_aio``): in a process of its own when the
+    store has a ``url``, else in this one (where the committing thread and the consumer's
+    share the GIL)."""
     prefix = f"live-{uuid.uuid4().hex[:8]}-"
     name = f"live-{uuid.uuid4().hex[:8]}"
     if url is None:
         clock = Clock(prefix)
-        consumer = FeedConsumer(store, name, registry())
-        consumer._pushes = push  # poll: the same consumer, the baseline side by side
-        consumer.add_handler(clock)
-        consumer.start()
-        try:
+        with started(store, name, clock, push, use_aio):
             wait_for(lambda: clock.arrived, commit_markers(store, prefix))
             sent = commit_steadily(store, prefix, rate, seconds)
             wait_for(lambda: clock.arrived, sent)
             return {**delays(sent, clock.arrived), **idle_cpu(store, None)}
-        finally:
-            consumer.stop()
     with tempfile.TemporaryDirectory() as workdir:
         path = Path(workdir) / "arrivals"
-        command = [sys.executable, __file__, "--latency-worker", url, prefix, name, str(int(push)), str(path)]
+        flags = [str(int(push)), str(int(use_aio))]
+        command = [sys.executable, __file__, "--latency-worker", url, prefix, name, *flags, str(path)]
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
         try:
             wait_for(lambda: arrivals(path), commit_markers(store, prefix))
@@ -168,6 +172,51 @@ def latency(store: Any, rate: float, seconds: float, push: bool, url: str | None
         finally:
             process.terminate()
             process.wait(timeout=30)
+
+
+@contextmanager
+def started(store: Any, name: str, clock: Clock, push: bool, use_aio: bool) -> Iterator[None]:
+    """A started consumer of ``store`` in this process (made to poll unless ``push``, the
+    baseline side by side): the sync one, or with ``use_aio`` the asyncio one on an event
+    loop of its own thread, over the same memory driver."""
+    if not use_aio:
+        consumer = FeedConsumer(store, name, registry())
+        consumer._pushes = push
+        consumer.add_handler(clock)
+        consumer.start()
+        try:
+            yield
+        finally:
+            consumer.stop()
+        return
+    from kvsourcing import aio
+    from kvsourcing.stores.keyvalue.aio import AsyncKeyValueStore
+    from kvsourcing.stores.memory import AsyncMemoryDriver
+
+    running: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+    ready = threading.Event()
+
+    async def consume() -> None:
+        async_store = AsyncKeyValueStore(AsyncMemoryDriver(store.driver))
+        consumer = aio.FeedConsumer(async_store, name, registry())
+        consumer._pushes = push
+        consumer.add_handler(clock)
+        consumer.start()
+        stop = asyncio.Event()
+        running.append((asyncio.get_running_loop(), stop))
+        ready.set()
+        await stop.wait()
+        await consumer.stop()
+
+    thread = threading.Thread(target=asyncio.run, args=(consume(),))
+    thread.start()
+    ready.wait()
+    try:
+        yield
+    finally:
+        loop, stop = running[0]
+        loop.call_soon_threadsafe(stop.set)
+        thread.join()
 
 
 def arrivals(path: Path) -> dict[tuple[str, int], float]:
@@ -180,10 +229,13 @@ def arrivals(path: Path) -> dict[tuple[str, int], float]:
     }
 
 
-def latency_worker(url: str, prefix: str, name: str, push: str, path: str) -> None:
+def latency_worker(url: str, prefix: str, name: str, push: str, use_aio: str, path: str) -> None:
     """A started consumer writing when each event arrived, until SIGTERM."""
     from kvsourcing.stores import redis as redis_store
 
+    if use_aio == "1":
+        asyncio.run(aio_latency_worker(url, prefix, name, push, path))
+        return
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     store = redis_store.from_url(url, prefix=STORE_PREFIX)
@@ -195,6 +247,24 @@ def latency_worker(url: str, prefix: str, name: str, push: str, path: str) -> No
         stopping.wait()
         consumer.stop()
     store.close()
+
+
+async def aio_latency_worker(url: str, prefix: str, name: str, push: str, path: str) -> None:
+    """``latency_worker`` with the asyncio consumer."""
+    from kvsourcing import aio
+    from kvsourcing.stores import redis as redis_store
+
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    store = await redis_store.open_async(url, prefix=STORE_PREFIX)
+    with open(path, "a", buffering=1) as out:
+        consumer = aio.FeedConsumer(store, name, registry())
+        consumer._pushes = push == "1"
+        consumer.add_handler(Clock(prefix, out))
+        consumer.start()
+        await stopping.wait()
+        await consumer.stop()
+    await store.close()
 
 
 def idle_cpu(store: Any, pid: int | None, seconds: float = 5.0) -> dict[str, float]:
@@ -370,7 +440,8 @@ def main() -> None:
     parser.add_argument("--processes", default="1,2,4")
     parser.add_argument("--work-ms", type=float, default=0.5, help="per event, in the processes' second run")
     parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
-    parser.add_argument("--latency-worker", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--aio", action="store_true", help="the latency rows with the asyncio consumer")
+    parser.add_argument("--latency-worker", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(*args.worker)
@@ -381,15 +452,21 @@ def main() -> None:
     counts = tuple(int(n) for n in args.processes.split(","))
     with tempfile.TemporaryDirectory() as workdir, stores(args.stores.split(","), Path(workdir)) as each:
         for name, store, url in each:
-            print(f"{name} (pushes: {store.driver.pushes})", flush=True)
             moto = name.startswith("DynamoDB")
+            if args.aio and moto:
+                print(f"{name}: not measured with --aio (its store here is moto in process, sync)")
+                store.close()
+                continue
+            pushes = True if args.aio else store.driver.pushes  # the async memory and Redis drivers push
+            consumer = "asyncio consumer" if args.aio else "consumer"
+            print(f"{name} ({consumer}, pushes: {pushes})", flush=True)
             events, commits = (args.dynamodb_events, args.dynamodb_rate) if moto else (args.events, args.rate)
-            rate = guarded("catch-up", catch_up, store, events)
+            rate = None if args.aio else guarded("catch-up", catch_up, store, events)
             if rate is not None:
                 print(f"  catch-up, 1 consumer: {rate:,.0f} events/s ({events} events)")
-            modes = (True, False) if store.driver.pushes else (False,)
+            modes = (True, False) if pushes else (False,)
             for push in modes:
-                figures = guarded("latency", latency, store, commits, args.seconds, push, url)
+                figures = guarded("latency", latency, store, commits, args.seconds, push, url, args.aio)
                 if figures is not None:
                     server = f", server {figures['server_cpu']:.1f}" if "server_cpu" in figures else ""
                     print(
@@ -398,7 +475,7 @@ def main() -> None:
                         f"p99 {figures['p99']:.2f} ms; idle CPU ms/s: "
                         f"consumer process {figures['cpu']:.1f}{server}"
                     )
-            if url is not None:
+            if url is not None and not args.aio:
                 for work_ms in (0.0, args.work_ms):
                     rates = guarded("processes", processes_catch_up, url, args.events, counts, work_ms)
                     for count, rate in (rates or {}).items():

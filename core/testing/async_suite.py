@@ -58,8 +58,18 @@ class _Recorder:
             self.into.append((published.key, published.sequence))
 
 
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.005)
+
+
 class AsyncStoreSuite:
     """The async store compliance suite; subclasses define ``new_store`` and ``new_sync_store``."""
+
+    pushes = True
+    """Whether the driver under test is told of new feed entries (``pushes``): a subclass
+    for one that polls (DynamoDB) says so, and the suite then checks that it is never
+    asked to wait instead of how soon a commit arrives."""
 
     async def new_store(self, *, snapshot_interval: int = 0) -> Any:
         raise NotImplementedError("an AsyncStoreSuite subclass must define async new_store()")
@@ -302,6 +312,87 @@ class AsyncStoreSuite:
                 await asyncio.sleep(0.02)
             await survivor.stop()
             watch.check(died)
+
+        self.run(test)
+
+    def test_a_started_async_consumer_hears_of_a_commit_well_within_its_poll_interval(self) -> None:
+        """On a driver that pushes, a commit made while the consumer waits (it has delivered
+        the first one and is reading again) reaches the handler in well under its
+        ``poll_interval`` of 5 s, which a polling consumer would sleep."""
+
+        async def test(store: Any) -> None:
+            driver, key = store.driver, self.key()
+            assert bool(getattr(driver, "pushes", False)) is self.pushes, "not the declared capability"
+            arrived: dict[int, float] = {}
+            waits: list[float] = []
+            idle = asyncio.Event()
+            real = driver.read_feed
+
+            class Clock:
+                def handle(self, published: Any) -> None:
+                    if published.key == key:
+                        arrived[published.sequence] = time.monotonic()
+
+            async def spy(after: dict[int, str | None], limit: int, *, wait: float = 0.0) -> Any:
+                waits.append(wait)
+                if arrived and wait > 0:
+                    idle.set()  # caught up: this call waits
+                return await real(after, limit, wait=wait)
+
+            name = f"push-{uuid.uuid4().hex[:8]}"
+            consumer = aio.FeedConsumer(store, name, bank, lease_seconds=60, poll_interval=5.0)
+            consumer.add_handler(Clock())
+            driver.read_feed = spy
+            try:
+                await Account(key, store).ahandle(Deposit(1))
+                consumer.start()
+                await asyncio.wait_for(_until(lambda: 1 in arrived), 30)
+                if not self.pushes:
+                    assert not any(waits), "a driver that does not push was asked to wait"
+                    return
+                await asyncio.wait_for(idle.wait(), 30)
+                committed = time.monotonic()
+                await Account(key, store).ahandle(Deposit(1))
+                await asyncio.wait_for(_until(lambda: 2 in arrived), 30)
+            finally:
+                await consumer.stop()
+                del driver.read_feed
+            delay = arrived[2] - committed
+            assert delay < 1.0, f"the commit reached the handler {delay:.2f} s after it was made: polled"
+
+        self.run(test)
+
+    def test_an_async_consumer_draining_a_backlog_lets_the_other_tasks_run(self) -> None:
+        """A consumer catching up awaits the store between batches, so another task on its
+        loop runs while it delivers, not once the whole backlog is done (the memory driver
+        waits on no I/O: its ``read_feed`` yields to the loop)."""
+
+        async def test(store: Any) -> None:
+            prefix = f"async-backlog-{uuid.uuid4().hex[:8]}-"
+            keys = [f"{prefix}{n}{{{prefix}}}" for n in range(10)]  # one bucket: 2 events a batch
+            for key in keys:
+                for _ in range(3):
+                    await Account(key, store).ahandle(Deposit(1))
+            seen: list[tuple[str, int]] = []
+            name = f"backlog-{uuid.uuid4().hex[:8]}"
+            consumer = aio.FeedConsumer(store, name, bank, batch_size=2, lease_seconds=60, poll_interval=0.01)
+            consumer.add_handler(_Recorder(prefix, seen))
+
+            async def other_task() -> int:
+                """How many events were delivered when it first ran after the first one."""
+                while not seen:
+                    await asyncio.sleep(0)
+                return len(seen)
+
+            other = asyncio.create_task(other_task())
+            consumer.start()
+            try:
+                delivered_then = await asyncio.wait_for(other, 60)
+                await asyncio.wait_for(_until(lambda: len(seen) >= 30), 60)
+            finally:
+                await consumer.stop()
+            assert delivered_then < 30, "the other task ran only once the consumer had drained its backlog"
+            assert sorted(seen) == [(key, n) for key in sorted(keys) for n in (1, 2, 3)]
 
         self.run(test)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kvsourcing.config import redact_url
@@ -27,6 +27,7 @@ from kvsourcing.stores.keyvalue import (
 )
 from kvsourcing.stores.keyvalue import new_store as new_keyvalue_store
 from kvsourcing.stores.keyvalue.aio import AsyncKeyValueStore
+from kvsourcing.stores.memory.aio import AsyncMemoryDriver
 
 __all__ = ["AsyncMemoryDriver", "MemoryDriver", "from_url", "new_async_store", "new_store", "open_async"]
 
@@ -48,6 +49,20 @@ class _Stream:
         self.commit_ids: dict[str, int] = {}
 
 
+class _Appended(threading.Condition):
+    """The condition a commit notifies: it wakes the threads waiting on it and calls the
+    callbacks of the asyncio readers listening (``listen``)."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        super().__init__(lock)
+        self.callbacks: set[Callable[[], None]] = set()
+
+    def notify_all(self) -> None:
+        super().notify_all()
+        for callback in self.callbacks:
+            callback()
+
+
 class MemoryDriver(DriverBase):
     """Keeps each aggregate's records in a list and each bucket's feed in another, under
     one lock: every call is atomic. Commit ids live with their aggregate for as long as
@@ -65,9 +80,10 @@ class MemoryDriver(DriverBase):
         self._trimmed = [0] * buckets
         self._values: dict[str, tuple[bytes, float | None]] = {}
         self._lock = threading.Lock()
-        self._appended = threading.Condition(self._lock)
+        self._appended = _Appended(self._lock)
         self._waiting = 0
-        """``read_feed`` calls waiting for a commit: only then does a commit wake them."""
+        """``read_feed`` calls waiting for a commit (and listeners): only then does a commit
+        wake them."""
 
     def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
         with self._lock:
@@ -128,6 +144,18 @@ class MemoryDriver(DriverBase):
                     self._appended.wait(remaining)
                 finally:
                     self._waiting -= 1
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (under the lock, from the committing thread) after each commit
+        until ``unlisten``: how an asyncio reader waits without a thread."""
+        with self._lock:
+            self._appended.callbacks.add(callback)
+            self._waiting += 1
+
+    def unlisten(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._appended.callbacks.discard(callback)
+            self._waiting -= 1
 
     def _entries_after(self, after: dict[int, str | None], limit: int) -> list[FeedEntry]:
         entries: list[FeedEntry] = []
@@ -217,46 +245,6 @@ def memory_options(url: str, options: dict[str, Any]) -> dict[str, Any]:
 def from_url(url: str, **options: Any) -> KeyValueStore:
     """``memory://``: a new, empty in-memory store (options go to ``new_store``)."""
     return new_store(**memory_options(url, options))
-
-
-class AsyncMemoryDriver:
-    """A ``MemoryDriver`` for asyncio: the same calls as coroutines. They never wait on
-    I/O (the lock is held only while lists are read or extended), so they run in place."""
-
-    system_name = MemoryDriver.system_name
-
-    def __init__(self, driver: MemoryDriver) -> None:
-        self.sync = driver
-        self.buckets = driver.buckets
-        self.feed = driver.feed
-
-    async def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
-        return self.sync.append_many(commits)
-
-    async def load(self, key: str, after: int, **options: Any) -> Loaded:
-        return self.sync.load(key, after, **options)
-
-    async def read_feed(
-        self, after: dict[int, str | None], limit: int, *, wait: float = 0.0
-    ) -> list[FeedEntry]:
-        return self.sync.read_feed(after, limit)
-
-    async def trim_feed(self, bucket: int, checkpoints: Sequence[str]) -> int:
-        return self.sync.trim_feed(bucket, checkpoints)
-
-    async def read_value(self, name: str) -> bytes | None:
-        return self.sync.read_value(name)
-
-    async def read_values(self, names: Sequence[str]) -> list[bytes | None]:
-        return self.sync.read_values(names)
-
-    async def swap_value(
-        self, name: str, expected: bytes | None, new: bytes | None, ttl: float | None = None
-    ) -> bool:
-        return self.sync.swap_value(name, expected, new, ttl)
-
-    async def close(self) -> None:
-        self.sync.close()
 
 
 def new_async_store(

@@ -15,8 +15,8 @@ the script in a second round trip. ``rewrite`` (``kvsourcing reencrypt``) replac
 aggregate's records and snapshot in one script too. Encoding, validation and faults are
 the keyvalue base's; this driver only stores bytes. The modules: ``keys`` (the layout),
 ``scripts`` (the Lua), ``protocol`` (requests and replies as data, sans-IO), ``feed``
-(reading and trimming the feed), ``errors`` (redis-py's failures translated), ``driver``
-(the sync I/O), ``url``.
+(reading and trimming the feed), ``push``, ``waker`` and ``aio_waker`` (waiting for new
+entries), ``errors`` (redis-py's failures translated), ``driver`` (the sync I/O), ``url``.
 
 Commits of several aggregates (``commit_together``) are one script, so on a Cluster
 their keys must share a slot: aggregates whose keys share a hash tag (``{...}``, as

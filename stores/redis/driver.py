@@ -19,10 +19,10 @@ from redis.cluster import RedisCluster
 
 from kvsourcing.errors import ConfigurationError, KvSourcingError
 from kvsourcing.steps import run_async, run_sync
-from kvsourcing.stores.keyvalue import Commit, FeedEntry, Loaded, Refusal, Snapshot
-from kvsourcing.stores.keyvalue.base import AsyncDriverBase, DriverChecks
+from kvsourcing.stores.keyvalue import Commit, Loaded, Refusal, Snapshot
+from kvsourcing.stores.keyvalue.base import DriverChecks
 from kvsourcing.stores.redis.errors import CLIENT_ERRORS, client_password, describe_client, translate_error
-from kvsourcing.stores.redis.feed import RedisFeed, entries_of, read_steps, trim_minid
+from kvsourcing.stores.redis.feed import AsyncRedisFeed, RedisFeed
 from kvsourcing.stores.redis.io import AsyncRedisIO, RedisIO
 from kvsourcing.stores.redis.keys import DEFAULT_BUCKETS, DEFAULT_PREFIX, Layout
 from kvsourcing.stores.redis.operations import (
@@ -33,7 +33,6 @@ from kvsourcing.stores.redis.operations import (
     swap_value_steps,
 )
 from kvsourcing.stores.redis.protocol import MAX_ARGUMENT_BYTES
-from kvsourcing.stores.redis.push import block_milliseconds
 
 ClientT = TypeVar("ClientT", Redis | RedisCluster, AsyncRedis | AsyncRedisCluster)
 
@@ -173,7 +172,7 @@ class RedisDriver(RedisBase[Redis | RedisCluster], RedisFeed):
         self.client.close()
 
 
-class AsyncRedisDriver(RedisBase[AsyncRedis | AsyncRedisCluster], AsyncDriverBase):
+class AsyncRedisDriver(RedisBase[AsyncRedis | AsyncRedisCluster], AsyncRedisFeed):
     """``RedisDriver`` for asyncio, on a ``redis.asyncio.Redis`` or ``RedisCluster``: the
     same operations, awaited, on the same data."""
 
@@ -183,7 +182,6 @@ class AsyncRedisDriver(RedisBase[AsyncRedis | AsyncRedisCluster], AsyncDriverBas
     def __init__(self, client: AsyncRedis | AsyncRedisCluster, **options: Any) -> None:
         super().__init__(client, **options)
         self.io = AsyncRedisIO(client)
-        self.pushes = not self.cluster
 
     async def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
         """See ``RedisDriver.append_many``."""
@@ -204,27 +202,6 @@ class AsyncRedisDriver(RedisBase[AsyncRedis | AsyncRedisCluster], AsyncDriverBas
             return await run_async(steps, self.io)
         except CLIENT_ERRORS as err:
             self.reraise(err)
-
-    async def read_feed(
-        self, after: dict[int, str | None], limit: int, *, wait: float = 0.0
-    ) -> list[FeedEntry]:
-        """See ``RedisDriver.read_feed``: on a node a read with ``wait`` blocks on the server
-        (``pushes``); on a Cluster it returns at once, and consumers poll."""
-        if not after:
-            return []
-        self.check_feed_request(after, limit)
-        block = block_milliseconds(self.client, wait) if wait > 0 and self.pushes else 0
-        with self.served():
-            replies = await run_async(read_steps(self.layout, self.cluster, after, limit, block), self.io)
-        return entries_of(replies)
-
-    async def trim_feed(self, bucket: int, checkpoints: Sequence[str]) -> int:
-        """See ``RedisDriver.trim_feed``."""
-        if not checkpoints:
-            return 0
-        key = self.layout.feed_key(bucket)
-        with self.served():
-            return int(await self.client.xtrim(key, minid=trim_minid(checkpoints), approximate=False))
 
     async def read_value(self, name: str) -> bytes | None:
         """See ``RedisDriver.read_value``."""

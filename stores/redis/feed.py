@@ -1,8 +1,8 @@
 """Reading and trimming the durable feed on Redis: one stream per bucket.
 
-The functions read replies as data (an asyncio driver reuses them); ``RedisFeed`` is the
-sync I/O that ``RedisDriver`` builds on. The append script writes the entries
-(``scripts.APPEND``).
+The functions read replies as data; ``RedisFeed`` is the sync I/O that ``RedisDriver``
+builds on, ``AsyncRedisFeed`` the asyncio one under ``AsyncRedisDriver``. Both push
+(``push``). The append script writes the entries (``scripts.APPEND``).
 """
 
 from __future__ import annotations
@@ -12,14 +12,18 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, cast
 
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
-from kvsourcing.steps import Call, Steps, run_sync
+from kvsourcing.steps import Call, Steps, run_async, run_sync
 from kvsourcing.stores.keyvalue import FeedEntry
-from kvsourcing.stores.keyvalue.base import DriverBase, corrupt_entry
+from kvsourcing.stores.keyvalue.base import AsyncDriverBase, DriverBase, corrupt_entry
+from kvsourcing.stores.redis.aio_waker import AsyncFeedWaker
 from kvsourcing.stores.redis.keys import Layout
 from kvsourcing.stores.redis.protocol import unpack_records
-from kvsourcing.stores.redis.push import FeedWaker, block_milliseconds, blocking
+from kvsourcing.stores.redis.push import block_milliseconds, blocking
+from kvsourcing.stores.redis.waker import FeedWaker
 
 
 def xread_streams(reply: Any) -> list[tuple[bytes, Any]]:
@@ -91,6 +95,13 @@ def read_steps(
     return [(layout.bucket_of_feed(key), entries) for key, entries in xread_streams(replies)]
 
 
+def waker_keys(layout: Layout) -> tuple[bytes, dict[bytes, int]]:
+    """What a Cluster's waker listens to: the start its feeds' keys share (``{<prefix>:b``),
+    and each feed's key with its bucket."""
+    feeds = {layout.feed_key(bucket): bucket for bucket in range(layout.buckets)}
+    return f"{{{layout.prefix}:b".encode(), feeds
+
+
 def trim_minid(checkpoints: Sequence[str]) -> str:
     """The ``XTRIM MINID`` just past the earliest of ``checkpoints`` (stream ids ``ms-seq``,
     compared as numbers)."""
@@ -101,7 +112,7 @@ def trim_minid(checkpoints: Sequence[str]) -> str:
 class RedisFeed(DriverBase):
     """``read_feed`` and ``trim_feed`` on a sync client; ``RedisDriver`` builds on it. It
     pushes: a read with ``wait`` waits on the server for new entries (``XREAD BLOCK`` on a
-    node; on a Cluster, where one command cannot span slots, a ``FeedWaker``)."""
+    node; on a Cluster, where one command cannot span slots, a ``waker.FeedWaker``)."""
 
     client: Redis | RedisCluster
     io: Any
@@ -122,7 +133,7 @@ class RedisFeed(DriverBase):
         self.check_feed_request(after, limit)
         with self.served():
             if self.cluster and wait > 0:
-                replies = self.feed_waker().read(after, limit, wait, self._read_cluster)
+                replies = self.feed_waker().read(after, limit, wait)
             else:
                 block = block_milliseconds(self.client, wait) if wait > 0 else 0
                 replies = run_sync(read_steps(self.layout, self.cluster, after, limit, block), self.io)
@@ -132,9 +143,8 @@ class RedisFeed(DriverBase):
         """The Cluster's listener for changed buckets, made on first use."""
         with self._waker_lock:
             if self._waker is None:
-                feeds = {self.layout.feed_key(b): b for b in range(self.layout.buckets)}
-                tags = f"{{{self.layout.prefix}:b".encode()
-                self._waker = FeedWaker(cast("RedisCluster", self.client), tags, feeds)
+                tags, feeds = waker_keys(self.layout)
+                self._waker = FeedWaker(cast("RedisCluster", self.client), tags, feeds, self._read_cluster)
             return self._waker
 
     def _read_cluster(self, after: dict[int, str | None], limit: int) -> list[tuple[int, Any]]:
@@ -153,3 +163,55 @@ class RedisFeed(DriverBase):
         if self._waker is not None:
             self._waker.close()
         super().close()
+
+
+class AsyncRedisFeed(AsyncDriverBase):
+    """``RedisFeed`` for asyncio; ``AsyncRedisDriver`` builds on it. It pushes as the sync
+    one does: ``XREAD BLOCK`` on a node, an ``aio_waker.AsyncFeedWaker`` on a Cluster."""
+
+    client: AsyncRedis | AsyncRedisCluster
+    io: Any
+    layout: Layout
+    cluster: bool
+    pushes = True
+    _waker: AsyncFeedWaker | None = None
+
+    async def read_feed(
+        self, after: dict[int, str | None], limit: int, *, wait: float = 0.0
+    ) -> list[FeedEntry]:
+        """See ``RedisFeed.read_feed``."""
+        if not after:
+            return []
+        self.check_feed_request(after, limit)
+        with self.served():
+            if self.cluster and wait > 0:
+                replies = await self.feed_waker().read(after, limit, wait)
+            else:
+                block = block_milliseconds(self.client, wait) if wait > 0 else 0
+                steps = read_steps(self.layout, self.cluster, after, limit, block)
+                replies = await run_async(steps, self.io)
+        return entries_of(replies)
+
+    def feed_waker(self) -> AsyncFeedWaker:
+        """The Cluster's listener for changed buckets, made on first use."""
+        if self._waker is None:
+            tags, feeds = waker_keys(self.layout)
+            client = cast("AsyncRedisCluster", self.client)
+            self._waker = AsyncFeedWaker(client, tags, feeds, self._read_cluster)
+        return self._waker
+
+    async def _read_cluster(self, after: dict[int, str | None], limit: int) -> list[tuple[int, Any]]:
+        return await run_async(read_steps(self.layout, True, after, limit), self.io)
+
+    async def trim_feed(self, bucket: int, checkpoints: Sequence[str]) -> int:
+        """See ``RedisFeed.trim_feed``."""
+        if not checkpoints:
+            return 0
+        key = self.layout.feed_key(bucket)
+        with self.served():
+            return int(await self.client.xtrim(key, minid=trim_minid(checkpoints), approximate=False))
+
+    async def close(self) -> None:
+        if self._waker is not None:
+            await self._waker.close()
+        await super().close()

@@ -20,6 +20,8 @@ from kvsourcing.testing.servers import free_port
 
 
 class TestAsyncDynamoDBOnMotoServer(AsyncStoreSuite):
+    pushes = False  # DynamoDB cannot be told of new items: its consumers poll
+
     @pytest.fixture(autouse=True)
     def _table(self, server_client: Any, server_table: str, moto_server_url: str) -> None:
         self.client, self.table, self.url = server_client, server_table, moto_server_url

@@ -1,9 +1,11 @@
 """``read_feed(..., wait=...)`` on Redis: a read that finds nothing new waits for the next
-entry of its buckets (``XREAD BLOCK`` on a node, the ``FeedWaker`` on a Cluster), on
-real servers, with feed entries written as the append script writes them."""
+entry of its buckets (``XREAD BLOCK`` on a node, the ``FeedWaker`` on a Cluster; the
+asyncio driver's too, with an ``AsyncFeedWaker``), on real servers, with feed entries
+written as the append script writes them."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -17,7 +19,7 @@ import redis
 import redis.asyncio
 
 from kvsourcing.stores.keyvalue import partition_bucket
-from kvsourcing.stores.redis.driver import RedisDriver
+from kvsourcing.stores.redis.driver import AsyncRedisDriver, RedisDriver
 from kvsourcing.stores.redis.push import block_milliseconds, blocking
 from kvsourcing.testing.servers import RedisClusterNodes, RedisServer
 
@@ -167,6 +169,103 @@ def test_a_cluster_user_not_allowed_to_track_keys_polls_instead(redis_cluster: R
             admin = server.client()
             admin.execute_command("ACL", "DELUSER", user)
             admin.close()
+
+
+@pytest.fixture(params=["node", "cluster"])
+def servers(request: pytest.FixtureRequest) -> Any:
+    """The server (or Cluster) of an async test: it makes its async driver in its own loop
+    (``async_driver``), and writes with a sync driver on the same data."""
+    return request.getfixturevalue("redis_server" if request.param == "node" else "redis_cluster")
+
+
+def async_driver(servers: Any, prefix: str) -> AsyncRedisDriver:
+    if isinstance(servers, RedisServer):
+        client: Any = redis.asyncio.Redis.from_url(servers.url)
+    else:
+        client = redis.asyncio.RedisCluster(host="127.0.0.1", port=servers.servers[0].port)
+    return AsyncRedisDriver(client, prefix=prefix, buckets=BUCKETS, owns_client=True)
+
+
+def feed_tasks() -> list[asyncio.Task[Any]]:
+    return [task for task in asyncio.all_tasks() if task.get_name().startswith("kvsourcing-feed-")]
+
+
+def test_an_async_waiting_read_returns_the_entry_written_while_it_waits(servers: Any) -> None:
+    prefix, key = f"push-{uuid.uuid4().hex[:8]}", "order-1"
+    bucket = partition_bucket(key, BUCKETS)
+    writer_driver = RedisDriver(servers.client(), prefix=prefix, buckets=BUCKETS, owns_client=True)
+    position = write_entry(writer_driver, key, 1)
+
+    async def main() -> list[Any]:
+        driver = async_driver(servers, prefix)
+        assert driver.pushes
+        others = {b: None for b in range(BUCKETS) if b != bucket}
+        writer = later(0.3, lambda: write_entry(writer_driver, key, 2, commit_id="cmd-2"))
+        try:
+            return await driver.read_feed({bucket: position, **others}, 10, wait=30.0)
+        finally:
+            await asyncio.to_thread(writer.join)
+            await driver.close()
+            assert not feed_tasks(), "close() left a listener running"
+
+    entries = asyncio.run(main())
+    writer_driver.close()
+    assert [(e.key, e.first, e.commit_id) for e in entries] == [(key, 2, "cmd-2")]
+
+
+def test_an_async_waiting_read_cancelled_leaves_the_driver_usable(servers: Any) -> None:
+    """``FeedConsumer.stop()`` cancels a read waiting on the server (node) or on the waker
+    (Cluster): it ends at once, and the next reads and writes go through."""
+    prefix, key = f"push-{uuid.uuid4().hex[:8]}", "order-1"
+    bucket = partition_bucket(key, BUCKETS)
+
+    async def main() -> None:
+        driver = async_driver(servers, prefix)
+        try:
+            waiting = asyncio.create_task(driver.read_feed(dict.fromkeys(range(BUCKETS)), 10, wait=30.0))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(waiting, 5)
+            assert await driver.swap_value("after-cancel", None, b"1")
+            assert await driver.read_value("after-cancel") == b"1"
+            await driver.client.xadd(driver.feed_key(bucket), {"k": key, "s": 1, "r": b"\x91\xa1r"})
+            entries = await driver.read_feed({bucket: None}, 10, wait=30.0)
+            assert [(e.key, e.first, list(e.records)) for e in entries] == [(key, 1, [b"r"])]
+        finally:
+            await driver.close()
+
+    asyncio.run(main())
+
+
+def test_the_async_cluster_waker_survives_its_connections_being_killed(
+    redis_cluster: RedisClusterNodes,
+) -> None:
+    prefix, key = f"push-{uuid.uuid4().hex[:8]}", "order-1"
+    bucket = partition_bucket(key, BUCKETS)
+    writer_driver = RedisDriver(redis_cluster.client(), prefix=prefix, buckets=BUCKETS, owns_client=True)
+
+    async def main() -> list[Any]:
+        driver = async_driver(redis_cluster, prefix)
+        try:
+            assert await driver.read_feed({bucket: None}, 10, wait=0.05) == []  # listeners up
+            assert len(feed_tasks()) == len(redis_cluster.servers)
+            for server in redis_cluster.servers:
+                server.client().client_kill_filter(_type="pubsub")
+            writer = later(1.5, lambda: write_entry(writer_driver, key, 1))  # after they reconnect
+            deadline = time.monotonic() + 30
+            entries: list[Any] = []
+            while not entries and time.monotonic() < deadline:
+                entries = await driver.read_feed({bucket: None}, 10, wait=30.0)
+            await asyncio.to_thread(writer.join)
+            return entries
+        finally:
+            await driver.close()
+
+    entries = asyncio.run(main())
+    writer_driver.close()
+    assert [(e.key, e.first) for e in entries] == [(key, 1)]
 
 
 def test_block_is_at_least_a_millisecond_and_within_the_socket_timeout(redis_server: RedisServer) -> None:
