@@ -58,7 +58,7 @@ class StoreLogic(Transcoder, Generic[DriverT]):
         if snapshot_interval < 0:
             raise ValueError(f"snapshot_interval must be 0 (off) or positive, got {snapshot_interval}")
         self._driver: DriverT = driver
-        self._codec = DEFAULT_CODEC if codec is None else codec
+        self._use_codec(DEFAULT_CODEC if codec is None else codec)
         self._interval = snapshot_interval
         self._mapper = Mapper(compression, cipher)  # at rest: compress, then encrypt (kvsourcing.mapper)
 
