@@ -95,9 +95,10 @@ def append_command(driver: Settings, commits: Sequence[Commit]) -> tuple[Any, ..
         require_distinct_keys(commits)
         if driver.cluster:
             check_one_slot(layout, commits)
-    flags = [b"1" if feed else b"0"]
+    stamp = b"%.6f" % time.time()
+    flags = b"1" if feed else b"0"
     keys: list[bytes] = []
-    args: list[Any] = [b"", b"%.6f" % time.time()]
+    args: list[Any] = []
     for commit in commits:
         events, snapshots, metadata, stream = layout.commit_keys(commit.key)
         records = pack_records(commit.records)
@@ -120,9 +121,8 @@ def append_command(driver: Settings, commits: Sequence[Commit]) -> tuple[Any, ..
             carries += 2
         if feed:
             keys.append(stream)
-        flags.append(_CARRIES[carries])
-    args[0] = b"".join(flags)
-    return (APPEND.sha, len(keys), *keys, *args)
+        flags += _CARRIES[carries]
+    return (APPEND.sha, len(keys), *keys, flags, stamp, *args)
 
 
 def too_large(commit: Commit, what: str, size: int, limit: int) -> CommitTooLargeError:
