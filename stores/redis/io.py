@@ -10,7 +10,7 @@ on every commit, runs no steps (``operations``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis import Redis
@@ -29,11 +29,12 @@ class RedisIO:
         self.client = client
         self.get = client.get
         self.mget = client.mget
-        self.execute_command = client.execute_command
+        self.execute_command: Callable[..., Any] = client.execute_command
 
     def script(self, script: LuaScript, command: Sequence[Any]) -> Any:
         """The reply of ``script`` run by ``EVALSHA`` with ``command`` (its SHA1, the number of
-        KEYS, KEYS, ARGV: ``protocol``), loaded first on NOSCRIPT (client.evalsha adds two calls)."""
+        KEYS, KEYS, ARGV: ``protocol``), loaded and run again on NOSCRIPT (``execute_command``
+        itself: ``client.evalsha`` adds two calls)."""
         try:
             return self.execute_command("EVALSHA", *command)
         except NoScriptError:
