@@ -31,7 +31,8 @@ import redis.asyncio
 
 from kvsourcing.stores import redis as redis_store
 from kvsourcing.stores.keyvalue import Commit
-from kvsourcing.stores.redis.protocol import append_call
+from kvsourcing.stores.redis.protocol import append_command
+from kvsourcing.stores.redis.scripts import APPEND
 from kvsourcing.testing.domain import Account, Deposited
 from kvsourcing.testing.servers import running_server
 
@@ -87,17 +88,15 @@ async def floor_round(client: redis.asyncio.Redis, store: Any) -> float:
     encoded = store._commit_of(record).records
     calls = {
         key: [
-            append_call(driver.layout, [Commit(key, n, encoded, None, uuid.uuid4().hex)], feed=True,
-                        cluster=False, max_argument_bytes=driver.max_argument_bytes)
-            for n in range(COMMITS)
+            append_command(driver, [Commit(key, n, encoded, None, uuid.uuid4().hex)]) for n in range(COMMITS)
         ]
         for key in keys()
-    }  # fmt: skip
-    await client.script_load(next(iter(calls.values()))[0].script.source)
+    }
+    await client.script_load(APPEND.source)
 
     async def commit_all(key: str) -> None:
-        for call in calls[key]:
-            await client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+        for command in calls[key]:
+            await client.evalsha(*command)
 
     start = time.perf_counter()
     await asyncio.gather(*(commit_all(key) for key in calls))

@@ -25,13 +25,21 @@ class AsyncKeyValueStore(StoreLogic[AsyncEventDriver]):
 
     @traced_commit
     async def commit_events(self, writer: StoreWriterAdapter) -> None:
-        """Write the writer's new events (and a snapshot when due) in one atomic driver call."""
-        await run_async(self.commit_steps((writer,)), self._driver)
+        """See ``KeyValueStore.commit_events``."""
+        commit = self._commit_of(writer)
+        if commit is not None:
+            refusal = await self._driver.append_many((commit,))
+            if refusal is not None:
+                self._refused((writer,), (commit,), refusal)
 
     @traced_commit
     async def commit_together(self, writers: Sequence[StoreWriterAdapter]) -> None:
-        """See ``StoreLogic.commit_steps``."""
-        await run_async(self.commit_steps(writers), self._driver)
+        """See ``KeyValueStore.commit_together``."""
+        prepared, commits = self._commits_of(writers)
+        if commits:
+            refusal = await self._driver.append_many(commits)
+            if refusal is not None:
+                self._refused(prepared, commits, refusal)
 
     @traced_refresh
     async def refresh(self, reader: StoreLoaderAdapter) -> None:

@@ -26,7 +26,7 @@ from kvsourcing.mapper import SNAPSHOT, Cipher, Mapper
 from kvsourcing.protocols import StoreLoaderAdapter, StoreWriterAdapter
 from kvsourcing.steps import Call, Steps, run_sync
 from kvsourcing.stores.keyvalue.driver import AsyncEventDriver, EventDriver
-from kvsourcing.stores.keyvalue.records import ALREADY_STORED, Commit, require_distinct_keys
+from kvsourcing.stores.keyvalue.records import ALREADY_STORED, Commit, Refusal, require_distinct_keys
 from kvsourcing.stores.keyvalue.transcoding import KeyedEvent, Transcoder, utc
 from kvsourcing.telemetry import traced_commit, traced_refresh
 
@@ -39,7 +39,10 @@ DriverT = TypeVar("DriverT", EventDriver, AsyncEventDriver)
 class StoreLogic(Transcoder, Generic[DriverT]):
     """What a key-value store decides, with no I/O: encoding, the snapshot policy, checks,
     and the store's operations as ``Steps`` that ask for driver calls. ``KeyValueStore``
-    runs them on a sync driver, ``AsyncKeyValueStore`` awaits them on an async one."""
+    runs them on a sync driver, ``AsyncKeyValueStore`` awaits them on an async one. A
+    commit, one driver call, is two plain functions instead (``_commit_of`` or
+    ``_commits_of`` before the call, ``_refused`` after a refusal), which both stores call
+    around it: a generator and its runner would cost a sixth of the store's own time."""
 
     def __init__(
         self,
@@ -55,7 +58,7 @@ class StoreLogic(Transcoder, Generic[DriverT]):
         if snapshot_interval < 0:
             raise ValueError(f"snapshot_interval must be 0 (off) or positive, got {snapshot_interval}")
         self._driver: DriverT = driver
-        self._codec = DEFAULT_CODEC if codec is None else codec
+        self._use_codec(DEFAULT_CODEC if codec is None else codec)
         self._interval = snapshot_interval
         self._mapper = Mapper(compression, cipher)  # at rest: compress, then encrypt (kvsourcing.mapper)
 
@@ -74,28 +77,29 @@ class StoreLogic(Transcoder, Generic[DriverT]):
         """Events between snapshots (0: no snapshots are written)."""
         return self._interval
 
-    def commit_steps(self, writers: Sequence[StoreWriterAdapter]) -> Steps[None]:
-        """Write the new events of several aggregates in one atomic driver call: all or none.
-
-        A clash raises that aggregate's ``ConcurrencyFault`` and writes nothing. When the
-        driver finds a commit's id already stored (a re-send after a lost reply), nothing
-        is written and every writer hears of it through ``commit_already_stored()``.
-        """
+    def _commits_of(
+        self, writers: Sequence[StoreWriterAdapter]
+    ) -> tuple[list[StoreWriterAdapter], list[Commit]]:
+        """The writers with new events and their ``Commit``s, for one atomic driver call
+        (``commit_together``); a key named twice raises ``ValueError``."""
         prepared, commits = [], []
         for writer in writers:
             commit = self._commit_of(writer)
             if commit is not None:
                 prepared.append(writer)
                 commits.append(commit)
-        if not commits:
-            return
         if len(commits) > 1:
             require_distinct_keys(commits)
-        refusal = yield Call("append_many", (commits,))
-        if refusal is None:
-            return
+        return prepared, commits
+
+    def _refused(
+        self, writers: Sequence[StoreWriterAdapter], commits: Sequence[Commit], refusal: Refusal
+    ) -> None:
+        """Act on the driver's refusal of ``commits``: nothing was written. A clash raises that
+        aggregate's ``ConcurrencyFault``; when a commit's id is already stored (a re-send
+        after a lost reply), every writer hears of it through ``commit_already_stored()``."""
         if refusal.head == ALREADY_STORED:
-            for writer in prepared:
+            for writer in writers:
                 already_stored = getattr(writer, "commit_already_stored", None)
                 if already_stored is not None:
                     already_stored()
@@ -191,13 +195,22 @@ class KeyValueStore(StoreLogic[EventDriver], ClosesOnExit):
 
     @traced_commit
     def commit_events(self, writer: StoreWriterAdapter) -> None:
-        """Write the writer's new events (and a snapshot when due) in one atomic driver call."""
-        run_sync(self.commit_steps((writer,)), self._driver)
+        """Write the writer's new events (and a snapshot when due) in one atomic driver call;
+        a refusal raises, or tells the writer its commit was already stored (``_refused``)."""
+        commit = self._commit_of(writer)
+        if commit is not None:
+            refusal = self._driver.append_many((commit,))
+            if refusal is not None:
+                self._refused((writer,), (commit,), refusal)
 
     @traced_commit
     def commit_together(self, writers: Sequence[StoreWriterAdapter]) -> None:
-        """See ``commit_steps``."""
-        run_sync(self.commit_steps(writers), self._driver)
+        """Write the new events of several aggregates in one atomic driver call: all or none."""
+        prepared, commits = self._commits_of(writers)
+        if commits:
+            refusal = self._driver.append_many(commits)
+            if refusal is not None:
+                self._refused(prepared, commits, refusal)
 
     @traced_refresh
     def refresh(self, reader: StoreLoaderAdapter) -> None:

@@ -5,7 +5,8 @@ which record or attribute is wrong. ``StoreLogic`` builds on it."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,15 @@ class Transcoder:
 
     _codec: Codec
     _mapper: Mapper
+    _encode_many: Callable[[Sequence[Any]], list[bytes]]
+
+    def _use_codec(self, codec: Codec) -> None:
+        """Encode and decode with ``codec``; how it encodes a commit's events (its
+        ``encode_many`` where that stands for its ``encode``, see ``encode_all``) is looked
+        up here, once per store, not on every commit."""
+        self._codec = codec
+        encode_many = batch_method(codec, "encode", "encode_many")
+        self._encode_many = encode_many or functools.partial(encode_all, codec)
 
     def _encode_events(
         self, registry: EventRegistry, key: str, committed: int, events: list[Any]
@@ -50,7 +60,7 @@ class Transcoder:
                 )
             items.append([event_type, event, domain])
         try:
-            records = encode_all(self._codec, items)
+            records = self._encode_many(items)
         except EncodingError:
             pass
         else:

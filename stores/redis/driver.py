@@ -26,13 +26,13 @@ from kvsourcing.stores.redis.feed import AsyncRedisFeed, RedisFeed
 from kvsourcing.stores.redis.io import AsyncRedisIO, RedisIO
 from kvsourcing.stores.redis.keys import DEFAULT_BUCKETS, DEFAULT_PREFIX, Layout
 from kvsourcing.stores.redis.operations import (
-    append_steps,
     load_steps,
     read_values_steps,
     rewrite_steps,
     swap_value_steps,
 )
-from kvsourcing.stores.redis.protocol import MAX_ARGUMENT_BYTES
+from kvsourcing.stores.redis.protocol import MAX_ARGUMENT_BYTES, append_command, parse_refusal
+from kvsourcing.stores.redis.scripts import APPEND
 
 ClientT = TypeVar("ClientT", Redis | RedisCluster, AsyncRedis | AsyncRedisCluster)
 
@@ -119,9 +119,11 @@ class RedisDriver(RedisBase[Redis | RedisCluster], RedisFeed):
         self.io = RedisIO(client)
 
     def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
-        """Write ``commits`` atomically in one script call (see ``protocol.append_call``)."""
+        """Write ``commits`` atomically in one script call (see ``protocol.append_command``)."""
+        if not commits:
+            return None
         try:
-            return run_sync(append_steps(self, commits), self.io)
+            return parse_refusal(self.io.script(APPEND, append_command(self, commits)))
         except CLIENT_ERRORS as err:
             self.reraise(err)
 
@@ -185,8 +187,10 @@ class AsyncRedisDriver(RedisBase[AsyncRedis | AsyncRedisCluster], AsyncRedisFeed
 
     async def append_many(self, commits: Sequence[Commit]) -> Refusal | None:
         """See ``RedisDriver.append_many``."""
+        if not commits:
+            return None
         try:
-            return await run_async(append_steps(self, commits), self.io)
+            return parse_refusal(await self.io.script(APPEND, append_command(self, commits)))
         except CLIENT_ERRORS as err:
             self.reraise(err)
 

@@ -3,64 +3,33 @@ in which order, and how to read what comes back, with no I/O.
 
 ``RedisDriver`` runs them on a sync client (``io.RedisIO``), ``AsyncRedisDriver`` awaits
 them on a ``redis.asyncio`` client (``io.AsyncRedisIO``): one copy of the logic serves both.
+An append, one script call on every commit, is no steps: each driver sends
+``protocol.append_command`` through its I/O's ``script`` and reads the reply with
+``protocol.parse_refusal`` (a generator and its runner cost as much as building the call).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
-
-from redis.exceptions import NoScriptError
 
 from kvsourcing.steps import Call, Steps
-from kvsourcing.stores.keyvalue import Commit, Loaded, Refusal, Snapshot
-from kvsourcing.stores.redis.keys import Layout
+from kvsourcing.stores.keyvalue import Loaded, Snapshot
 from kvsourcing.stores.redis.protocol import (
     ScriptCall,
-    append_call,
+    Settings,
     load_call,
     load_reads,
     parse_load,
     parse_reads,
-    parse_refusal,
     rewrite_call,
+    script_command,
     swap_call,
 )
 
 
-class Settings(Protocol):
-    """What the operations read of a driver (``RedisBase``)."""
-
-    layout: Layout
-    feed: bool
-    cluster: bool
-    max_argument_bytes: int
-    expect_snapshots: bool
-
-
-def run_script(call: ScriptCall) -> Steps[Any]:
-    """``EVALSHA`` the call's script; on NOSCRIPT (a new, flushed or failed-over server) load
-    it and run it again. ``Script.__call__`` does the same at a tenth of a small commit's cost."""
-    command = (call.script.sha, len(call.keys), *call.keys, *call.args)
-    try:
-        return (yield Call("evalsha", command))
-    except NoScriptError:
-        yield Call("script_load", (call.script.source,))
-        return (yield Call("evalsha", command))
-
-
-def append_steps(driver: Settings, commits: Sequence[Commit]) -> Steps[Refusal | None]:
-    """Write ``commits`` atomically in one script call (see ``protocol.append_call``)."""
-    if not commits:
-        return None
-    call = append_call(
-        driver.layout,
-        commits,
-        feed=driver.feed,
-        cluster=driver.cluster,
-        max_argument_bytes=driver.max_argument_bytes,
-    )
-    return parse_refusal((yield from run_script(call)))
+def script(call: ScriptCall) -> Call:
+    """The I/O call running ``call``'s script (``EVALSHA``, loading the script on NOSCRIPT)."""
+    return Call("script", (call.script, script_command(call)))
 
 
 def load_steps(
@@ -81,7 +50,7 @@ def load_steps(
     call = load_call(
         driver.layout, key, after, use_snapshot=use_snapshot, commit_id=commit_id, metadata=metadata
     )
-    return parse_load(key, after, (yield from run_script(call)))
+    return parse_load(key, after, (yield script(call)))
 
 
 def rewrite_steps(
@@ -89,7 +58,7 @@ def rewrite_steps(
 ) -> Steps[int | None]:
     """The rewrite script (``scripts.REWRITE``): ``None`` when written, else the head found."""
     call = rewrite_call(driver.layout, key, expected_head, records, snapshot, driver.max_argument_bytes)
-    reply = yield from run_script(call)
+    reply = yield script(call)
     return None if reply is None else int(reply)
 
 
@@ -105,5 +74,5 @@ def swap_value_steps(
     driver: Settings, name: str, expected: bytes | None, new: bytes | None, ttl: float | None
 ) -> Steps[bool]:
     """The swap script: ``name``'s value becomes ``new`` if it is ``expected``."""
-    reply = yield from run_script(swap_call(driver.layout, name, expected, new, ttl))
+    reply = yield script(swap_call(driver.layout, name, expected, new, ttl))
     return bool(reply == 1)

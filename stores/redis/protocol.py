@@ -1,10 +1,10 @@
 """What the Redis driver sends and how it reads the replies, as functions of data (sans-IO).
 
-Each function builds one script call (``ScriptCall``: the script, its KEYS and ARGV) or
-the plain reads of a load (``LoadReads``, sent as one pipeline), or turns replies into
-the keyvalue records (``Refusal``, ``Loaded``, ``CommitInfo``). They
-touch no connection, so the sync driver (``driver``) and an asyncio one run the very same
-requests and read replies the same way.
+Each function builds one script call (``ScriptCall``: the script, its KEYS and ARGV; an
+append's straight as ``EVALSHA``'s arguments, ``append_command``) or the plain reads of a
+load (``LoadReads``, sent as one pipeline), or turns replies into the keyvalue records
+(``Refusal``, ``Loaded``, ``CommitInfo``). They touch no connection, so the sync driver
+(``driver``) and an asyncio one run the very same requests and read replies the same way.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, Protocol
 
 from msgpack import Packer, unpackb
 from redis.crc import key_slot
@@ -70,23 +70,35 @@ _CARRIES = (b"-", b"i", b"s", b"b")
 """The append script's flag of a commit, by 1 if it has an id + 2 if it has a snapshot."""
 
 
-def append_call(
-    layout: Layout, commits: Sequence[Commit], *, feed: bool, cluster: bool, max_argument_bytes: int
-) -> ScriptCall:
-    """The append script's call writing ``commits`` atomically (its KEYS and ARGV are
-    described above ``scripts.APPEND``), timed by the writer's clock.
+class Settings(Protocol):
+    """What the requests read of a driver (``RedisBase``)."""
+
+    layout: Layout
+    feed: bool
+    cluster: bool
+    max_argument_bytes: int
+    expect_snapshots: bool
+
+
+def append_command(driver: Settings, commits: Sequence[Commit]) -> tuple[Any, ...]:
+    """The ``EVALSHA`` arguments of the append script (``scripts.APPEND``: its SHA1, the
+    number of KEYS, the KEYS, then ARGV) writing ``commits`` atomically, timed by the
+    writer's clock, with ``driver``'s layout and settings. Built on every commit, so in
+    one pass, straight into the arguments.
 
     Raises, before anything is sent: ``ValueError`` for an aggregate named twice,
     ``CommitTooLargeError`` for records or a snapshot longer than one argument may be, and
-    on a Cluster (``cluster``) ``CrossPartitionError`` for aggregates in different slots.
+    on a Cluster ``CrossPartitionError`` for aggregates in different slots.
     """
+    layout, feed, max_argument_bytes = driver.layout, driver.feed, driver.max_argument_bytes
     if len(commits) > 1:
         require_distinct_keys(commits)
-        if cluster:
+        if driver.cluster:
             check_one_slot(layout, commits)
-    flags = [b"1" if feed else b"0"]
+    stamp = b"%.6f" % time.time()
+    flags = b"1" if feed else b"0"
     keys: list[bytes] = []
-    args: list[Any] = [b"", b"%.6f" % time.time()]
+    args: list[Any] = []
     for commit in commits:
         events, snapshots, metadata, stream = layout.commit_keys(commit.key)
         records = pack_records(commit.records)
@@ -109,9 +121,8 @@ def append_call(
             carries += 2
         if feed:
             keys.append(stream)
-        flags.append(_CARRIES[carries])
-    args[0] = b"".join(flags)
-    return ScriptCall(APPEND, tuple(keys), tuple(args))
+        flags += _CARRIES[carries]
+    return (APPEND.sha, len(keys), *keys, flags, stamp, *args)
 
 
 def too_large(commit: Commit, what: str, size: int, limit: int) -> CommitTooLargeError:
@@ -145,6 +156,12 @@ def parse_refusal(reply: Any) -> Refusal | None:
         return None
     index, head = reply
     return Refusal(int(index), int(head))
+
+
+def script_command(call: ScriptCall) -> tuple[Any, ...]:
+    """The ``EVALSHA`` arguments of ``call``: the script's SHA1, the number of KEYS, the
+    KEYS, then ARGV."""
+    return (call.script.sha, len(call.keys), *call.keys, *call.args)
 
 
 def load_call(

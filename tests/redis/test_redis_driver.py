@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -13,6 +14,8 @@ from typing import Any
 import msgpack
 import pytest
 import redis
+import redis.asyncio
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
@@ -25,7 +28,7 @@ from kvsourcing.stores.keyvalue import (
     Snapshot,
     partition_bucket,
 )
-from kvsourcing.stores.redis import RedisDriver, from_url, new_store
+from kvsourcing.stores.redis import AsyncRedisDriver, RedisDriver, from_url, new_store
 from kvsourcing.stores.redis.protocol import unpack_records
 from kvsourcing.testing.servers import HOST, NO_RETRY, RedisClusterNodes, RedisServer, free_port, start_server
 
@@ -235,6 +238,28 @@ def test_scripts_are_reloaded_after_script_flush(driver: RedisDriver) -> None:
     driver.client.script_flush()
     assert driver.append(Commit(key, 1, [b"two"])) is None
     assert list(driver.load(key, 0).records) == [b"one", b"two"]
+
+
+@pytest.mark.parametrize("where", ["single", "cluster"])
+def test_the_async_driver_reloads_its_scripts_after_script_flush(
+    where: str, redis_server: RedisServer, redis_cluster: RedisClusterNodes
+) -> None:
+    """The async I/O's own NOSCRIPT path: the append, then the load script, each after a flush."""
+    key, admin = fresh_key(), redis_server.client() if where == "single" else redis_cluster.client()
+
+    async def main() -> None:
+        port = redis_server.port if where == "single" else redis_cluster.servers[0].port
+        client = redis.asyncio.Redis if where == "single" else AsyncRedisCluster
+        async with AsyncRedisDriver(client(host=HOST, port=port), owns_client=True) as driver:
+            assert await driver.append(Commit(key, 0, [b"one"])) is None
+            admin.script_flush()
+            assert await driver.append(Commit(key, 1, [b"two"], b"state-at-2")) is None
+            admin.script_flush()
+            loaded = await driver.load(key, 0)
+            assert (loaded.snapshot, list(loaded.records)) == (Snapshot(2, b"state-at-2"), [])
+
+    asyncio.run(main())
+    admin.close()
 
 
 def test_ten_thousand_keys_spread_evenly_over_the_cluster_nodes(redis_cluster: RedisClusterNodes) -> None:
