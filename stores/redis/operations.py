@@ -22,14 +22,15 @@ from kvsourcing.stores.redis.protocol import (
     parse_load,
     parse_reads,
     rewrite_call,
-    script_command,
     swap_call,
 )
 
 
 def script(call: ScriptCall) -> Call:
-    """The I/O call running ``call``'s script (``EVALSHA``, loading the script on NOSCRIPT)."""
-    return Call("script", (call.script, script_command(call)))
+    """The I/O call running ``call``'s script: ``EVALSHA`` of its SHA1, the number of KEYS,
+    KEYS and ARGV (the I/O loads the script on NOSCRIPT)."""
+    command = (call.script.sha, len(call.keys), *call.keys, *call.args)
+    return Call("script", (call.script, command))
 
 
 def load_steps(

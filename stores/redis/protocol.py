@@ -1,10 +1,7 @@
-"""What the Redis driver sends and how it reads the replies, as functions of data (sans-IO).
-
-Each function builds one script call (``ScriptCall``: the script, its KEYS and ARGV; an
-append's straight as ``EVALSHA``'s arguments, ``append_command``) or the plain reads of a
-load (``LoadReads``, sent as one pipeline), or turns replies into the keyvalue records
-(``Refusal``, ``Loaded``, ``CommitInfo``). They touch no connection, so the sync driver
-(``driver``) and an asyncio one run the very same requests and read replies the same way.
+"""What the Redis driver sends and how it reads the replies, as functions of data (sans-IO):
+script calls (``ScriptCall``; an append's as ``EVALSHA``'s arguments), a load's plain reads
+(``LoadReads``, one pipeline), and the records replies give (``Refusal``, ``Loaded``,
+``CommitInfo``). The sync and async drivers send the same requests and read the same way.
 """
 
 from __future__ import annotations
@@ -33,8 +30,7 @@ last sequence (an id never holds a control character, so the two cannot collide)
 
 
 class ScriptCall(NamedTuple):
-    """One ``EVALSHA``: the script, its KEYS (all in one slot) and its ARGV (a named tuple:
-    built on every commit, and cheaper to build than a dataclass)."""
+    """One ``EVALSHA``: the script, its KEYS (all in one slot) and its ARGV."""
 
     script: LuaScript
     keys: tuple[bytes, ...]
@@ -81,10 +77,9 @@ class Settings(Protocol):
 
 
 def append_command(driver: Settings, commits: Sequence[Commit]) -> tuple[Any, ...]:
-    """The ``EVALSHA`` arguments of the append script (``scripts.APPEND``: its SHA1, the
-    number of KEYS, the KEYS, then ARGV) writing ``commits`` atomically, timed by the
-    writer's clock, with ``driver``'s layout and settings. Built on every commit, so in
-    one pass, straight into the arguments.
+    """``EVALSHA``'s arguments (the SHA1 of ``scripts.APPEND``, the number of KEYS, KEYS,
+    ARGV) writing ``commits`` atomically, timed by the writer's clock: in one pass, as
+    every commit builds them.
 
     Raises, before anything is sent: ``ValueError`` for an aggregate named twice,
     ``CommitTooLargeError`` for records or a snapshot longer than one argument may be, and
@@ -156,12 +151,6 @@ def parse_refusal(reply: Any) -> Refusal | None:
         return None
     index, head = reply
     return Refusal(int(index), int(head))
-
-
-def script_command(call: ScriptCall) -> tuple[Any, ...]:
-    """The ``EVALSHA`` arguments of ``call``: the script's SHA1, the number of KEYS, the
-    KEYS, then ARGV."""
-    return (call.script.sha, len(call.keys), *call.keys, *call.args)
 
 
 def load_call(
