@@ -41,7 +41,8 @@ class Transcoder:
     def _use_codec(self, codec: Codec) -> None:
         """Encode and decode with ``codec``; how it encodes a commit's events (its
         ``encode_many`` where that stands for its ``encode``, see ``encode_all``) is looked
-        up here, once per store, not on every commit."""
+        up here, once per store, not on every commit (an ``encode`` set on the codec object
+        later is not seen)."""
         self._codec = codec
         encode_many = batch_method(codec, "encode", "encode_many")
         self._encode_many = encode_many or functools.partial(encode_all, codec)

@@ -2,9 +2,9 @@
 on a sync redis-py client or awaited on a ``redis.asyncio`` one.
 
 ``script`` runs a script by its SHA1 and, on NOSCRIPT (a new, flushed or failed-over
-server), loads it and runs it again, as redis-py's ``Script.__call__`` does (at a tenth of
-a small commit's cost): each twin has its three lines of it, so that an append, one call
-on every commit, runs no steps (``operations``).
+server), loads it and runs it again, as redis-py's ``Script.__call__`` does (which would
+cost a tenth of a small commit more): each twin has its three lines of it, so that an
+append, one call on every commit, runs no steps (``operations``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ in which order, and how to read what comes back, with no I/O.
 them on a ``redis.asyncio`` client (``io.AsyncRedisIO``): one copy of the logic serves both.
 An append, one script call on every commit, is no steps: each driver sends
 ``protocol.append_command`` through its I/O's ``script`` and reads the reply with
-``protocol.parse_refusal`` (a generator and its runner cost as much as building the call).
+``protocol.parse_refusal`` (steps and their runner would add a twentieth to its client time).
 """
 
 from __future__ import annotations
